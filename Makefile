@@ -1,0 +1,45 @@
+# cairn — the two commands a new user needs: `make run` and `make test`.
+# Both go through `make setup`, which installs the ONNX Runtime library and the
+# default model into .local/ (git-ignored) and is quick when nothing is missing.
+
+CARGO ?= cargo
+REPO_NAME ?= cairn
+DATA_DIR ?= .cairn/data
+CAIRN := target/release/cairn
+
+.PHONY: setup build run test eval bench lint fmt clean
+
+setup:
+	@./scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release --locked --bin cairn
+
+# Index this repository into the embedded store and serve it on 127.0.0.1.
+run: build
+	$(CAIRN) --data-dir $(DATA_DIR) index . --repo $(REPO_NAME)
+	$(CAIRN) --data-dir $(DATA_DIR) serve
+
+# Every test: unit, integration, snapshot and end-to-end (release profile, so
+# the build is shared with `make run`).
+test: setup
+	$(CARGO) test --release --locked --workspace
+
+# Retrieval quality on the dev eval set.
+eval: build
+	$(CAIRN) eval ../shared/eval/dev
+
+# Throughput and latency benches (see README "Performance").
+bench: build
+	./scripts/bench-venv.sh
+	$(CARGO) bench --locked -p cairn-benches
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	rm -rf target .cairn

@@ -1,0 +1,46 @@
+//! Helpers shared by cairn's benches: locating the eval corpus and the
+//! default model, and percentile maths.
+
+use std::path::PathBuf;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The dev eval set (`../shared/eval/dev` beside the checkout), or
+/// `CAIRN_BENCH_EVAL` when set.
+pub fn eval_dir() -> PathBuf {
+    std::env::var_os("CAIRN_BENCH_EVAL").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/eval/dev"))
+}
+
+/// Every file of the eval corpus as (repo-relative path, text).
+pub fn corpus_files() -> Vec<(String, String)> {
+    let corpus = eval_dir().join("corpus");
+    let mut out = Vec::new();
+    let mut stack = vec![corpus.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(text) = std::fs::read_to_string(&p) {
+                let rel = p.strip_prefix(&corpus).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+                out.push((rel, text));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The `q`-th percentile (0..=100) of `samples` (sorted in place).
+pub fn percentile(samples: &mut [f64], q: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    samples.sort_by(f64::total_cmp);
+    let idx = ((q / 100.0) * (samples.len() - 1) as f64).round() as usize;
+    samples[idx.min(samples.len() - 1)]
+}

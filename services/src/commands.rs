@@ -1,0 +1,134 @@
+//! The `cairn` commands as library functions, shared by `main`, the eval and
+//! the benches: open the data dir, load the model and the store, index, serve.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use cairn_indexer::chunk::{Chunker, ChunkerConfig};
+use cairn_indexer::datadir::DataDir;
+use cairn_indexer::embed::{Embed, EmbedderConfig, OnnxEmbedder};
+use cairn_indexer::pipeline::{IndexOptions, IndexReport, Progress, index_snapshot};
+use cairn_indexer::registry::RepoRecord;
+use cairn_indexer::source::{self, FileLimits};
+use cairn_indexer::store::VectorStore;
+use cairn_indexer::store::edge::EdgeStore;
+
+use crate::config::Config;
+use crate::server::AppState;
+
+/// An open index: the locked data dir, the embedder and the store.
+pub struct Engine {
+    pub data: DataDir,
+    pub embedder: Arc<dyn Embed>,
+    pub store: Arc<dyn VectorStore>,
+    pub chunker: Arc<Chunker>,
+}
+
+/// Loads the configured ONNX embedder.
+pub fn load_embedder(config: &Config) -> anyhow::Result<OnnxEmbedder> {
+    let ec = EmbedderConfig {
+        runtime_library: config.runtime_library(),
+        model_dir: config.model_dir(),
+        settings: config.embed.model.clone(),
+        threads: config.embed.threads,
+        provider: config.embed.provider,
+        batch_size: config.embed.batch_size,
+    };
+    Ok(OnnxEmbedder::load(&ec)?)
+}
+
+impl Engine {
+    /// Locks the data dir (failing at once if another process holds it),
+    /// then loads the model and opens the store.
+    pub fn open(config: &Config, holder: &str) -> anyhow::Result<Self> {
+        let data = DataDir::open(&config.data_dir, holder)?;
+        let embedder: Arc<dyn Embed> = Arc::new(load_embedder(config)?);
+        Self::with_embedder(config, data, embedder)
+    }
+
+    /// Opens the store in a locked data dir with a given embedder.
+    pub fn with_embedder(config: &Config, data: DataDir, embedder: Arc<dyn Embed>) -> anyhow::Result<Self> {
+        let store = EdgeStore::open(&data.edge_store(), embedder.dim())?;
+        let chunker = Chunker::new(ChunkerConfig {
+            max_chars: config.index.chunk_max_chars,
+            merge_chars: config.index.chunk_merge_chars,
+            ..ChunkerConfig::default()
+        });
+        Ok(Self { data, embedder, store: Arc::new(store), chunker: Arc::new(chunker) })
+    }
+
+    /// Indexes `path` as repository `repo`, replacing its previous points,
+    /// and records it in the registry.
+    pub async fn index(
+        &self,
+        path: &Path,
+        repo: &str,
+        config: &Config,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<IndexReport> {
+        validate_repo_name(repo)?;
+        let limits = FileLimits { max_file_bytes: config.index.max_file_bytes };
+        let p = path.to_path_buf();
+        let snapshot = tokio::task::spawn_blocking(move || source::read(&p, &limits))
+            .await
+            .context("source reader failed")??;
+        let mut options = IndexOptions::new(repo);
+        options.group_size = config.index.group_size;
+        let report = index_snapshot(
+            snapshot,
+            &options,
+            self.chunker.clone(),
+            self.embedder.clone(),
+            self.store.clone(),
+            progress,
+        )
+        .await?;
+        let source = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        self.data.registry().put(RepoRecord {
+            name: repo.to_string(),
+            source: source.display().to_string(),
+            indexed_commit: report.commit.clone(),
+            files: report.files,
+            chunks: report.chunks,
+            skipped: report.skipped.clone(),
+            last_indexed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            embedder: self.embedder.fingerprint().to_string(),
+        })?;
+        Ok(report)
+    }
+
+    /// Shared state for the transports.
+    pub fn state(&self, config: &Config) -> AppState {
+        AppState::new(self.embedder.clone(), self.store.clone(), self.data.registry(), config.search)
+    }
+}
+
+/// Repository names: 1–128 characters of `A-Z a-z 0-9 . _ - /`, not starting
+/// with `.` or `/`.
+pub fn validate_repo_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with(['.', '/'])
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+    anyhow::ensure!(
+        ok,
+        "invalid repo name {name:?}: use 1-128 characters of letters, digits, '.', '_', '-' and '/'"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_names() {
+        for ok in ["acme-auth", "acme/auth", "a.b_c"] {
+            assert!(validate_repo_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".hidden", "/abs", "has space", "x".repeat(129).as_str()] {
+            assert!(validate_repo_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Configuration: defaults → TOML file (`--config FILE` or `CAIRN_CONFIG`,
+//! never picked up implicitly) → `CAIRN_*` environment variables (`__` for
+//! nesting: `CAIRN_SERVER__HTTP=0.0.0.0:7700`) → command-line flags.
+//!
+//! Unknown keys are errors, and [`Config::validate`] reports every problem at
+//! once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use cairn_indexer::embed::{ModelSettings, Provider};
+use serde::{Deserialize, Serialize};
+
+use crate::search::RankSettings;
+
+/// Runtime library and default model, installed by `make setup` under the
+/// project-local `.local/` directory.
+pub const DEFAULT_RUNTIME: &str = ".local/onnxruntime/libonnxruntime.so.1.31.1";
+pub const DEFAULT_MODEL: &str = ".local/models/all-minilm-l6-v2-int8";
+pub const DEFAULT_DATA_DIR: &str = ".cairn/data";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the index, registry and lock live.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub embed: EmbedConfig,
+    pub index: IndexConfig,
+    pub search: RankSettings,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub http: String,
+    pub grpc: String,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbedConfig {
+    /// `libonnxruntime.so` to load; relative paths are looked up from the
+    /// working directory, then from the project the binary was built in.
+    pub runtime_library: PathBuf,
+    /// Model directory (`model.onnx`, `tokenizer.json`, optional `cairn-model.toml`).
+    pub model_dir: PathBuf,
+    /// Intra-op threads; 0 = one per core.
+    pub threads: usize,
+    pub provider: Provider,
+    pub batch_size: usize,
+    /// Overrides the model directory's own settings when given.
+    pub model: Option<ModelSettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    pub max_file_bytes: usize,
+    /// Chunks embedded and written together.
+    pub group_size: usize,
+    pub chunk_max_chars: usize,
+    pub chunk_merge_chars: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable when stderr is a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// `tracing` filter directive, e.g. `info,cairn_indexer=debug`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            server: ServerConfig::default(),
+            embed: EmbedConfig::default(),
+            index: IndexConfig::default(),
+            search: RankSettings::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { http: "127.0.0.1:7700".into(), grpc: "127.0.0.1:7701".into(), max_body_bytes: 1024 * 1024 }
+    }
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        Self {
+            runtime_library: PathBuf::from(DEFAULT_RUNTIME),
+            model_dir: PathBuf::from(DEFAULT_MODEL),
+            threads: 0,
+            provider: Provider::Cpu,
+            batch_size: 32,
+            model: None,
+        }
+    }
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        let chunk = cairn_indexer::chunk::ChunkerConfig::default();
+        Self {
+            max_file_bytes: 1024 * 1024,
+            group_size: 256,
+            chunk_max_chars: chunk.max_chars,
+            chunk_merge_chars: chunk.merge_chars,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Auto, level: "info".into() }
+    }
+}
+
+/// Problems found while loading or validating configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Loads configuration from `file` (or `CAIRN_CONFIG` when `file` is
+    /// None) and the `CAIRN_*` environment, and validates it.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    /// [`Config::load`] with an explicit environment (for tests).
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let from_env = env.iter().find(|(k, _)| k == "CAIRN_CONFIG").map(|(_, v)| PathBuf::from(v));
+        let file = file.map(Path::to_path_buf).or(from_env);
+        let mut table = match &file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(vec![format!("failed to read config {}: {e}", path.display())]))?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError(vec![format!("{}: {}", path.display(), e.message())]))?
+            }
+            None => toml::Table::new(),
+        };
+        let mut errors = Vec::new();
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix("CAIRN_") else { continue };
+            if rest == "CONFIG" || rest.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            if let Err(e) = set_path(&mut table, &path, value) {
+                errors.push(format!("{key}: {e}"));
+            }
+        }
+        let config: Config = match toml::Value::Table(table).try_into() {
+            Ok(c) => c,
+            Err(e) => {
+                let source = file.as_ref().map_or("environment".to_string(), |p| p.display().to_string());
+                errors.push(format!("{source}: {}", e.message()));
+                return Err(ConfigError(errors));
+            }
+        };
+        if !errors.is_empty() {
+            return Err(ConfigError(errors));
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; reports all problems together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        for (name, addr) in [("server.http", &self.server.http), ("server.grpc", &self.server.grpc)] {
+            if addr.parse::<SocketAddr>().is_err() {
+                errors.push(format!("{name}: {addr:?} is not a socket address like 127.0.0.1:7700"));
+            }
+        }
+        if self.server.max_body_bytes < 1024 {
+            errors.push("server.max_body_bytes: must be at least 1024".into());
+        }
+        if self.embed.batch_size == 0 || self.embed.batch_size > 1024 {
+            errors.push("embed.batch_size: must be between 1 and 1024".into());
+        }
+        if self.index.group_size == 0 {
+            errors.push("index.group_size: must be at least 1".into());
+        }
+        if self.index.max_file_bytes == 0 {
+            errors.push("index.max_file_bytes: must be at least 1".into());
+        }
+        if self.index.chunk_max_chars < 200 || self.index.chunk_merge_chars > self.index.chunk_max_chars {
+            errors.push("index.chunk_max_chars must be ≥ 200 and ≥ index.chunk_merge_chars".into());
+        }
+        if self.search.candidates == 0 || self.search.candidates > 1000 {
+            errors.push("search.candidates: must be between 1 and 1000".into());
+        }
+        if !(self.search.rrf_k >= 0.0) || !(self.search.dense_weight >= 0.0) || !(self.search.sparse_weight >= 0.0) {
+            errors.push("search.rrf_k, dense_weight and sparse_weight must be non-negative numbers".into());
+        }
+        if let Some(m) = &self.embed.model
+            && (m.max_length == 0 || m.max_length > 8192)
+        {
+            errors.push("embed.model.max_length: must be between 1 and 8192".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            errors.push(format!("log.level: {:?} is not a valid filter", self.log.level));
+        }
+        if errors.is_empty() { Ok(()) } else { Err(ConfigError(errors)) }
+    }
+
+    /// The runtime library path, resolved (see [`resolve_asset`]).
+    pub fn runtime_library(&self) -> PathBuf {
+        resolve_asset(&self.embed.runtime_library)
+    }
+
+    /// The model directory, resolved (see [`resolve_asset`]).
+    pub fn model_dir(&self) -> PathBuf {
+        resolve_asset(&self.embed.model_dir)
+    }
+}
+
+/// Sets a dotted path in a TOML table from an environment string: TOML
+/// literals (numbers, booleans, arrays) are parsed, anything else is a string.
+fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut t = table;
+    for p in parents {
+        let entry = t.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry.as_table_mut().ok_or_else(|| format!("{p} is not a section"))?;
+    }
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut v| v.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Resolves a relative asset path: as given when it exists from the working
+/// directory, else relative to the project the binary was built in
+/// (`<root>/target/<profile>/cairn`), so `target/release/cairn` finds
+/// `.local/` from anywhere.
+pub fn resolve_asset(path: &Path) -> PathBuf {
+    if path.is_absolute() || path.exists() {
+        return path.to_path_buf();
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for ancestor in exe.ancestors().skip(1).take(4) {
+            let candidate = ancestor.join(path);
+            if candidate.exists() {
+                return candidate;
+            }
+        }
+    }
+    path.to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load_from(None, &[]).unwrap();
+        assert_eq!(c.server.http, "127.0.0.1:7700");
+        assert_eq!(c.server.grpc, "127.0.0.1:7701");
+    }
+
+    #[test]
+    fn file_then_env_layering() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("cairn.toml");
+        std::fs::write(&f, "data_dir = \"/tmp/x\"\n[server]\nhttp = \"127.0.0.1:9000\"\n").unwrap();
+        let c = Config::load_from(Some(&f), &env(&[("CAIRN_SERVER__HTTP", "127.0.0.1:9100"), ("CAIRN_EMBED__THREADS", "3")]))
+            .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.server.http, "127.0.0.1:9100");
+        assert_eq!(c.embed.threads, 3);
+    }
+
+    #[test]
+    fn config_env_var_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[search]\ncandidates = 7\n").unwrap();
+        let c = Config::load_from(None, &env(&[("CAIRN_CONFIG", f.to_str().unwrap())])).unwrap();
+        assert_eq!(c.search.candidates, 7);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[server]\nhtp = \"x\"\n").unwrap();
+        let e = Config::load_from(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("htp"), "{e}");
+        let e = Config::load_from(None, &env(&[("CAIRN_BOGUS", "1")])).unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn all_problems_reported_at_once() {
+        let e = Config::load_from(
+            None,
+            &env(&[("CAIRN_SERVER__HTTP", "nope"), ("CAIRN_SERVER__GRPC", "also-nope"), ("CAIRN_EMBED__BATCH_SIZE", "0")]),
+        )
+        .unwrap_err();
+        assert_eq!(e.0.len(), 3, "{e}");
+    }
+}

@@ -1,0 +1,22 @@
+//! Everything a user talks to: search, the HTTP and gRPC transports, and the
+//! `cairn` binary's commands. The index itself lives in `cairn-indexer`;
+//! this crate reads it through the store and embedder APIs.
+//!
+//! # Layout
+//! - [`config`]: layered, strict configuration.
+//! - [`search`]: [`search::SearchService`], the one search path (validation, hybrid retrieval, fusion).
+//! - [`error`]: [`error::ServiceError`] and the single kind → HTTP/gRPC table.
+//! - [`http`], [`grpc`]: thin transports; [`server`]: state and `run(…, listeners, shutdown)`.
+//! - [`commands`]: `cairn index|search|serve|eval` as library functions.
+//! - [`eval`]: the retrieval-quality eval.
+//! - [`telemetry`]: logging setup.
+
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod eval;
+pub mod grpc;
+pub mod http;
+pub mod search;
+pub mod server;
+pub mod telemetry;

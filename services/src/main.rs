@@ -1,0 +1,283 @@
+//! The `cairn` binary: `index`, `search`, `serve` and `eval`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use cairn_indexer::pipeline::Progress;
+use cairn_services::commands::Engine;
+use cairn_services::config::Config;
+use cairn_services::search::SearchRequest;
+use cairn_services::{eval, server, telemetry};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cairn", version, about = "On-prem code search: index git repositories, search them by meaning and keywords")]
+struct Cli {
+    /// Configuration file (TOML). Also read from CAIRN_CONFIG; never picked up implicitly.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (index, registry, lock). Overrides the config's data_dir.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Index a git repository (its HEAD tree) or a plain directory.
+    Index {
+        /// Repository or directory to index.
+        path: PathBuf,
+        /// Name to file it under; re-indexing the same name replaces it.
+        #[arg(long)]
+        repo: String,
+    },
+    /// Search the index.
+    Search {
+        query: String,
+        /// Restrict to these repositories (repeatable).
+        #[arg(long = "repo", value_name = "NAME")]
+        repos: Vec<String>,
+        /// Restrict to these languages (repeatable).
+        #[arg(long = "language", value_name = "LANG")]
+        languages: Vec<String>,
+        /// Restrict to paths starting with this prefix.
+        #[arg(long)]
+        path_prefix: Option<String>,
+        /// Number of results (1-100).
+        #[arg(short, default_value_t = 10)]
+        k: i64,
+        /// Print the response as JSON (the HTTP API's shape).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the HTTP and gRPC APIs.
+    Serve {
+        /// HTTP listen address (default 127.0.0.1:7700).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+        /// gRPC listen address (default 127.0.0.1:7701).
+        #[arg(long, value_name = "ADDR")]
+        grpc: Option<String>,
+    },
+    /// Measure retrieval quality on an eval set (corpus/ + queries.jsonl).
+    Eval {
+        /// Eval directory.
+        #[arg(default_value = "../shared/eval/dev")]
+        dir: PathBuf,
+        /// Reuse an index already in --data-dir instead of building a fresh one in a temporary directory.
+        #[arg(long)]
+        reuse: bool,
+        /// Print metrics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let mut config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if let Some(d) = &cli.data_dir {
+        config.data_dir = d.clone();
+    }
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config, cli.data_dir.is_some())) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyhow::Result<()> {
+    match command {
+        Command::Index { path, repo } => {
+            cairn_services::commands::validate_repo_name(&repo)?;
+            let engine = Engine::open(&config, "cairn index")?;
+            let bar = Bar::new();
+            let report = engine.index(&path, &repo, &config, &bar).await?;
+            bar.0.finish_and_clear();
+            let skipped: Vec<String> = report.skipped.iter().map(|(r, n)| format!("{} {n}", r.as_str())).collect();
+            println!(
+                "indexed {repo}{}: {} files, {} chunks, {} tokens embedded, skipped: {} in {:.1}s",
+                if report.commit.is_empty() { String::new() } else { format!(" @ {}", &report.commit[..12.min(report.commit.len())]) },
+                report.files,
+                report.chunks,
+                report.tokens,
+                if skipped.is_empty() { "none".to_string() } else { skipped.join(", ") },
+                report.seconds
+            );
+            Ok(())
+        }
+        Command::Search { query, repos, languages, path_prefix, k, json } => {
+            let engine = Engine::open(&config, "cairn search")?;
+            let state = engine.state(&config);
+            let resp = state
+                .search
+                .search(SearchRequest { query, k, repos, languages, path_prefix })
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&resp)?);
+            } else {
+                for (i, h) in resp.results.iter().enumerate() {
+                    println!(
+                        "{:>2}. {:.4}  {}/{}#L{}-L{}  {} {}",
+                        i + 1,
+                        h.score,
+                        h.repo,
+                        h.path,
+                        h.start_line,
+                        h.end_line,
+                        h.kind,
+                        h.symbol.as_deref().unwrap_or("")
+                    );
+                    for line in h.content.lines().take(3) {
+                        println!("      {line}");
+                    }
+                }
+                println!("({} results in {:.1} ms)", resp.results.len(), resp.took_ms);
+            }
+            Ok(())
+        }
+        Command::Serve { http, grpc } => {
+            if let Some(h) = http {
+                config.server.http = h;
+            }
+            if let Some(g) = grpc {
+                config.server.grpc = g;
+            }
+            config.validate()?;
+            let engine = Engine::open(&config, "cairn serve")?;
+            let http = tokio::net::TcpListener::bind(&config.server.http)
+                .await
+                .with_context(|| format!("failed to listen on {}", config.server.http))?;
+            let grpc = tokio::net::TcpListener::bind(&config.server.grpc)
+                .await
+                .with_context(|| format!("failed to listen on {}", config.server.grpc))?;
+            let http_addr = http.local_addr()?;
+            let grpc_addr = grpc.local_addr()?;
+            tracing::info!(http = %http_addr, grpc = %grpc_addr, "serving");
+            println!("cairn is serving HTTP on http://{http_addr} and gRPC on {grpc_addr}");
+            println!("try:\n  curl -s http://{http_addr}/v1/search -d '{{\"query\": \"how are chunks embedded\", \"k\": 3}}'");
+            server::run(engine.state(&config), http, grpc, config.server.max_body_bytes, shutdown_signal()).await
+        }
+        Command::Eval { dir, reuse, json } => run_eval(&dir, reuse, json, config, data_dir_given).await,
+    }
+}
+
+async fn run_eval(dir: &Path, reuse: bool, json: bool, mut config: Config, data_dir_given: bool) -> anyhow::Result<()> {
+    let queries = eval::load_queries(dir)?;
+    let tmp;
+    if !data_dir_given {
+        anyhow::ensure!(!reuse, "--reuse needs --data-dir");
+        tmp = tempfile_dir()?;
+        config.data_dir = tmp.clone();
+    }
+    let engine = Engine::open(&config, "cairn eval")?;
+    let mut index_s = 0.0;
+    let mut chunks = 0;
+    if !reuse {
+        let corpus = dir.join("corpus");
+        let mut repos: Vec<PathBuf> = std::fs::read_dir(&corpus)
+            .with_context(|| format!("failed to read {}", corpus.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        repos.sort();
+        for repo in repos {
+            let name = repo.file_name().and_then(|n| n.to_str()).context("bad corpus dir name")?.to_string();
+            let report = engine.index(&repo, &name, &config, &cairn_indexer::pipeline::NoProgress).await?;
+            eprintln!("indexed {name}: {} files, {} chunks in {:.1}s", report.files, report.chunks, report.seconds);
+            index_s += report.seconds;
+            chunks += report.chunks;
+        }
+    }
+    let state = engine.state(&config);
+    let started = Instant::now();
+    let ranks = eval::run_queries(&state.search, &queries).await?;
+    let query_s = started.elapsed().as_secs_f64();
+    let m = eval::metrics(&queries, &ranks);
+    if json {
+        println!("{}", serde_json::json!({"system": "cairn", "chunks": chunks, "index_seconds": index_s, "query_seconds": query_s, "metrics": m}));
+    } else {
+        print!("{}", eval::table(&m));
+        println!("{} queries in {:.1}s; index {} chunks in {:.1}s", queries.len(), query_s, chunks, index_s);
+    }
+    if !data_dir_given {
+        drop(engine);
+        let _ = std::fs::remove_dir_all(&config.data_dir);
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("cairn-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+/// A terminal progress bar over files (hidden when stderr is not a terminal).
+struct Bar(indicatif::ProgressBar);
+
+impl Bar {
+    fn new() -> Self {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} files, {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Self(bar)
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, files: usize) {
+        self.0.set_length(files as u64);
+    }
+
+    fn advance(&self, files_done: usize, chunks_done: usize) {
+        self.0.set_position(files_done as u64);
+        self.0.set_message(format!("{chunks_done} chunks"));
+    }
+}
+

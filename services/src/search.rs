@@ -1,0 +1,231 @@
+//! Search: validate a request, embed the query, run dense and BM25 retrieval
+//! inside the store (filters included), fuse, and shape the hits.
+//!
+//! Every transport (HTTP, gRPC, CLI, eval) calls [`SearchService::search`],
+//! so the same question gets the same answer everywhere.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cairn_indexer::chunk::Language;
+use cairn_indexer::embed::Embed;
+use cairn_indexer::registry::Registry;
+use cairn_indexer::sparse;
+use cairn_indexer::store::{ScoredChunk, SearchFilter, VectorStore};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ServiceError;
+
+/// Most results one request may ask for.
+pub const MAX_K: i64 = 100;
+/// Results when the request does not say.
+pub const DEFAULT_K: i64 = 10;
+/// Longest accepted query, in bytes.
+pub const MAX_QUERY_BYTES: usize = 8 * 1024;
+
+/// A search request as every transport receives it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    pub query: String,
+    #[serde(default = "default_k")]
+    pub k: i64,
+    #[serde(default)]
+    pub repos: Vec<String>,
+    #[serde(default)]
+    pub languages: Vec<String>,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+}
+
+fn default_k() -> i64 {
+    DEFAULT_K
+}
+
+/// One result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SearchHit {
+    pub repo: String,
+    pub path: String,
+    pub start_line: u32,
+    pub end_line: u32,
+    pub language: String,
+    pub kind: String,
+    pub symbol: Option<String>,
+    pub score: f32,
+    pub content: String,
+    pub commit: String,
+}
+
+/// The answer to a [`SearchRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SearchResponse {
+    pub results: Vec<SearchHit>,
+    pub took_ms: f64,
+}
+
+/// How dense and BM25 results are fused.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RankSettings {
+    /// Candidates fetched from each retriever (at least k).
+    pub candidates: usize,
+    /// RRF constant: larger flattens the rank curve.
+    pub rrf_k: f32,
+    /// Weight of the dense list in the fusion.
+    pub dense_weight: f32,
+    /// Weight of the BM25 list in the fusion.
+    pub sparse_weight: f32,
+}
+
+impl Default for RankSettings {
+    fn default() -> Self {
+        Self { candidates: 50, rrf_k: 60.0, dense_weight: 1.0, sparse_weight: 1.0 }
+    }
+}
+
+/// Answers searches over one store with one embedder.
+#[derive(Clone)]
+pub struct SearchService {
+    embedder: Arc<dyn Embed>,
+    store: Arc<dyn VectorStore>,
+    registry: Registry,
+    rank: RankSettings,
+}
+
+impl SearchService {
+    pub fn new(embedder: Arc<dyn Embed>, store: Arc<dyn VectorStore>, registry: Registry, rank: RankSettings) -> Self {
+        Self { embedder, store, registry, rank }
+    }
+
+    /// The registry of indexed repositories this service answers from.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Validates and runs one search.
+    pub async fn search(&self, request: SearchRequest) -> Result<SearchResponse, ServiceError> {
+        let started = Instant::now();
+        let (query, k, filter) = self.validate(request)?;
+        let embedder = self.embedder.clone();
+        let q = query.clone();
+        let dense_vec = tokio::task::spawn_blocking(move || embedder.embed_query(&q))
+            .await
+            .map_err(|e| ServiceError::internal(format!("query embedding task failed: {e}")))??;
+        let sparse_vec = sparse::query_vector(&query);
+        let n = self.rank.candidates.max(k);
+        let (dense, bm25) = tokio::try_join!(
+            self.store.search_dense(dense_vec, &filter, n),
+            self.store.search_sparse(sparse_vec, &filter, n)
+        )?;
+        let results = fuse(&self.rank, dense, bm25, k)
+            .into_iter()
+            .map(|(score, c)| SearchHit {
+                repo: c.payload.repo,
+                path: c.payload.path,
+                start_line: c.payload.start_line,
+                end_line: c.payload.end_line,
+                language: c.payload.language,
+                kind: c.payload.kind,
+                symbol: c.payload.symbol,
+                score,
+                content: c.payload.content,
+                commit: c.payload.commit,
+            })
+            .collect();
+        Ok(SearchResponse { results, took_ms: started.elapsed().as_secs_f64() * 1000.0 })
+    }
+
+    fn validate(&self, r: SearchRequest) -> Result<(String, usize, SearchFilter), ServiceError> {
+        let query = r.query.trim().to_string();
+        if query.is_empty() {
+            return Err(ServiceError::invalid("query must not be empty"));
+        }
+        if query.len() > MAX_QUERY_BYTES {
+            return Err(ServiceError::invalid(format!("query is longer than {MAX_QUERY_BYTES} bytes")));
+        }
+        if !(1..=MAX_K).contains(&r.k) {
+            return Err(ServiceError::invalid(format!("k must be between 1 and {MAX_K}, got {}", r.k)));
+        }
+        let mut languages = Vec::new();
+        for l in &r.languages {
+            match Language::parse_name(l) {
+                Some(lang) => languages.push(lang.as_str().to_string()),
+                None => return Err(ServiceError::invalid(format!("unknown language {l:?}"))),
+            }
+        }
+        if !r.repos.is_empty() {
+            let known = self.registry.load()?;
+            if let Some(missing) = r.repos.iter().find(|name| !known.contains_key(name.as_str())) {
+                return Err(ServiceError::not_found(format!("unknown repo {missing:?}")));
+            }
+        }
+        let filter = SearchFilter {
+            repos: r.repos,
+            languages,
+            path_prefix: r.path_prefix.filter(|p| !p.is_empty()),
+        };
+        Ok((query, r.k as usize, filter))
+    }
+}
+
+/// Weighted reciprocal-rank fusion of the dense and BM25 lists.
+pub fn fuse(rank: &RankSettings, dense: Vec<ScoredChunk>, bm25: Vec<ScoredChunk>, k: usize) -> Vec<(f32, ScoredChunk)> {
+    let mut fused: HashMap<String, (f32, ScoredChunk)> = HashMap::new();
+    for (weight, list) in [(rank.dense_weight, dense), (rank.sparse_weight, bm25)] {
+        for (i, hit) in list.into_iter().enumerate() {
+            let s = weight / (rank.rrf_k + i as f32 + 1.0);
+            fused.entry(hit.id.clone()).and_modify(|e| e.0 += s).or_insert((s, hit));
+        }
+    }
+    let mut out: Vec<(f32, ScoredChunk)> = fused.into_values().collect();
+    out.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| a.1.payload.path.cmp(&b.1.payload.path))
+            .then_with(|| a.1.payload.start_line.cmp(&b.1.payload.start_line))
+    });
+    out.truncate(k);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_indexer::store::ChunkPayload;
+
+    fn hit(id: &str) -> ScoredChunk {
+        ScoredChunk {
+            id: id.into(),
+            score: 0.0,
+            payload: ChunkPayload {
+                repo: "r".into(),
+                path: format!("{id}.rs"),
+                language: "rust".into(),
+                kind: "function".into(),
+                symbol: None,
+                start_line: 1,
+                end_line: 2,
+                commit: String::new(),
+                blob: String::new(),
+                content: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn fusion_rewards_agreement() {
+        let r = RankSettings::default();
+        let out = fuse(&r, vec![hit("a"), hit("b"), hit("c")], vec![hit("c"), hit("d")], 10);
+        let ids: Vec<_> = out.iter().map(|(_, h)| h.id.as_str()).collect();
+        assert_eq!(ids[0], "c");
+        assert_eq!(ids.len(), 4);
+        assert!(out.windows(2).all(|w| w[0].0 >= w[1].0));
+    }
+
+    #[test]
+    fn fusion_truncates_to_k() {
+        let out = fuse(&RankSettings::default(), vec![hit("a"), hit("b")], vec![hit("c")], 2);
+        assert_eq!(out.len(), 2);
+    }
+}

@@ -1,0 +1,101 @@
+//! Black-box end-to-end tests: they run the real `cairn` binary with the real
+//! default model (installed by `make setup`) against the fixture repository
+//! in `fixtures/repos/acme-auth`, turned into a git repository per test.
+
+mod cli;
+mod serve;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The binary under test.
+pub fn cairn() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CAIRN_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+/// Runs `cairn` and returns (success, stdout, stderr).
+pub fn run(args: &[&str]) -> (bool, String, String) {
+    let out = cairn().args(args).output().expect("cairn runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+pub fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(["-c", "user.name=cairn", "-c", "user.email=cairn@example.com", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?} failed");
+}
+
+/// A temporary git repository holding the acme-auth fixture, committed.
+pub fn fixture_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/repos/acme-auth");
+    copy_dir(&src, dir.path());
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-q", "-m", "init"]);
+    dir
+}
+
+/// A running `cairn serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub http: String,
+    pub grpc: String,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path) -> Server {
+        use std::io::BufRead;
+        let mut child = cairn()
+            .args(["--data-dir", data_dir.to_str().unwrap(), "serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cairn serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let line = lines.next().expect("serve prints its addresses").unwrap();
+        // "cairn is serving HTTP on http://127.0.0.1:PORT and gRPC on 127.0.0.1:PORT"
+        let http = line.split("http://").nth(1).unwrap().split(' ').next().unwrap().to_string();
+        let grpc = line.rsplit(' ').next().unwrap().to_string();
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, http, grpc }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -65,11 +65,16 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
+/// Version of how chunk text is prepared for the model (identifier
+/// humanizing, BM25 fields); part of point ids, bumped when it changes.
+pub const EMBED_TEXT_VERSION: u32 = 1;
+
 /// Deterministic point id: the same chunk of the same blob, embedded by the
 /// same model and chunker, always gets the same UUID.
 pub fn point_id(repo: &str, path: &str, blob: &str, start: u32, end: u32, embedder: &str) -> String {
     let mut h = blake3::Hasher::new();
-    for part in [repo, path, blob, &start.to_string(), &end.to_string(), embedder, &CHUNKER_VERSION.to_string()] {
+    let versions = format!("{CHUNKER_VERSION}.{EMBED_TEXT_VERSION}");
+    for part in [repo, path, blob, &start.to_string(), &end.to_string(), embedder, &versions] {
         h.update(part.as_bytes());
         h.update(&[0]);
     }
@@ -157,7 +162,8 @@ pub async fn index_snapshot(
         .spawn(move || {
             for Group { chunks: mut group, files: files_done } in group_rx {
                 group.sort_by_key(|p| p.embed_text.len());
-                let texts: Vec<&str> = group.iter().map(|p| p.embed_text.as_str()).collect();
+                let humanized: Vec<String> = group.iter().map(|p| sparse::humanize(&p.embed_text)).collect();
+                let texts: Vec<&str> = humanized.iter().map(String::as_str).collect();
                 let embedded = match embedder.embed_documents(&texts) {
                     Ok(e) => e,
                     Err(e) => {
@@ -179,7 +185,7 @@ pub async fn index_snapshot(
                             &fingerprint,
                         ),
                         run: run_id.clone(),
-                        sparse: sparse::document_vector(&p.embed_text),
+                        sparse: sparse::document_vector_with_symbol(&p.embed_text, p.payload.symbol.as_deref()),
                         payload: p.payload,
                         dense,
                     })

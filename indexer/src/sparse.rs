@@ -60,6 +60,40 @@ fn split_identifier(word: &str) -> Vec<&str> {
     parts
 }
 
+/// Rewrites identifiers as words for a natural-language embedding model:
+/// `parseHttpHeader` and `parse_http_header` become `parse http header`;
+/// everything else is kept as it is.
+pub fn humanize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let mut word_start: Option<usize> = None;
+    let flush = |out: &mut String, word: &str| {
+        let parts = split_identifier(word);
+        if parts.len() > 1 || word.contains('_') {
+            let joined: Vec<String> = parts.iter().map(|p| p.to_lowercase()).collect();
+            out.push_str(&joined.join(" "));
+        } else {
+            out.push_str(word);
+        }
+    };
+    for (i, c) in text.char_indices() {
+        let in_word = c.is_alphanumeric() || c == '_';
+        match (in_word, word_start) {
+            (true, None) => word_start = Some(i),
+            (false, Some(s)) => {
+                flush(&mut out, &text[s..i]);
+                word_start = None;
+                out.push(c);
+            }
+            (false, None) => out.push(c),
+            (true, Some(_)) => {}
+        }
+    }
+    if let Some(s) = word_start {
+        flush(&mut out, &text[s..]);
+    }
+    out
+}
+
 /// The terms of `text`, in order, with repetitions.
 pub fn terms(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -100,9 +134,25 @@ fn to_sparse(weights: HashMap<u32, f32>) -> SparseVec {
     SparseVec { indices: pairs.iter().map(|p| p.0).collect(), values: pairs.iter().map(|p| p.1).collect() }
 }
 
+/// How many extra times a symbol's terms count in its chunk's document
+/// vector (a BM25F-style field boost: a name says more than a body).
+pub const SYMBOL_BOOST: usize = 2;
+
 /// Document vector: BM25 saturated term frequencies.
 pub fn document_vector(text: &str) -> SparseVec {
-    let terms = terms(text);
+    document_vector_with_symbol(text, None)
+}
+
+/// Document vector of a chunk whose qualified symbol's terms are boosted
+/// by [`SYMBOL_BOOST`].
+pub fn document_vector_with_symbol(text: &str, symbol: Option<&str>) -> SparseVec {
+    let mut terms = terms(text);
+    if let Some(symbol) = symbol {
+        let extra = self::terms(symbol);
+        for _ in 0..SYMBOL_BOOST {
+            terms.extend(extra.iter().cloned());
+        }
+    }
     let len = terms.len() as f32;
     let mut tf: HashMap<u32, f32> = HashMap::new();
     for t in &terms {
@@ -127,6 +177,13 @@ mod tests {
         assert_eq!(split_identifier("HTTPServerError2"), ["HTTP", "Server", "Error", "2"]);
         assert_eq!(split_identifier("prepare_cookies"), ["prepare", "cookies"]);
         assert_eq!(split_identifier("__init__"), ["init"]);
+    }
+
+    #[test]
+    fn humanize_splits_identifiers_only() {
+        assert_eq!(humanize("fn parseHttpHeader(raw_bytes: &[u8]) -> Header"), "fn parse http header(raw bytes: &[u8]) -> Header");
+        assert_eq!(humanize("__init__ x"), "init x");
+        assert_eq!(humanize(""), "");
     }
 
     #[test]

@@ -18,11 +18,14 @@ use crate::config::Config;
 use crate::server::AppState;
 
 /// An open index: the locked data dir, the embedder and the store.
+///
+/// Fields drop in order: the store flushes before the data dir's lock is
+/// released, so no other process can open the directory mid-flush.
 pub struct Engine {
-    pub data: DataDir,
-    pub embedder: Arc<dyn Embed>,
     pub store: Arc<dyn VectorStore>,
+    pub embedder: Arc<dyn Embed>,
     pub chunker: Arc<Chunker>,
+    pub data: DataDir,
 }
 
 /// Loads the configured ONNX embedder.
@@ -53,6 +56,7 @@ impl Engine {
         let chunker = Chunker::new(ChunkerConfig {
             max_chars: config.index.chunk_max_chars,
             merge_chars: config.index.chunk_merge_chars,
+            container_chars: config.index.chunk_container_chars,
             ..ChunkerConfig::default()
         });
         Ok(Self { data, embedder, store: Arc::new(store), chunker: Arc::new(chunker) })

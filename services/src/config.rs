@@ -18,6 +18,8 @@ use crate::search::RankSettings;
 pub const DEFAULT_RUNTIME: &str = ".local/onnxruntime/libonnxruntime.so.1.31.1";
 pub const DEFAULT_MODEL: &str = ".local/models/all-minilm-l6-v2-int8";
 pub const DEFAULT_DATA_DIR: &str = ".cairn/data";
+/// Info for cairn; only warnings from ONNX Runtime and errors from the embedded engine, which are chatty.
+pub const DEFAULT_LOG_LEVEL: &str = "info,ort=warn,qdrant_edge=error";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -64,6 +66,7 @@ pub struct IndexConfig {
     pub group_size: usize,
     pub chunk_max_chars: usize,
     pub chunk_merge_chars: usize,
+    pub chunk_container_chars: usize,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
@@ -124,13 +127,14 @@ impl Default for IndexConfig {
             group_size: 256,
             chunk_max_chars: chunk.max_chars,
             chunk_merge_chars: chunk.merge_chars,
+            chunk_container_chars: chunk.container_chars,
         }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Auto, level: "info".into() }
+        Self { format: LogFormat::Auto, level: DEFAULT_LOG_LEVEL.into() }
     }
 }
 
@@ -319,6 +323,12 @@ mod tests {
         assert!(e.contains("htp"), "{e}");
         let e = Config::load_from(None, &env(&[("CAIRN_BOGUS", "1")])).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn example_config_lists_the_defaults() {
+        let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cairn.example.toml");
+        assert_eq!(Config::load_from(Some(&f), &[]).unwrap(), Config::default());
     }
 
     #[test]

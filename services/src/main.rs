@@ -1,7 +1,6 @@
 //! The `cairn` binary: `index`, `search`, `serve` and `eval`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -185,13 +184,25 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
 
 async fn run_eval(dir: &Path, reuse: bool, json: bool, mut config: Config, data_dir_given: bool) -> anyhow::Result<()> {
     let queries = eval::load_queries(dir)?;
-    let tmp;
-    if !data_dir_given {
+    // Without --data-dir the index is built in a temporary directory, removed
+    // after the store is closed.
+    let tmp = if data_dir_given {
+        None
+    } else {
         anyhow::ensure!(!reuse, "--reuse needs --data-dir");
-        tmp = tempfile_dir()?;
+        let tmp = std::env::temp_dir().join(format!("cairn-eval-{}", std::process::id()));
         config.data_dir = tmp.clone();
+        Some(tmp)
+    };
+    let outcome = eval_in(dir, &queries, reuse, json, &config).await;
+    if let Some(tmp) = tmp {
+        let _ = std::fs::remove_dir_all(tmp);
     }
-    let engine = Engine::open(&config, "cairn eval")?;
+    outcome
+}
+
+async fn eval_in(dir: &Path, queries: &[eval::Query], reuse: bool, json: bool, config: &Config) -> anyhow::Result<()> {
+    let engine = Engine::open(config, "cairn eval")?;
     let mut index_s = 0.0;
     let mut chunks = 0;
     if !reuse {
@@ -204,34 +215,27 @@ async fn run_eval(dir: &Path, reuse: bool, json: bool, mut config: Config, data_
         repos.sort();
         for repo in repos {
             let name = repo.file_name().and_then(|n| n.to_str()).context("bad corpus dir name")?.to_string();
-            let report = engine.index(&repo, &name, &config, &cairn_indexer::pipeline::NoProgress).await?;
+            let report = engine.index(&repo, &name, config, &cairn_indexer::pipeline::NoProgress).await?;
             eprintln!("indexed {name}: {} files, {} chunks in {:.1}s", report.files, report.chunks, report.seconds);
             index_s += report.seconds;
             chunks += report.chunks;
         }
     }
-    let state = engine.state(&config);
+    let state = engine.state(config);
     let started = Instant::now();
-    let ranks = eval::run_queries(&state.search, &queries).await?;
+    let ranks = eval::run_queries(&state.search, queries).await?;
     let query_s = started.elapsed().as_secs_f64();
-    let m = eval::metrics(&queries, &ranks);
+    let m = eval::metrics(queries, &ranks);
     if json {
-        println!("{}", serde_json::json!({"system": "cairn", "chunks": chunks, "index_seconds": index_s, "query_seconds": query_s, "metrics": m}));
+        println!(
+            "{}",
+            serde_json::json!({"system": "cairn", "chunks": chunks, "index_seconds": index_s, "query_seconds": query_s, "metrics": m})
+        );
     } else {
         print!("{}", eval::table(&m));
         println!("{} queries in {:.1}s; index {} chunks in {:.1}s", queries.len(), query_s, chunks, index_s);
     }
-    if !data_dir_given {
-        drop(engine);
-        let _ = std::fs::remove_dir_all(&config.data_dir);
-    }
     Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("cairn-eval-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

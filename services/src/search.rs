@@ -65,10 +65,26 @@ pub struct SearchResponse {
     pub took_ms: f64,
 }
 
+/// How the dense and BM25 lists become one ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// Weighted reciprocal-rank fusion: only ranks count.
+    #[default]
+    Rrf,
+    /// Relative score fusion: each list's scores min-max normalised to
+    /// 0..1, then a weighted sum (a missing entry counts 0).
+    Relative,
+    /// Distribution-based score fusion: each list's scores normalised by
+    /// mean ± 3 standard deviations, then a weighted sum.
+    Dbsf,
+}
+
 /// How dense and BM25 results are fused.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RankSettings {
+    pub fusion: Fusion,
     /// Candidates fetched from each retriever (at least k).
     pub candidates: usize,
     /// RRF constant: larger flattens the rank curve.
@@ -81,7 +97,7 @@ pub struct RankSettings {
 
 impl Default for RankSettings {
     fn default() -> Self {
-        Self { candidates: 50, rrf_k: 60.0, dense_weight: 1.0, sparse_weight: 1.0 }
+        Self { fusion: Fusion::Relative, candidates: 100, rrf_k: 60.0, dense_weight: 1.0, sparse_weight: 1.0 }
     }
 }
 
@@ -109,7 +125,8 @@ impl SearchService {
         let started = Instant::now();
         let (query, k, filter) = self.validate(request)?;
         let embedder = self.embedder.clone();
-        let q = query.clone();
+        // Documents are embedded with identifiers as words; queries too.
+        let q = sparse::humanize(&query);
         let dense_vec = tokio::task::spawn_blocking(move || embedder.embed_query(&q))
             .await
             .map_err(|e| ServiceError::internal(format!("query embedding task failed: {e}")))??;
@@ -170,12 +187,35 @@ impl SearchService {
     }
 }
 
-/// Weighted reciprocal-rank fusion of the dense and BM25 lists.
+/// Normalised scores of one list for score-based fusion.
+fn normalised(fusion: Fusion, list: &[ScoredChunk]) -> Vec<f32> {
+    let scores: Vec<f32> = list.iter().map(|h| h.score).collect();
+    if scores.is_empty() {
+        return scores;
+    }
+    let (lo, hi) = match fusion {
+        Fusion::Dbsf => {
+            let n = scores.len() as f32;
+            let mean = scores.iter().sum::<f32>() / n;
+            let sd = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f32>() / n).sqrt();
+            (mean - 3.0 * sd, mean + 3.0 * sd)
+        }
+        _ => (scores.iter().cloned().fold(f32::INFINITY, f32::min), scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max)),
+    };
+    let span = hi - lo;
+    scores.iter().map(|s| if span > 0.0 { ((s - lo) / span).clamp(0.0, 1.0) } else { 1.0 }).collect()
+}
+
+/// Fuses the dense and BM25 lists (see [`Fusion`]) and keeps the best `k`.
 pub fn fuse(rank: &RankSettings, dense: Vec<ScoredChunk>, bm25: Vec<ScoredChunk>, k: usize) -> Vec<(f32, ScoredChunk)> {
     let mut fused: HashMap<String, (f32, ScoredChunk)> = HashMap::new();
     for (weight, list) in [(rank.dense_weight, dense), (rank.sparse_weight, bm25)] {
+        let norm = normalised(rank.fusion, &list);
         for (i, hit) in list.into_iter().enumerate() {
-            let s = weight / (rank.rrf_k + i as f32 + 1.0);
+            let s = match rank.fusion {
+                Fusion::Rrf => weight / (rank.rrf_k + i as f32 + 1.0),
+                Fusion::Relative | Fusion::Dbsf => weight * norm[i],
+            };
             fused.entry(hit.id.clone()).and_modify(|e| e.0 += s).or_insert((s, hit));
         }
     }
@@ -221,6 +261,22 @@ mod tests {
         assert_eq!(ids[0], "c");
         assert_eq!(ids.len(), 4);
         assert!(out.windows(2).all(|w| w[0].0 >= w[1].0));
+    }
+
+    #[test]
+    fn score_fusions_normalise_each_list() {
+        let mut a = hit("a");
+        a.score = 0.9;
+        let mut b = hit("b");
+        b.score = 0.5;
+        let mut c = hit("c");
+        c.score = 12.0;
+        for fusion in [Fusion::Relative, Fusion::Dbsf] {
+            let r = RankSettings { fusion, ..Default::default() };
+            let out = fuse(&r, vec![a.clone(), b.clone()], vec![c.clone(), b.clone()], 10);
+            assert!(out.iter().all(|(s, _)| (0.0..=2.0).contains(s)), "{fusion:?}");
+            assert_eq!(out[0].1.id, "b", "{fusion:?}: in both lists");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! in `fixtures/repos/acme-auth`, turned into a git repository per test.
 
 mod cli;
+mod embed;
 mod serve;
 
 use std::path::{Path, PathBuf};

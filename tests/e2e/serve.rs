@@ -147,5 +147,6 @@ async fn held_data_dir_is_refused_and_index_persists_across_restarts() {
     let c = reqwest::Client::new();
     let (status, v) = post(&c, &server.url("/v1/search"), json!({"query": "verify token signature and expiry", "k": 1}).to_string()).await;
     assert_eq!(status, 200);
-    assert_eq!(v["results"][0]["symbol"], "AuthService::verify", "{v}");
+    assert_eq!(v["results"][0]["path"], "src/lib.rs", "{v}");
+    assert!(v["results"][0]["content"].as_str().unwrap().contains("pub fn verify("), "{v}");
 }

@@ -46,7 +46,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 pub use language::Language;
 
 /// Bump whenever chunk output changes (it is part of point ids and triggers reindexing).
-pub const CHUNKER_VERSION: u32 = 1;
+pub const CHUNKER_VERSION: u32 = 2;
 
 /// One chunk of a file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -77,8 +77,13 @@ pub struct Chunk {
 pub struct ChunkerConfig {
     /// A node bigger than this (in chars) is split along its children.
     pub max_chars: usize,
-    /// Small sibling items are merged into runs up to this size.
+    /// Small sibling items are merged into runs up to this size. Functions
+    /// and methods are never merged with each other: each is its own chunk.
     pub merge_chars: usize,
+    /// A container (class, impl, trait, module, namespace) bigger than this
+    /// is split along its members, so methods become chunks of their own;
+    /// a smaller one stays whole. Capped at `max_chars`.
+    pub container_chars: usize,
     /// Fallback window size, in lines.
     pub window_lines: usize,
     /// Overlap of consecutive fallback windows, in lines.
@@ -91,8 +96,9 @@ pub struct ChunkerConfig {
 impl Default for ChunkerConfig {
     fn default() -> Self {
         ChunkerConfig {
-            max_chars: 3000,
+            max_chars: 6000,
             merge_chars: 1200,
+            container_chars: 1500,
             window_lines: 60,
             window_overlap: 10,
             parse_timeout_micros: 2_000_000,
@@ -146,7 +152,8 @@ impl Chunker {
         match &tree {
             Some(tree) => {
                 let merge = cfg.merge_chars.min(max_chars);
-                tree::Engine::new(text, language, merge, &mut sink).run(tree);
+                let container = cfg.container_chars.clamp(merge, max_chars);
+                tree::Engine::new(text, language, merge, container, &mut sink).run(tree);
             }
             None => {
                 let window_lines = cfg.window_lines.max(1);

@@ -203,7 +203,7 @@ fn chunker_is_send_and_sync() {
         for _ in 0..4 {
             s.spawn(|| {
                 for _ in 0..50 {
-                    assert_eq!(chunker.chunk("x.rs", src).len(), 1);
+                    assert_eq!(chunker.chunk("x.rs", src).len(), 2);
                 }
             });
         }
@@ -486,11 +486,16 @@ fn big_container_is_split_along_its_methods() {
         ..ChunkerConfig::default()
     });
     let chunks = chunk_checked(&cfg, "m.rs", &src);
-    // header + const + small methods: one run, starting with the doc comment
+    // header + const: one run, starting with the doc comment; each method,
+    // however small, is a chunk of its own
     assert_eq!(chunks[0].start_line, 1);
-    assert_eq!(chunks[0].kind, "items");
     assert!(chunks[0].content.contains("impl Model {"));
-    assert!(chunks[0].content.contains("fn small_2"));
+    assert!(!chunks[0].content.contains("fn small_0"));
+    for i in 0..3 {
+        let m = find(&chunks, &format!("Model::small_{i}"));
+        assert_eq!(m.kind, "method");
+        assert_eq!(m.content.lines().count(), 3);
+    }
     let score = find(&chunks, "Model::score");
     assert_eq!(score.kind, "method");
     assert!(score.content.starts_with("    /// Scores the input."));
@@ -508,7 +513,7 @@ fn long_function_is_split_into_sections() {
     let body = statements(200, "    ", |i| format!("let value_{i} = compute_something({i}, {i});"));
     let src = format!("/// Docs.\nfn long_one(x: u32) -> u32 {{\n{body}    x\n}}\n");
     assert!(src.len() > 3 * 3000);
-    let chunks = chunk_checked(&chunker(), "l.rs", &src);
+    let chunks = chunk_checked(&small(3000, 1200), "l.rs", &src);
     assert!(chunks.len() >= 3, "{}", chunks.len());
     for c in &chunks {
         assert_eq!(c.kind, "section");
@@ -560,11 +565,18 @@ pub struct Small {
     assert_eq!(chunks[0].kind, "struct");
     assert_eq!(chunks[0].symbol.as_deref(), Some("Small"));
 
-    let src2 = format!("{src}\nfn helper() {{}}\n");
+    let src2 = format!("{src}\nconst C: u32 = 3;\n\npub struct Other;\n");
     let chunks = chunk_checked(&chunker(), "s.rs", &src2);
     assert_eq!(chunks.len(), 1);
     assert_eq!(chunks[0].kind, "items");
     assert_eq!(chunks[0].symbol, None);
+
+    // functions are never merged: each stands alone
+    let src3 = format!("{src}\nfn helper() {{}}\n");
+    let chunks = chunk_checked(&chunker(), "s.rs", &src3);
+    assert_eq!(chunks.len(), 2);
+    assert_eq!(chunks[1].kind, "function");
+    assert_eq!(chunks[1].symbol.as_deref(), Some("helper"));
 }
 
 #[test]
@@ -677,9 +689,10 @@ fn crlf_line_endings() {
 fn no_trailing_newline_tabs_and_unicode() {
     let src = "package main\n\n// Grüße sagt hallo. ✓\nfunc Grüße() string {\n\treturn \"héllo 世界\"\n}";
     let chunks = chunk_checked(&chunker(), "u.go", src);
-    assert_eq!(chunks.len(), 1);
-    assert_eq!(chunks[0].end_line, 6);
-    assert!(chunks[0].content.ends_with("\n}"));
+    let f = chunks.last().unwrap();
+    assert_eq!(f.symbol.as_deref(), Some("Grüße"));
+    assert_eq!((f.start_line, f.end_line), (3, 6));
+    assert!(f.content.ends_with("\n}"));
 }
 
 #[test]
@@ -694,7 +707,7 @@ fn max_chars_counts_chars_not_bytes() {
 fn huge_single_lines_are_cut() {
     let line = format!("const data = [{}];", "1234567, ".repeat(2000));
     let src = format!("function a() {{ return 1; }}\n{line}\nfunction b() {{ return 2; }}\n");
-    let chunks = chunk_checked(&chunker(), "min.js", &src);
+    let chunks = chunk_checked(&small(3000, 1200), "min.js", &src);
     let pieces: Vec<_> = chunks.iter().filter(|c| c.start_line == 2).collect();
     assert!(pieces.len() >= 6, "{}", pieces.len());
     let joined: String = pieces.iter().map(|c| c.content.as_str()).collect();
@@ -702,7 +715,7 @@ fn huge_single_lines_are_cut() {
     assert!(chunks.iter().any(|c| c.symbol.as_deref() == Some("b")));
     // multibyte: cut at char boundaries
     let wide = "世".repeat(10_000);
-    let chunks = chunk_checked(&chunker(), "w.txt", &wide);
+    let chunks = chunk_checked(&small(3000, 1200), "w.txt", &wide);
     assert_eq!(chunks.len(), 4);
     assert!(chunks.iter().all(|c| c.start_line == 1 && c.end_line == 1));
 }

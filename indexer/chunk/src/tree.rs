@@ -228,18 +228,27 @@ pub(crate) struct Engine<'a, 's> {
     lang: Language,
     sep: &'static str,
     merge: usize,
+    /// Containers bigger than this are split along their members.
+    container: usize,
     max: usize,
     sink: &'s mut Sink<'a>,
 }
 
 impl<'a, 's> Engine<'a, 's> {
-    pub(crate) fn new(text: &'a str, lang: Language, merge_chars: usize, sink: &'s mut Sink<'a>) -> Self {
+    pub(crate) fn new(
+        text: &'a str,
+        lang: Language,
+        merge_chars: usize,
+        container_chars: usize,
+        sink: &'s mut Sink<'a>,
+    ) -> Self {
         Engine {
             text,
             lines: sink.lines,
             lang,
             sep: lang.symbol_separator(),
             merge: merge_chars,
+            container: container_chars,
             max: sink.max_chars,
             sink,
         }
@@ -431,6 +440,23 @@ impl<'a, 's> Engine<'a, 's> {
         };
         for unit in units {
             let size = self.lines.size(unit.start, unit.end);
+            // In items mode a function or method is a chunk of its own: it is
+            // the unit people search for, and merging it with neighbours
+            // dilutes its embedding.
+            if level.mode == Mode::Items && size <= limit && is_function_unit(&unit) {
+                self.flush(run, level);
+                *run = Some(Run {
+                    start: unit.start,
+                    end: unit.end,
+                    named: unit.named,
+                    kind: unit.kind,
+                    symbol: unit.symbol,
+                    weak: unit.weak,
+                    glue: unit.glue,
+                });
+                self.flush(run, level);
+                continue;
+            }
             if size > limit {
                 if let Some(node) = self.splits_in_place(&unit, size, level, depth) {
                     let inner = self.build_units(unit.start, unit.end, node, node, level, None);
@@ -524,7 +550,10 @@ impl<'a, 's> Engine<'a, 's> {
             }
             .label(),
         };
-        if size <= self.max {
+        let split_container = level.mode == Mode::Items
+            && size > self.container
+            && unit.item.as_ref().is_some_and(|i| i.role == Role::Container && i.body.is_some());
+        if size <= self.max && !split_container {
             self.sink.push(unit.start, unit.end, kind, symbol, &level.scope);
             return;
         }
@@ -1022,6 +1051,13 @@ impl<'a, 's> Engine<'a, 's> {
         }
         None
     }
+}
+
+/// A unit that is exactly one function or method.
+fn is_function_unit(unit: &Unit<'_>) -> bool {
+    unit.named == 1
+        && unit.item.as_ref().is_some_and(|i| i.role == Role::Function)
+        && matches!(unit.kind, Some("function" | "method"))
 }
 
 fn is_js_function(kind: &str) -> bool {

@@ -6,7 +6,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 fn chunking(c: &mut Criterion) {
     let files = cairn_benches::corpus_files();
     if files.is_empty() {
-        eprintln!("chunking bench: no eval corpus at {}", cairn_benches::eval_dir().display());
+        eprintln!(
+            "chunking bench: no eval corpus at {}",
+            cairn_benches::eval_dir().display()
+        );
         return;
     }
     let bytes: usize = files.iter().map(|f| f.1.len()).sum();

@@ -23,13 +23,18 @@ fn embedding(c: &mut Criterion) {
         .take(32)
         .collect();
     if texts.len() < 32 {
-        return eprintln!("embedding bench: no eval corpus at {}", cairn_benches::eval_dir().display());
+        return eprintln!(
+            "embedding bench: no eval corpus at {}",
+            cairn_benches::eval_dir().display()
+        );
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let mut group = c.benchmark_group("embedding");
     group.sample_size(10);
     group.throughput(Throughput::Elements(32));
-    group.bench_function("batch_32", |b| b.iter(|| embedder.embed_documents(&refs).map(|e| e.tokens)));
+    group.bench_function("batch_32", |b| {
+        b.iter(|| embedder.embed_documents(&refs).map(|e| e.tokens))
+    });
     group.bench_function("query", |b| b.iter(|| embedder.embed_query("verify a session token")));
     group.finish();
 }

@@ -41,13 +41,27 @@ async fn bench() -> anyhow::Result<()> {
     let started = Instant::now();
     let report = engine.index(&corpus, "corpus", &config, &NoProgress).await?;
     let pipeline_s = started.elapsed().as_secs_f64();
-    println!("## Indexing ({} files, {} chunks, {} tokens)", report.files, report.chunks, report.tokens);
-    println!("pipeline: {pipeline_s:.2}s  {:.1} files/s  {:.1} chunks/s  {:.0} tokens/s", report.files as f64 / pipeline_s, report.chunks as f64 / pipeline_s, report.tokens as f64 / pipeline_s);
+    println!(
+        "## Indexing ({} files, {} chunks, {} tokens)",
+        report.files, report.chunks, report.tokens
+    );
+    println!(
+        "pipeline: {pipeline_s:.2}s  {:.1} files/s  {:.1} chunks/s  {:.0} tokens/s",
+        report.files as f64 / pipeline_s,
+        report.chunks as f64 / pipeline_s,
+        report.tokens as f64 / pipeline_s
+    );
 
     // 2. Bare ORT on the same texts, same order of work (sorted groups of 256, batches of 32).
     let bare_s = bare_ort(&config, &corpus, config.index.group_size, config.embed.batch_size)?;
-    println!("bare ORT session, same texts and batch shape: {bare_s:.2}s  {:.1} chunks/s", report.chunks as f64 / bare_s);
-    println!("pipeline keeps {:.1}% of bare ORT throughput", 100.0 * bare_s / pipeline_s);
+    println!(
+        "bare ORT session, same texts and batch shape: {bare_s:.2}s  {:.1} chunks/s",
+        report.chunks as f64 / bare_s
+    );
+    println!(
+        "pipeline keeps {:.1}% of bare ORT throughput",
+        100.0 * bare_s / pipeline_s
+    );
 
     // 3. Python reference vs `cairn index`, back to back.
     python_reference(&corpus)?;
@@ -61,7 +75,10 @@ async fn bench() -> anyhow::Result<()> {
     let server = tokio::spawn(cairn_services::server::run(state, http, grpc, 1 << 20, async move {
         let _ = stop_rx.await;
     }));
-    let queries: Vec<String> = cairn_services::eval::load_queries(&eval_dir())?.into_iter().map(|q| q.query).collect();
+    let queries: Vec<String> = cairn_services::eval::load_queries(&eval_dir())?
+        .into_iter()
+        .map(|q| q.query)
+        .collect();
     println!("## Search latency over HTTP (k=10, {} distinct queries)", queries.len());
     for concurrency in [1usize, 16] {
         let (p50, p99, qps) = latency(addr, &queries, concurrency, 320).await?;
@@ -77,16 +94,28 @@ fn bare_ort(config: &Config, corpus: &Path, group: usize, batch: usize) -> anyho
     use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
     let env = cairn_indexer::embed::init_runtime(&config.runtime_library())?;
     let model_dir = config.model_dir();
-    let mut session = Session::builder(env)?
-        .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level3)?
-        .commit_from_file(model_dir.join("model.onnx"))?;
+    let build = || -> ort::Result<Session> {
+        Session::builder(env)?
+            .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level3)?
+            .commit_from_file(model_dir.join("model.onnx"))
+    };
+    let mut session = build()?;
     let mut tok = Tokenizer::from_file(model_dir.join("tokenizer.json")).map_err(|e| anyhow::anyhow!("{e}"))?;
-    tok.with_truncation(Some(TruncationParams { max_length: 256, ..Default::default() })).map_err(|e| anyhow::anyhow!("{e}"))?;
+    tok.with_truncation(Some(TruncationParams {
+        max_length: 256,
+        ..Default::default()
+    }))
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     tok.with_padding(Some(PaddingParams::default()));
     // The same texts the pipeline embeds.
     let chunker = Chunker::new(ChunkerConfig::default());
     let snap = cairn_indexer::source::read(corpus, &Default::default())?;
-    let texts: Vec<String> = snap.files.iter().flat_map(|f| chunker.chunk(&f.path, &f.text)).map(|c| c.embed_text).collect();
+    let texts: Vec<String> = snap
+        .files
+        .iter()
+        .flat_map(|f| chunker.chunk(&f.path, &f.text))
+        .map(|c| c.embed_text)
+        .collect();
     let started = Instant::now();
     for g in texts.chunks(group) {
         let mut g: Vec<&str> = g.iter().map(String::as_str).collect();
@@ -95,7 +124,10 @@ fn bare_ort(config: &Config, corpus: &Path, group: usize, batch: usize) -> anyho
             let enc = tok.encode_batch(b.to_vec(), true).map_err(|e| anyhow::anyhow!("{e}"))?;
             let (n, len) = (enc.len(), enc[0].len());
             let ids: Vec<i64> = enc.iter().flat_map(|e| e.get_ids().iter().map(|&x| x as i64)).collect();
-            let mask: Vec<i64> = enc.iter().flat_map(|e| e.get_attention_mask().iter().map(|&x| x as i64)).collect();
+            let mask: Vec<i64> = enc
+                .iter()
+                .flat_map(|e| e.get_attention_mask().iter().map(|&x| x as i64))
+                .collect();
             let shape = [n as i64, len as i64];
             let out = session.run(ort::inputs![
                 "input_ids" => ort::value::Tensor::from_array((shape, ids))?,
@@ -110,7 +142,11 @@ fn bare_ort(config: &Config, corpus: &Path, group: usize, batch: usize) -> anyho
 
 fn python_reference(corpus: &Path) -> anyhow::Result<()> {
     let venv_py = root().join(".local/bench-venv/bin/python");
-    let py = if venv_py.exists() { venv_py } else { PathBuf::from("python3") };
+    let py = if venv_py.exists() {
+        venv_py
+    } else {
+        PathBuf::from("python3")
+    };
     let ok = std::process::Command::new(&py)
         .args(["-c", "import onnxruntime, tokenizers, numpy"])
         .output()
@@ -118,20 +154,37 @@ fn python_reference(corpus: &Path) -> anyhow::Result<()> {
         .unwrap_or(false);
     println!("## cairn index vs py_reference_index.py (same corpus, back to back)");
     if !ok {
-        println!("skipped: {} lacks onnxruntime/tokenizers/numpy (run scripts/bench-venv.sh)", py.display());
+        println!(
+            "skipped: {} lacks onnxruntime/tokenizers/numpy (run scripts/bench-venv.sh)",
+            py.display()
+        );
         return Ok(());
     }
     let cairn = root().join("target/release/cairn");
-    anyhow::ensure!(cairn.exists(), "build the binary first: cargo build --release --bin cairn");
+    anyhow::ensure!(
+        cairn.exists(),
+        "build the binary first: cargo build --release --bin cairn"
+    );
     let model = root().join(".local/models/all-minilm-l6-v2-int8");
     let data = tempfile::tempdir()?;
     let t = Instant::now();
     let out = std::process::Command::new(&cairn)
-        .args(["--data-dir", data.path().to_str().unwrap_or("."), "index", corpus.to_str().unwrap_or("."), "--repo", "corpus"])
+        .args([
+            "--data-dir",
+            data.path().to_str().unwrap_or("."),
+            "index",
+            corpus.to_str().unwrap_or("."),
+            "--repo",
+            "corpus",
+        ])
         .env("RUST_LOG", "warn")
         .output()?;
     let cairn_s = t.elapsed().as_secs_f64();
-    anyhow::ensure!(out.status.success(), "cairn index failed: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "cairn index failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let t = Instant::now();
     let out = std::process::Command::new(&py)
         .arg(eval_dir().join("../py_reference_index.py"))
@@ -140,13 +193,28 @@ fn python_reference(corpus: &Path) -> anyhow::Result<()> {
         .arg(model.join("tokenizer.json"))
         .output()?;
     let py_s = t.elapsed().as_secs_f64();
-    anyhow::ensure!(out.status.success(), "reference failed: {}", String::from_utf8_lossy(&out.stderr));
-    println!("cairn index (whole process): {cairn_s:.2}s — {}", String::from_utf8_lossy(&out.stdout).trim());
-    println!("py_reference_index.py: {py_s:.2}s; cairn takes {:.0}% of its time", 100.0 * cairn_s / py_s);
+    anyhow::ensure!(
+        out.status.success(),
+        "reference failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "cairn index (whole process): {cairn_s:.2}s — {}",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    println!(
+        "py_reference_index.py: {py_s:.2}s; cairn takes {:.0}% of its time",
+        100.0 * cairn_s / py_s
+    );
     Ok(())
 }
 
-async fn latency(addr: std::net::SocketAddr, queries: &[String], concurrency: usize, total: usize) -> anyhow::Result<(f64, f64, f64)> {
+async fn latency(
+    addr: std::net::SocketAddr,
+    queries: &[String],
+    concurrency: usize,
+    total: usize,
+) -> anyhow::Result<(f64, f64, f64)> {
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/v1/search");
     let queries = Arc::new(queries.to_vec());

@@ -11,7 +11,9 @@ pub fn root() -> PathBuf {
 /// The dev eval set (`../shared/eval/dev` beside the checkout), or
 /// `CAIRN_BENCH_EVAL` when set.
 pub fn eval_dir() -> PathBuf {
-    std::env::var_os("CAIRN_BENCH_EVAL").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/eval/dev"))
+    std::env::var_os("CAIRN_BENCH_EVAL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/eval/dev"))
 }
 
 /// Every file of the eval corpus as (repo-relative path, text).
@@ -26,7 +28,11 @@ pub fn corpus_files() -> Vec<(String, String)> {
             if p.is_dir() {
                 stack.push(p);
             } else if let Ok(text) = std::fs::read_to_string(&p) {
-                let rel = p.strip_prefix(&corpus).unwrap_or(&p).to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(&corpus)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.push((rel, text));
             }
         }

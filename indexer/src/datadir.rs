@@ -41,7 +41,11 @@ impl DataDir {
                 let held = held.trim();
                 return Err(IndexError::DataDirBusy {
                     dir: root.to_path_buf(),
-                    holder: if held.is_empty() { "another process".to_string() } else { held.to_string() },
+                    holder: if held.is_empty() {
+                        "another process".to_string()
+                    } else {
+                        held.to_string()
+                    },
                 });
             }
             Err(TryLockError::Error(e)) => {
@@ -49,10 +53,14 @@ impl DataDir {
             }
         }
         let who = format!("{holder}, pid {}", std::process::id());
-        file.set_len(0).and_then(|_| file.rewind()).and_then(|_| file.write_all(who.as_bytes())).map_err(|e| {
-            IndexError::io(format!("failed to write {}", path.display()), e)
-        })?;
-        Ok(Self { root: root.to_path_buf(), _lock: file })
+        file.set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| file.write_all(who.as_bytes()))
+            .map_err(|e| IndexError::io(format!("failed to write {}", path.display()), e))?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            _lock: file,
+        })
     }
 
     pub fn root(&self) -> &Path {

@@ -121,7 +121,10 @@ pub fn init_runtime(library: &Path) -> Result<&'static ort::environment::Environ
     });
     match loaded {
         Ok(env) => Ok(env),
-        Err(message) => Err(IndexError::Runtime { path: library.to_path_buf(), message: message.clone() }),
+        Err(message) => Err(IndexError::Runtime {
+            path: library.to_path_buf(),
+            message: message.clone(),
+        }),
     }
 }
 
@@ -143,7 +146,10 @@ impl OnnxEmbedder {
     pub fn load(config: &EmbedderConfig) -> Result<Self> {
         let env = init_runtime(&config.runtime_library)?;
         let dir = &config.model_dir;
-        let model_err = |message: String| IndexError::Model { dir: dir.clone(), message };
+        let model_err = |message: String| IndexError::Model {
+            dir: dir.clone(),
+            message,
+        };
         let model_path = dir.join("model.onnx");
         let tokenizer_path = dir.join("tokenizer.json");
         for p in [&model_path, &tokenizer_path] {
@@ -155,13 +161,19 @@ impl OnnxEmbedder {
             Some(s) => s.clone(),
             None => read_settings(dir)?,
         };
-        let (session, provider) = build_session(env, &model_path, config.threads, config.provider)
-            .map_err(|e| model_err(e.to_string()))?;
+        let (session, provider) =
+            build_session(env, &model_path, config.threads, config.provider).map_err(|e| model_err(e.to_string()))?;
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| model_err(e.to_string()))?;
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: settings.max_length, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: settings.max_length,
+                ..Default::default()
+            }))
             .map_err(|e| model_err(e.to_string()))?;
-        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..Default::default()
+        }));
 
         let has_token_type_ids = session.inputs().iter().any(|i| i.name() == "token_type_ids");
         let output_index = if settings.output.is_empty() {
@@ -248,7 +260,9 @@ impl OnnxEmbedder {
             session.run(ort::inputs!["input_ids" => ids_t, "attention_mask" => mask_t])
         }
         .map_err(|e| err(&e))?;
-        let (out_shape, data) = outputs[self.output_index].try_extract_tensor::<f32>().map_err(|e| err(&e))?;
+        let (out_shape, data) = outputs[self.output_index]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| err(&e))?;
         let vectors = pool(out_shape, data, &mask, batch, len, self.settings.pooling).map_err(|e| err(&e))?;
         Ok(Embedded { vectors, tokens })
     }
@@ -264,12 +278,18 @@ impl Embed for OnnxEmbedder {
     }
 
     fn embed_documents(&self, texts: &[&str]) -> Result<Embedded> {
-        let mut out = Embedded { vectors: Vec::with_capacity(texts.len()), tokens: 0 };
+        let mut out = Embedded {
+            vectors: Vec::with_capacity(texts.len()),
+            tokens: 0,
+        };
         let prefixed: Vec<String>;
         let texts: Vec<&str> = if self.settings.document_prefix.is_empty() {
             texts.to_vec()
         } else {
-            prefixed = texts.iter().map(|t| format!("{}{t}", self.settings.document_prefix)).collect();
+            prefixed = texts
+                .iter()
+                .map(|t| format!("{}{t}", self.settings.document_prefix))
+                .collect();
             prefixed.iter().map(String::as_str).collect()
         };
         for batch in texts.chunks(self.batch_size) {
@@ -290,7 +310,10 @@ impl Embed for OnnxEmbedder {
 fn read_settings(dir: &Path) -> Result<ModelSettings> {
     let path = dir.join("cairn-model.toml");
     match std::fs::read_to_string(&path) {
-        Ok(text) => toml_settings(&text).map_err(|message| IndexError::Model { dir: dir.to_path_buf(), message }),
+        Ok(text) => toml_settings(&text).map_err(|message| IndexError::Model {
+            dir: dir.to_path_buf(),
+            message,
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ModelSettings::default()),
         Err(e) => Err(IndexError::io(format!("failed to read {}", path.display()), e)),
     }
@@ -323,9 +346,13 @@ fn build_session(
         match builder()?.with_execution_providers([ep]) {
             Ok(mut b) => match b.commit_from_file(model) {
                 Ok(session) => return Ok((session, provider)),
-                Err(e) => tracing::warn!(provider = ?provider, error = %e, "execution provider failed to start the model; falling back to cpu"),
+                Err(e) => {
+                    tracing::warn!(provider = ?provider, error = %e, "execution provider failed to start the model; falling back to cpu")
+                }
             },
-            Err(e) => tracing::warn!(provider = ?provider, error = %e, "execution provider unavailable; falling back to cpu"),
+            Err(e) => {
+                tracing::warn!(provider = ?provider, error = %e, "execution provider unavailable; falling back to cpu")
+            }
         }
     }
     let session = builder()?.commit_from_file(model)?;
@@ -397,7 +424,10 @@ pub struct HashEmbedder {
 
 impl HashEmbedder {
     pub fn new(dim: usize) -> Self {
-        Self { dim, fingerprint: format!("hash-{dim}") }
+        Self {
+            dim,
+            fingerprint: format!("hash-{dim}"),
+        }
     }
 
     fn vector(&self, text: &str) -> Vec<f32> {

@@ -66,7 +66,10 @@ impl IndexError {
 
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        IndexError::Io { context: context.into(), source }
+        IndexError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

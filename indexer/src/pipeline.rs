@@ -36,7 +36,11 @@ pub struct IndexOptions {
 
 impl IndexOptions {
     pub fn new(repo: impl Into<String>) -> Self {
-        Self { repo: repo.into(), limits: FileLimits::default(), group_size: 256 }
+        Self {
+            repo: repo.into(),
+            limits: FileLimits::default(),
+            group_size: 256,
+        }
     }
 }
 
@@ -74,7 +78,15 @@ pub const EMBED_TEXT_VERSION: u32 = 1;
 pub fn point_id(repo: &str, path: &str, blob: &str, start: u32, end: u32, embedder: &str) -> String {
     let mut h = blake3::Hasher::new();
     let versions = format!("{CHUNKER_VERSION}.{EMBED_TEXT_VERSION}");
-    for part in [repo, path, blob, &start.to_string(), &end.to_string(), embedder, &versions] {
+    for part in [
+        repo,
+        path,
+        blob,
+        &start.to_string(),
+        &end.to_string(),
+        embedder,
+        &versions,
+    ] {
         h.update(part.as_bytes());
         h.update(&[0]);
     }
@@ -160,7 +172,11 @@ pub async fn index_snapshot(
     let embed_thread = std::thread::Builder::new()
         .name("cairn-embed".into())
         .spawn(move || {
-            for Group { chunks: mut group, files: files_done } in group_rx {
+            for Group {
+                chunks: mut group,
+                files: files_done,
+            } in group_rx
+            {
                 group.sort_by_key(|p| p.embed_text.len());
                 let humanized: Vec<String> = group.iter().map(|p| sparse::humanize(&p.embed_text)).collect();
                 let texts: Vec<&str> = humanized.iter().map(String::as_str).collect();

@@ -51,7 +51,9 @@ pub struct FileLimits {
 
 impl Default for FileLimits {
     fn default() -> Self {
-        Self { max_file_bytes: 1024 * 1024 }
+        Self {
+            max_file_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -79,12 +81,30 @@ pub struct Snapshot {
 fn generated_by_path(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
     const NAMES: &[&str] = &[
-        "Cargo.lock", "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock", "Gemfile.lock",
-        "composer.lock", "go.sum", "Pipfile.lock", "uv.lock",
+        "Cargo.lock",
+        "package-lock.json",
+        "yarn.lock",
+        "pnpm-lock.yaml",
+        "poetry.lock",
+        "Gemfile.lock",
+        "composer.lock",
+        "go.sum",
+        "Pipfile.lock",
+        "uv.lock",
     ];
     const SUFFIXES: &[&str] = &[
-        ".min.js", ".min.css", ".map", ".pb.go", "_pb2.py", "_pb2_grpc.py", ".pb.h", ".pb.cc", ".g.dart",
-        ".designer.cs", "_generated.go", ".generated.ts",
+        ".min.js",
+        ".min.css",
+        ".map",
+        ".pb.go",
+        "_pb2.py",
+        "_pb2_grpc.py",
+        ".pb.h",
+        ".pb.cc",
+        ".g.dart",
+        ".designer.cs",
+        "_generated.go",
+        ".generated.ts",
     ];
     NAMES.contains(&name) || SUFFIXES.iter().any(|s| name.ends_with(s))
 }
@@ -138,22 +158,37 @@ pub fn is_git_repo(path: &Path) -> bool {
 /// else the directory itself.
 pub fn read(path: &Path, limits: &FileLimits) -> Result<Snapshot> {
     if !path.exists() {
-        return Err(IndexError::InvalidArgument(format!("{} does not exist", path.display())));
+        return Err(IndexError::InvalidArgument(format!(
+            "{} does not exist",
+            path.display()
+        )));
     }
-    if is_git_repo(path) { read_git(path, limits) } else { read_dir(path, limits) }
+    if is_git_repo(path) {
+        read_git(path, limits)
+    } else {
+        read_dir(path, limits)
+    }
 }
 
 fn source_err(path: &Path, e: impl std::fmt::Display) -> IndexError {
-    IndexError::Source { path: path.to_path_buf(), message: e.to_string() }
+    IndexError::Source {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// Reads the HEAD tree of the repository at `path` from its object database.
 pub fn read_git(path: &Path, limits: &FileLimits) -> Result<Snapshot> {
     let repo = git2::Repository::open(path).map_err(|e| source_err(path, e))?;
-    let head = repo.head().map_err(|e| source_err(path, format!("no HEAD commit: {e}")))?;
+    let head = repo
+        .head()
+        .map_err(|e| source_err(path, format!("no HEAD commit: {e}")))?;
     let commit = head.peel_to_commit().map_err(|e| source_err(path, e))?;
     let tree = commit.tree().map_err(|e| source_err(path, e))?;
-    let mut snap = Snapshot { commit: commit.id().to_string(), ..Default::default() };
+    let mut snap = Snapshot {
+        commit: commit.id().to_string(),
+        ..Default::default()
+    };
     let mut entries = Vec::new();
     tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
         let name = entry.name().unwrap_or("");
@@ -180,7 +215,11 @@ pub fn read_git(path: &Path, limits: &FileLimits) -> Result<Snapshot> {
                     }
                 };
                 match classify(&file, blob.content(), limits) {
-                    Ok(text) => snap.files.push(SourceFile { path: file, blob: id.to_string(), text }),
+                    Ok(text) => snap.files.push(SourceFile {
+                        path: file,
+                        blob: id.to_string(),
+                        text,
+                    }),
                     Err(reason) => *snap.skipped.entry(reason).or_default() += 1,
                 }
             }
@@ -194,7 +233,11 @@ pub fn read_git(path: &Path, limits: &FileLimits) -> Result<Snapshot> {
 /// skipping hidden entries and never following symlinks.
 pub fn read_dir(root: &Path, limits: &FileLimits) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
-    let walker = ignore::WalkBuilder::new(root).follow_links(false).require_git(false).hidden(true).build();
+    let walker = ignore::WalkBuilder::new(root)
+        .follow_links(false)
+        .require_git(false)
+        .hidden(true)
+        .build();
     let mut paths: Vec<(String, PathBuf)> = Vec::new();
     for entry in walker {
         let entry = match entry {
@@ -214,7 +257,11 @@ pub fn read_dir(root: &Path, limits: &FileLimits) -> Result<Snapshot> {
             continue;
         }
         let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-        let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+        let rel = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
         paths.push((rel, entry.path().to_path_buf()));
     }
     paths.sort();
@@ -248,7 +295,10 @@ mod tests {
         assert_eq!(classify("a.rs", &[b'x'; 101], &l), Err(SkipReason::Oversized));
         assert_eq!(classify("a.bin", b"ab\0cd", &l), Err(SkipReason::Binary));
         assert_eq!(classify("Cargo.lock", b"x", &l), Err(SkipReason::Generated));
-        assert_eq!(classify("a.go", b"// Code generated by protoc. DO NOT EDIT.\n", &l), Err(SkipReason::Generated));
+        assert_eq!(
+            classify("a.go", b"// Code generated by protoc. DO NOT EDIT.\n", &l),
+            Err(SkipReason::Generated)
+        );
         assert_eq!(classify("a.txt", &[0xff, 0xfe, b'a'], &l), Err(SkipReason::InvalidUtf8));
         assert_eq!(classify("a.rs", b"fn main() {}\n", &l).unwrap(), "fn main() {}\n");
         let big = FileLimits::default();

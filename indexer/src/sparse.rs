@@ -27,8 +27,8 @@ pub struct SparseVec {
 }
 
 const STOPWORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "if", "in", "into", "is", "it", "its", "of",
-    "on", "or", "that", "the", "this", "to", "was", "will", "with", "which", "when", "can", "should", "would",
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "if", "in", "into", "is", "it", "its", "of", "on",
+    "or", "that", "the", "this", "to", "was", "will", "with", "which", "when", "can", "should", "would",
 ];
 
 fn stemmer() -> &'static Stemmer {
@@ -39,6 +39,12 @@ fn stemmer() -> &'static Stemmer {
 /// Splits an identifier at `_`, case changes and letter/digit boundaries:
 /// `HTTPServerError2` → `HTTP`, `Server`, `Error`, `2`.
 fn split_identifier(word: &str) -> Vec<&str> {
+    split_identifier_with(word, true)
+}
+
+/// [`split_identifier`], optionally keeping letters and digits together
+/// (`u8`, `utf8`, `base64` stay whole for the embedding model).
+fn split_identifier_with(word: &str, at_digits: bool) -> Vec<&str> {
     let mut parts = Vec::new();
     for piece in word.split('_').filter(|p| !p.is_empty()) {
         let chars: Vec<(usize, char)> = piece.char_indices().collect();
@@ -48,7 +54,7 @@ fn split_identifier(word: &str) -> Vec<&str> {
             let prev = chars[i - 1].1;
             let next = chars.get(i + 1).map(|x| x.1);
             let boundary = (prev.is_lowercase() && c.is_uppercase())
-                || (prev.is_alphabetic() != c.is_alphabetic())
+                || (at_digits && prev.is_alphabetic() != c.is_alphabetic())
                 || (prev.is_uppercase() && c.is_uppercase() && next.is_some_and(|n| n.is_lowercase()));
             if boundary {
                 parts.push(&piece[start..pos]);
@@ -67,7 +73,7 @@ pub fn humanize(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 8);
     let mut word_start: Option<usize> = None;
     let flush = |out: &mut String, word: &str| {
-        let parts = split_identifier(word);
+        let parts = split_identifier_with(word, false);
         if parts.len() > 1 || word.contains('_') {
             let joined: Vec<String> = parts.iter().map(|p| p.to_lowercase()).collect();
             out.push_str(&joined.join(" "));
@@ -131,7 +137,10 @@ fn term_id(term: &str) -> u32 {
 fn to_sparse(weights: HashMap<u32, f32>) -> SparseVec {
     let mut pairs: Vec<(u32, f32)> = weights.into_iter().collect();
     pairs.sort_unstable_by_key(|p| p.0);
-    SparseVec { indices: pairs.iter().map(|p| p.0).collect(), values: pairs.iter().map(|p| p.1).collect() }
+    SparseVec {
+        indices: pairs.iter().map(|p| p.0).collect(),
+        values: pairs.iter().map(|p| p.1).collect(),
+    }
 }
 
 /// How many extra times a symbol's terms count in its chunk's document
@@ -181,7 +190,10 @@ mod tests {
 
     #[test]
     fn humanize_splits_identifiers_only() {
-        assert_eq!(humanize("fn parseHttpHeader(raw_bytes: &[u8]) -> Header"), "fn parse http header(raw bytes: &[u8]) -> Header");
+        assert_eq!(
+            humanize("fn parseHttpHeader(raw_bytes: &[u8]) -> Header"),
+            "fn parse http header(raw bytes: &[u8]) -> Header"
+        );
         assert_eq!(humanize("__init__ x"), "init x");
         assert_eq!(humanize(""), "");
     }

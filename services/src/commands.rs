@@ -59,7 +59,12 @@ impl Engine {
             container_chars: config.index.chunk_container_chars,
             ..ChunkerConfig::default()
         });
-        Ok(Self { data, embedder, store: Arc::new(store), chunker: Arc::new(chunker) })
+        Ok(Self {
+            data,
+            embedder,
+            store: Arc::new(store),
+            chunker: Arc::new(chunker),
+        })
     }
 
     /// Indexes `path` as repository `repo`, replacing its previous points,
@@ -72,7 +77,9 @@ impl Engine {
         progress: &dyn Progress,
     ) -> anyhow::Result<IndexReport> {
         validate_repo_name(repo)?;
-        let limits = FileLimits { max_file_bytes: config.index.max_file_bytes };
+        let limits = FileLimits {
+            max_file_bytes: config.index.max_file_bytes,
+        };
         let p = path.to_path_buf();
         let snapshot = tokio::task::spawn_blocking(move || source::read(&p, &limits))
             .await
@@ -104,7 +111,12 @@ impl Engine {
 
     /// Shared state for the transports.
     pub fn state(&self, config: &Config) -> AppState {
-        AppState::new(self.embedder.clone(), self.store.clone(), self.data.registry(), config.search)
+        AppState::new(
+            self.embedder.clone(),
+            self.store.clone(),
+            self.data.registry(),
+            config.search,
+        )
     }
 }
 
@@ -114,7 +126,9 @@ pub fn validate_repo_name(name: &str) -> anyhow::Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && !name.starts_with(['.', '/'])
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
     anyhow::ensure!(
         ok,
         "invalid repo name {name:?}: use 1-128 characters of letters, digits, '.', '_', '-' and '/'"

@@ -102,7 +102,11 @@ impl Default for Config {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { http: "127.0.0.1:7700".into(), grpc: "127.0.0.1:7701".into(), max_body_bytes: 1024 * 1024 }
+        Self {
+            http: "127.0.0.1:7700".into(),
+            grpc: "127.0.0.1:7701".into(),
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -134,7 +138,10 @@ impl Default for IndexConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Auto, level: DEFAULT_LOG_LEVEL.into() }
+        Self {
+            format: LogFormat::Auto,
+            level: DEFAULT_LOG_LEVEL.into(),
+        }
     }
 }
 
@@ -153,7 +160,10 @@ impl Config {
 
     /// [`Config::load`] with an explicit environment (for tests).
     pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
-        let from_env = env.iter().find(|(k, _)| k == "CAIRN_CONFIG").map(|(_, v)| PathBuf::from(v));
+        let from_env = env
+            .iter()
+            .find(|(k, _)| k == "CAIRN_CONFIG")
+            .map(|(_, v)| PathBuf::from(v));
         let file = file.map(Path::to_path_buf).or(from_env);
         let mut table = match &file {
             Some(path) => {
@@ -166,7 +176,9 @@ impl Config {
         };
         let mut errors = Vec::new();
         for (key, value) in env {
-            let Some(rest) = key.strip_prefix("CAIRN_") else { continue };
+            let Some(rest) = key.strip_prefix("CAIRN_") else {
+                continue;
+            };
             if rest == "CONFIG" || rest.is_empty() {
                 continue;
             }
@@ -178,7 +190,9 @@ impl Config {
         let config: Config = match toml::Value::Table(table).try_into() {
             Ok(c) => c,
             Err(e) => {
-                let source = file.as_ref().map_or("environment".to_string(), |p| p.display().to_string());
+                let source = file
+                    .as_ref()
+                    .map_or("environment".to_string(), |p| p.display().to_string());
                 errors.push(format!("{source}: {}", e.message()));
                 return Err(ConfigError(errors));
             }
@@ -216,7 +230,11 @@ impl Config {
         if self.search.candidates == 0 || self.search.candidates > 1000 {
             errors.push("search.candidates: must be between 1 and 1000".into());
         }
-        if !(self.search.rrf_k >= 0.0) || !(self.search.dense_weight >= 0.0) || !(self.search.sparse_weight >= 0.0) {
+        let finite_non_negative = |x: f32| x.is_finite() && x >= 0.0;
+        if ![self.search.rrf_k, self.search.dense_weight, self.search.sparse_weight]
+            .into_iter()
+            .all(finite_non_negative)
+        {
             errors.push("search.rrf_k, dense_weight and sparse_weight must be non-negative numbers".into());
         }
         if let Some(m) = &self.embed.model
@@ -227,7 +245,11 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             errors.push(format!("log.level: {:?} is not a valid filter", self.log.level));
         }
-        if errors.is_empty() { Ok(()) } else { Err(ConfigError(errors)) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(errors))
+        }
     }
 
     /// The runtime library path, resolved (see [`resolve_asset`]).
@@ -247,7 +269,9 @@ fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), S
     let (last, parents) = path.split_last().ok_or("empty key")?;
     let mut t = table;
     for p in parents {
-        let entry = t.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         t = entry.as_table_mut().ok_or_else(|| format!("{p} is not a section"))?;
     }
     let value = format!("v = {raw}")
@@ -298,8 +322,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("cairn.toml");
         std::fs::write(&f, "data_dir = \"/tmp/x\"\n[server]\nhttp = \"127.0.0.1:9000\"\n").unwrap();
-        let c = Config::load_from(Some(&f), &env(&[("CAIRN_SERVER__HTTP", "127.0.0.1:9100"), ("CAIRN_EMBED__THREADS", "3")]))
-            .unwrap();
+        let c = Config::load_from(
+            Some(&f),
+            &env(&[("CAIRN_SERVER__HTTP", "127.0.0.1:9100"), ("CAIRN_EMBED__THREADS", "3")]),
+        )
+        .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.server.http, "127.0.0.1:9100");
         assert_eq!(c.embed.threads, 3);
@@ -321,7 +348,9 @@ mod tests {
         std::fs::write(&f, "[server]\nhtp = \"x\"\n").unwrap();
         let e = Config::load_from(Some(&f), &[]).unwrap_err().to_string();
         assert!(e.contains("htp"), "{e}");
-        let e = Config::load_from(None, &env(&[("CAIRN_BOGUS", "1")])).unwrap_err().to_string();
+        let e = Config::load_from(None, &env(&[("CAIRN_BOGUS", "1")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bogus"), "{e}");
     }
 
@@ -335,7 +364,11 @@ mod tests {
     fn all_problems_reported_at_once() {
         let e = Config::load_from(
             None,
-            &env(&[("CAIRN_SERVER__HTTP", "nope"), ("CAIRN_SERVER__GRPC", "also-nope"), ("CAIRN_EMBED__BATCH_SIZE", "0")]),
+            &env(&[
+                ("CAIRN_SERVER__HTTP", "nope"),
+                ("CAIRN_SERVER__GRPC", "also-nope"),
+                ("CAIRN_EMBED__BATCH_SIZE", "0"),
+            ]),
         )
         .unwrap_err();
         assert_eq!(e.0.len(), 3, "{e}");

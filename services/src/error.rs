@@ -24,15 +24,24 @@ pub enum ServiceErrorKind {
 
 impl ServiceError {
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self { kind: ServiceErrorKind::InvalidArgument, message: message.into() }
+        Self {
+            kind: ServiceErrorKind::InvalidArgument,
+            message: message.into(),
+        }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { kind: ServiceErrorKind::NotFound, message: message.into() }
+        Self {
+            kind: ServiceErrorKind::NotFound,
+            message: message.into(),
+        }
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self { kind: ServiceErrorKind::Internal, message: message.into() }
+        Self {
+            kind: ServiceErrorKind::Internal,
+            message: message.into(),
+        }
     }
 
     /// HTTP status for this error.
@@ -69,7 +78,10 @@ impl From<IndexError> for ServiceError {
         if kind == ServiceErrorKind::Internal {
             tracing::error!(error = %e, "internal error");
         }
-        Self { kind, message: e.to_string() }
+        Self {
+            kind,
+            message: e.to_string(),
+        }
     }
 }
 

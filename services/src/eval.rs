@@ -124,7 +124,10 @@ pub async fn run_queries(search: &SearchService, queries: &[Query]) -> anyhow::R
 
 /// Renders metrics as an aligned table.
 pub fn table(metrics: &BTreeMap<String, Metrics>) -> String {
-    let mut out = format!("{:<20} {:>5} {:>9} {:>9} {:>10} {:>8}\n", "group", "n", "recall@1", "recall@5", "recall@10", "MRR@10");
+    let mut out = format!(
+        "{:<20} {:>5} {:>9} {:>9} {:>10} {:>8}\n",
+        "group", "n", "recall@1", "recall@5", "recall@10", "MRR@10"
+    );
     let mut rows: Vec<_> = metrics.iter().filter(|(k, _)| *k != "all").collect();
     rows.extend(metrics.get_key_value("all"));
     for (k, m) in rows {
@@ -141,7 +144,14 @@ mod tests {
     use super::*;
 
     fn q(start: u32, end: u32) -> Query {
-        Query { query: "x".into(), repo: "r".into(), lang: "rust".into(), path: "a.rs".into(), start_line: start, end_line: end }
+        Query {
+            query: "x".into(),
+            repo: "r".into(),
+            lang: "rust".into(),
+            path: "a.rs".into(),
+            start_line: start,
+            end_line: end,
+        }
     }
 
     fn h(start: u32, end: u32) -> SearchHit {

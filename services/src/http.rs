@@ -31,7 +31,10 @@ async fn not_found() -> ServiceError {
     ServiceError::not_found("no such endpoint")
 }
 
-async fn search(State(state): State<AppState>, JsonBody(req): JsonBody<SearchRequest>) -> Result<Json<SearchResponse>, ServiceError> {
+async fn search(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<SearchRequest>,
+) -> Result<Json<SearchResponse>, ServiceError> {
     Ok(Json(state.search.search(req).await?))
 }
 
@@ -51,7 +54,10 @@ where
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             let status = rejection.status();
             if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ServiceError { kind: ServiceErrorKind::PayloadTooLarge, message: "request body is larger than 1 MiB".into() }
+                ServiceError {
+                    kind: ServiceErrorKind::PayloadTooLarge,
+                    message: "request body is larger than 1 MiB".into(),
+                }
             } else {
                 ServiceError::invalid(format!("failed to read request body: {}", rejection.body_text()))
             }

@@ -12,7 +12,11 @@ use cairn_services::{eval, server, telemetry};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "cairn", version, about = "On-prem code search: index git repositories, search them by meaning and keywords")]
+#[command(
+    name = "cairn",
+    version,
+    about = "On-prem code search: index git repositories, search them by meaning and keywords"
+)]
 struct Cli {
     /// Configuration file (TOML). Also read from CAIRN_CONFIG; never picked up implicitly.
     #[arg(long, global = true, value_name = "FILE")]
@@ -113,24 +117,49 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
             let bar = Bar::new();
             let report = engine.index(&path, &repo, &config, &bar).await?;
             bar.0.finish_and_clear();
-            let skipped: Vec<String> = report.skipped.iter().map(|(r, n)| format!("{} {n}", r.as_str())).collect();
+            let skipped: Vec<String> = report
+                .skipped
+                .iter()
+                .map(|(r, n)| format!("{} {n}", r.as_str()))
+                .collect();
             println!(
                 "indexed {repo}{}: {} files, {} chunks, {} tokens embedded, skipped: {} in {:.1}s",
-                if report.commit.is_empty() { String::new() } else { format!(" @ {}", &report.commit[..12.min(report.commit.len())]) },
+                if report.commit.is_empty() {
+                    String::new()
+                } else {
+                    format!(" @ {}", &report.commit[..12.min(report.commit.len())])
+                },
                 report.files,
                 report.chunks,
                 report.tokens,
-                if skipped.is_empty() { "none".to_string() } else { skipped.join(", ") },
+                if skipped.is_empty() {
+                    "none".to_string()
+                } else {
+                    skipped.join(", ")
+                },
                 report.seconds
             );
             Ok(())
         }
-        Command::Search { query, repos, languages, path_prefix, k, json } => {
+        Command::Search {
+            query,
+            repos,
+            languages,
+            path_prefix,
+            k,
+            json,
+        } => {
             let engine = Engine::open(&config, "cairn search")?;
             let state = engine.state(&config);
             let resp = state
                 .search
-                .search(SearchRequest { query, k, repos, languages, path_prefix })
+                .search(SearchRequest {
+                    query,
+                    k,
+                    repos,
+                    languages,
+                    path_prefix,
+                })
                 .await
                 .map_err(|e| anyhow::anyhow!(e.message))?;
             if json {
@@ -175,8 +204,17 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
             let grpc_addr = grpc.local_addr()?;
             tracing::info!(http = %http_addr, grpc = %grpc_addr, "serving");
             println!("cairn is serving HTTP on http://{http_addr} and gRPC on {grpc_addr}");
-            println!("try:\n  curl -s http://{http_addr}/v1/search -d '{{\"query\": \"how are chunks embedded\", \"k\": 3}}'");
-            server::run(engine.state(&config), http, grpc, config.server.max_body_bytes, shutdown_signal()).await
+            println!(
+                "try:\n  curl -s http://{http_addr}/v1/search -d '{{\"query\": \"how are chunks embedded\", \"k\": 3}}'"
+            );
+            server::run(
+                engine.state(&config),
+                http,
+                grpc,
+                config.server.max_body_bytes,
+                shutdown_signal(),
+            )
+            .await
         }
         Command::Eval { dir, reuse, json } => run_eval(&dir, reuse, json, config, data_dir_given).await,
     }
@@ -214,9 +252,18 @@ async fn eval_in(dir: &Path, queries: &[eval::Query], reuse: bool, json: bool, c
             .collect();
         repos.sort();
         for repo in repos {
-            let name = repo.file_name().and_then(|n| n.to_str()).context("bad corpus dir name")?.to_string();
-            let report = engine.index(&repo, &name, config, &cairn_indexer::pipeline::NoProgress).await?;
-            eprintln!("indexed {name}: {} files, {} chunks in {:.1}s", report.files, report.chunks, report.seconds);
+            let name = repo
+                .file_name()
+                .and_then(|n| n.to_str())
+                .context("bad corpus dir name")?
+                .to_string();
+            let report = engine
+                .index(&repo, &name, config, &cairn_indexer::pipeline::NoProgress)
+                .await?;
+            eprintln!(
+                "indexed {name}: {} files, {} chunks in {:.1}s",
+                report.files, report.chunks, report.seconds
+            );
             index_s += report.seconds;
             chunks += report.chunks;
         }
@@ -233,7 +280,13 @@ async fn eval_in(dir: &Path, queries: &[eval::Query], reuse: bool, json: bool, c
         );
     } else {
         print!("{}", eval::table(&m));
-        println!("{} queries in {:.1}s; index {} chunks in {:.1}s", queries.len(), query_s, chunks, index_s);
+        println!(
+            "{} queries in {:.1}s; index {} chunks in {:.1}s",
+            queries.len(),
+            query_s,
+            chunks,
+            index_s
+        );
     }
     Ok(())
 }
@@ -284,4 +337,3 @@ impl Progress for Bar {
         self.0.set_message(format!("{chunks_done} chunks"));
     }
 }
-

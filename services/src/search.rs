@@ -97,7 +97,13 @@ pub struct RankSettings {
 
 impl Default for RankSettings {
     fn default() -> Self {
-        Self { fusion: Fusion::Relative, candidates: 100, rrf_k: 60.0, dense_weight: 1.0, sparse_weight: 1.0 }
+        Self {
+            fusion: Fusion::Relative,
+            candidates: 100,
+            rrf_k: 60.0,
+            dense_weight: 1.0,
+            sparse_weight: 1.0,
+        }
     }
 }
 
@@ -112,7 +118,12 @@ pub struct SearchService {
 
 impl SearchService {
     pub fn new(embedder: Arc<dyn Embed>, store: Arc<dyn VectorStore>, registry: Registry, rank: RankSettings) -> Self {
-        Self { embedder, store, registry, rank }
+        Self {
+            embedder,
+            store,
+            registry,
+            rank,
+        }
     }
 
     /// The registry of indexed repositories this service answers from.
@@ -151,7 +162,10 @@ impl SearchService {
                 commit: c.payload.commit,
             })
             .collect();
-        Ok(SearchResponse { results, took_ms: started.elapsed().as_secs_f64() * 1000.0 })
+        Ok(SearchResponse {
+            results,
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+        })
     }
 
     fn validate(&self, r: SearchRequest) -> Result<(String, usize, SearchFilter), ServiceError> {
@@ -160,10 +174,15 @@ impl SearchService {
             return Err(ServiceError::invalid("query must not be empty"));
         }
         if query.len() > MAX_QUERY_BYTES {
-            return Err(ServiceError::invalid(format!("query is longer than {MAX_QUERY_BYTES} bytes")));
+            return Err(ServiceError::invalid(format!(
+                "query is longer than {MAX_QUERY_BYTES} bytes"
+            )));
         }
         if !(1..=MAX_K).contains(&r.k) {
-            return Err(ServiceError::invalid(format!("k must be between 1 and {MAX_K}, got {}", r.k)));
+            return Err(ServiceError::invalid(format!(
+                "k must be between 1 and {MAX_K}, got {}",
+                r.k
+            )));
         }
         let mut languages = Vec::new();
         for l in &r.languages {
@@ -200,10 +219,22 @@ fn normalised(fusion: Fusion, list: &[ScoredChunk]) -> Vec<f32> {
             let sd = (scores.iter().map(|s| (s - mean).powi(2)).sum::<f32>() / n).sqrt();
             (mean - 3.0 * sd, mean + 3.0 * sd)
         }
-        _ => (scores.iter().cloned().fold(f32::INFINITY, f32::min), scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max)),
+        _ => (
+            scores.iter().cloned().fold(f32::INFINITY, f32::min),
+            scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max),
+        ),
     };
     let span = hi - lo;
-    scores.iter().map(|s| if span > 0.0 { ((s - lo) / span).clamp(0.0, 1.0) } else { 1.0 }).collect()
+    scores
+        .iter()
+        .map(|s| {
+            if span > 0.0 {
+                ((s - lo) / span).clamp(0.0, 1.0)
+            } else {
+                1.0
+            }
+        })
+        .collect()
 }
 
 /// Fuses the dense and BM25 lists (see [`Fusion`]) and keeps the best `k`.
@@ -265,17 +296,22 @@ mod tests {
 
     #[test]
     fn score_fusions_normalise_each_list() {
-        let mut a = hit("a");
-        a.score = 0.9;
-        let mut b = hit("b");
-        b.score = 0.5;
-        let mut c = hit("c");
-        c.score = 12.0;
+        let scored = |id: &str, score: f32| ScoredChunk { score, ..hit(id) };
         for fusion in [Fusion::Relative, Fusion::Dbsf] {
-            let r = RankSettings { fusion, ..Default::default() };
-            let out = fuse(&r, vec![a.clone(), b.clone()], vec![c.clone(), b.clone()], 10);
+            let r = RankSettings {
+                fusion,
+                ..Default::default()
+            };
+            // Cosine scores near 1 and BM25 scores near 12 weigh the same after normalisation.
+            let out = fuse(
+                &r,
+                vec![scored("b", 0.9), scored("a", 0.8), scored("x", 0.1)],
+                vec![scored("c", 12.0), scored("b", 11.0), scored("y", 1.0)],
+                10,
+            );
             assert!(out.iter().all(|(s, _)| (0.0..=2.0).contains(s)), "{fusion:?}");
-            assert_eq!(out[0].1.id, "b", "{fusion:?}: in both lists");
+            assert_eq!(out[0].1.id, "b", "{fusion:?}: near the top of both lists");
+            assert_eq!(out.len(), 5);
         }
     }
 

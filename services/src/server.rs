@@ -19,7 +19,9 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(embedder: Arc<dyn Embed>, store: Arc<dyn VectorStore>, registry: Registry, rank: RankSettings) -> Self {
-        Self { search: SearchService::new(embedder, store, registry, rank) }
+        Self {
+            search: SearchService::new(embedder, store, registry, rank),
+        }
     }
 }
 

@@ -26,7 +26,11 @@ fn default_model_embeds_normalised_384d_vectors() {
 #[test]
 fn batching_and_padding_do_not_change_vectors() {
     let e = cairn_services::commands::load_embedder(&config()).unwrap();
-    let texts = ["short", "a considerably longer text that pads the short one in the same batch of inputs", "fn main() {}"];
+    let texts = [
+        "short",
+        "a considerably longer text that pads the short one in the same batch of inputs",
+        "fn main() {}",
+    ];
     let batch = e.embed_documents(&texts).unwrap();
     assert_eq!(batch.vectors.len(), 3);
     assert!(batch.tokens > 10);
@@ -54,5 +58,8 @@ fn missing_model_is_a_clear_error() {
     let mut c = config();
     c.embed.model_dir = "/nonexistent/model".into();
     let err = cairn_services::commands::load_embedder(&c).err().unwrap().to_string();
-    assert!(err.contains("/nonexistent/model") && err.contains("make setup"), "{err}");
+    assert!(
+        err.contains("/nonexistent/model") && err.contains("make setup"),
+        "{err}"
+    );
 }

@@ -24,7 +24,11 @@ pub fn cairn() -> Command {
 /// Runs `cairn` and returns (success, stdout, stderr).
 pub fn run(args: &[&str]) -> (bool, String, String) {
     let out = cairn().args(args).output().expect("cairn runs");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -42,7 +46,14 @@ fn copy_dir(from: &Path, to: &Path) {
 
 pub fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
-        .args(["-c", "user.name=cairn", "-c", "user.email=cairn@example.com", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "user.name=cairn",
+            "-c",
+            "user.email=cairn@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -74,7 +85,15 @@ impl Server {
     pub fn start(data_dir: &Path) -> Server {
         use std::io::BufRead;
         let mut child = cairn()
-            .args(["--data-dir", data_dir.to_str().unwrap(), "serve", "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
+            .args([
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--grpc",
+                "127.0.0.1:0",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -83,7 +102,14 @@ impl Server {
         let mut lines = std::io::BufReader::new(stdout).lines();
         let line = lines.next().expect("serve prints its addresses").unwrap();
         // "cairn is serving HTTP on http://127.0.0.1:PORT and gRPC on 127.0.0.1:PORT"
-        let http = line.split("http://").nth(1).unwrap().split(' ').next().unwrap().to_string();
+        let http = line
+            .split("http://")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
         let grpc = line.rsplit(' ').next().unwrap().to_string();
         std::thread::spawn(move || for _ in lines {});
         Server { child, http, grpc }

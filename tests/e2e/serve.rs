@@ -7,17 +7,32 @@ use crate::{Server, fixture_repo, run};
 fn indexed_data_dir() -> (tempfile::TempDir, tempfile::TempDir) {
     let repo = fixture_repo();
     let data = tempfile::tempdir().unwrap();
-    let (ok, _, err) =
-        run(&["index", repo.path().to_str().unwrap(), "--repo", "acme-auth", "--data-dir", data.path().to_str().unwrap()]);
+    let (ok, _, err) = run(&[
+        "index",
+        repo.path().to_str().unwrap(),
+        "--repo",
+        "acme-auth",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     (repo, data)
 }
 
 async fn post(client: &reqwest::Client, url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
-    let resp = client.post(url).header("content-type", "application/json").body(body).send().await.unwrap();
+    let resp = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -30,12 +45,27 @@ async fn http_search_contract_and_errors() {
     let health = c.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status().as_u16(), 200);
 
-    let (status, v) = post(&c, &url, json!({"query": "append a login attempt to the audit log", "k": 2}).to_string()).await;
+    let (status, v) = post(
+        &c,
+        &url,
+        json!({"query": "append a login attempt to the audit log", "k": 2}).to_string(),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 2);
     let top = &results[0];
-    for field in ["repo", "path", "start_line", "end_line", "language", "kind", "symbol", "score", "content"] {
+    for field in [
+        "repo",
+        "path",
+        "start_line",
+        "end_line",
+        "language",
+        "kind",
+        "symbol",
+        "score",
+        "content",
+    ] {
         assert!(top.get(field).is_some(), "missing {field}: {top}");
     }
     assert_eq!(top["path"], "src/audit.go");
@@ -44,16 +74,39 @@ async fn http_search_contract_and_errors() {
     assert!(v["took_ms"].is_number());
 
     // Filters.
-    let (status, v) = post(&c, &url, json!({"query": "rate limit", "languages": ["python"], "k": 5}).to_string()).await;
+    let (status, v) = post(
+        &c,
+        &url,
+        json!({"query": "rate limit", "languages": ["python"], "k": 5}).to_string(),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert!(v["results"].as_array().unwrap().iter().all(|h| h["language"] == "python"), "{v}");
-    let (status, v) = post(&c, &url, json!({"query": "token", "path_prefix": "src/rate", "k": 10}).to_string()).await;
+    assert!(
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["language"] == "python"),
+        "{v}"
+    );
+    let (status, v) = post(
+        &c,
+        &url,
+        json!({"query": "token", "path_prefix": "src/rate", "k": 10}).to_string(),
+    )
+    .await;
     assert_eq!(status, 200);
     let hits = v["results"].as_array().unwrap();
-    assert!(!hits.is_empty() && hits.iter().all(|h| h["path"].as_str().unwrap().starts_with("src/rate")), "{v}");
+    assert!(
+        !hits.is_empty() && hits.iter().all(|h| h["path"].as_str().unwrap().starts_with("src/rate")),
+        "{v}"
+    );
     let (status, v) = post(&c, &url, json!({"query": "token", "repos": ["acme-auth"]}).to_string()).await;
     assert_eq!(status, 200);
-    assert_eq!(v["results"].as_array().unwrap().len(), 10.min(v["results"].as_array().unwrap().len()));
+    assert_eq!(
+        v["results"].as_array().unwrap().len(),
+        10.min(v["results"].as_array().unwrap().len())
+    );
 
     // Client mistakes: 4xx with a JSON message naming the problem.
     let cases: Vec<(String, u16, &str)> = vec![
@@ -65,18 +118,29 @@ async fn http_search_contract_and_errors() {
         (json!({"query": 5}).to_string(), 400, "invalid"),
         (json!({"k": 5}).to_string(), 400, "query"),
         ("{not json".to_string(), 400, "invalid"),
-        (json!({"query": "x", "repos": ["no-such-repo"]}).to_string(), 404, "no-such-repo"),
-        (json!({"query": "x", "languages": ["klingon"]}).to_string(), 400, "klingon"),
+        (
+            json!({"query": "x", "repos": ["no-such-repo"]}).to_string(),
+            404,
+            "no-such-repo",
+        ),
+        (
+            json!({"query": "x", "languages": ["klingon"]}).to_string(),
+            400,
+            "klingon",
+        ),
         (json!({"query": "x".repeat(2 * 1024 * 1024)}).to_string(), 413, "larger"),
     ];
     for (body, want, needle) in cases {
         let shown = body.chars().take(60).collect::<String>();
         let (status, v) = post(&c, &url, body).await;
         assert_eq!(status, want, "{shown}: {v}");
-        let msg = v["error"].as_str().unwrap_or_else(|| panic!("no error message for {shown}: {v}"));
+        let msg = v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message for {shown}: {v}"));
         assert!(msg.contains(needle), "{shown}: {msg}");
     }
-    let resp = c.get(server.url("/v1/nope")).send().await.unwrap();
+    // A fresh client: the server closes a connection whose oversized body it did not read.
+    let resp = reqwest::Client::new().get(server.url("/v1/nope")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 404);
 }
 
@@ -90,43 +154,84 @@ async fn grpc_search_health_and_reflection() {
     let endpoint = format!("http://{}", server.grpc);
     let mut client = RetrievalClient::connect(endpoint.clone()).await.unwrap();
     let resp = client
-        .search(SearchRequest { query: "refill the token bucket".into(), k: 3, ..Default::default() })
+        .search(SearchRequest {
+            query: "refill the token bucket".into(),
+            k: 3,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(resp.results.len(), 3);
     assert_eq!(resp.results[0].path, "src/rate_limit.py");
-    assert!(resp.results[0].symbol.starts_with("TokenBucket"), "{:?}", resp.results[0]);
+    assert!(
+        resp.results[0].symbol.starts_with("TokenBucket"),
+        "{:?}",
+        resp.results[0]
+    );
 
-    let err = client.search(SearchRequest { query: String::new(), ..Default::default() }).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    let err = client.search(SearchRequest { query: "x".into(), k: 500, ..Default::default() }).await.unwrap_err();
+    let err = client
+        .search(SearchRequest {
+            query: String::new(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     let err = client
-        .search(SearchRequest { query: "x".into(), repos: vec!["missing".into()], ..Default::default() })
+        .search(SearchRequest {
+            query: "x".into(),
+            k: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let err = client
+        .search(SearchRequest {
+            query: "x".into(),
+            repos: vec!["missing".into()],
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
 
-    let mut health = tonic_health::pb::health_client::HealthClient::connect(endpoint.clone()).await.unwrap();
+    let channel = tonic::transport::Channel::from_shared(endpoint.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let status = health
-        .check(tonic_health::pb::HealthCheckRequest { service: "cairn.v1.Retrieval".into() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "cairn.v1.Retrieval".into(),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(status.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        status.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let mut reflection = ServerReflectionClient::connect(endpoint).await.unwrap();
+    let mut reflection = ServerReflectionClient::new(channel);
     let req = tonic_reflection::pb::v1::ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut stream = reflection.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+    let mut stream = reflection
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
     let msg = stream.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else { panic!("{msg:?}") };
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("{msg:?}")
+    };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"cairn.v1.Retrieval".to_string()), "{names:?}");
 }
@@ -138,15 +243,29 @@ async fn held_data_dir_is_refused_and_index_persists_across_restarts() {
     let server = Server::start(data.path());
     let (ok, _, err) = run(&["index", ".", "--repo", "other", "--data-dir", d]);
     assert!(!ok);
-    assert!(err.contains(&format!("data dir {d} is in use by cairn serve, pid {}", server.child.id())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "data dir {d} is in use by cairn serve, pid {}",
+            server.child.id()
+        )),
+        "{err}"
+    );
     assert!(err.contains("use its HTTP API"), "{err}");
     drop(server);
 
     // Restarted, the server answers from the persisted store.
     let server = Server::start(data.path());
     let c = reqwest::Client::new();
-    let (status, v) = post(&c, &server.url("/v1/search"), json!({"query": "verify token signature and expiry", "k": 1}).to_string()).await;
+    let (status, v) = post(
+        &c,
+        &server.url("/v1/search"),
+        json!({"query": "verify token signature and expiry", "k": 1}).to_string(),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(v["results"][0]["path"], "src/lib.rs", "{v}");
-    assert!(v["results"][0]["content"].as_str().unwrap().contains("pub fn verify("), "{v}");
+    assert!(
+        v["results"][0]["content"].as_str().unwrap().contains("pub fn verify("),
+        "{v}"
+    );
 }

@@ -552,7 +552,10 @@ impl<'a, 's> Engine<'a, 's> {
         };
         let split_container = level.mode == Mode::Items
             && size > self.container
-            && unit.item.as_ref().is_some_and(|i| i.role == Role::Container && i.body.is_some());
+            && unit
+                .item
+                .as_ref()
+                .is_some_and(|i| i.role == Role::Container && i.body.is_some());
         if size <= self.max && !split_container {
             self.sink.push(unit.start, unit.end, kind, symbol, &level.scope);
             return;

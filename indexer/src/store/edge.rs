@@ -14,9 +14,9 @@ use parking_lot::RwLock;
 use qdrant_edge::{
     CountRequest, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
     EdgeVectorParamsBuilder, FieldIndexOperations, Filter, Modifier, NamedQuery, Payload, PayloadFieldSchema,
-    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum,
-    ScoredPoint, SearchRequest, SparseVector, UpdateOperation, VectorInternal, VectorPersisted,
-    VectorStructPersisted, WithPayloadInterface, WithVector,
+    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum, ScoredPoint,
+    SearchRequest, SparseVector, UpdateOperation, VectorInternal, VectorPersisted, VectorStructPersisted,
+    WithPayloadInterface, WithVector,
 };
 use serde_json::{Value, json};
 
@@ -43,11 +43,11 @@ impl EdgeStore {
     /// Opens the shard at `path`, creating it for vectors of `dim` if absent.
     /// An existing shard built for another dimension is an error.
     pub fn open(path: &Path, dim: usize) -> Result<Self> {
-        std::fs::create_dir_all(path)
-            .map_err(|e| IndexError::io(format!("failed to create {}", path.display()), e))?;
+        std::fs::create_dir_all(path).map_err(|e| IndexError::io(format!("failed to create {}", path.display()), e))?;
         let exists = path.join("edge_config.json").exists();
         let shard = if exists {
-            let shard = EdgeShard::load(path, None).map_err(|e| store_err(&format!("failed to load {}", path.display()), e))?;
+            let shard =
+                EdgeShard::load(path, None).map_err(|e| store_err(&format!("failed to load {}", path.display()), e))?;
             let have = shard.config().vectors.get(DENSE).map(|v| v.size);
             if have != Some(dim) {
                 return Err(IndexError::Store(format!(
@@ -60,21 +60,39 @@ impl EdgeStore {
             shard
         } else {
             let config = EdgeConfigBuilder::new()
-                .vector(DENSE, EdgeVectorParamsBuilder::new(dim, Distance::Cosine).on_disk(false).build())
-                .sparse_vector(SPARSE, EdgeSparseVectorParamsBuilder::new().modifier(Modifier::Idf).build())
+                .vector(
+                    DENSE,
+                    EdgeVectorParamsBuilder::new(dim, Distance::Cosine)
+                        .on_disk(false)
+                        .build(),
+                )
+                .sparse_vector(
+                    SPARSE,
+                    EdgeSparseVectorParamsBuilder::new().modifier(Modifier::Idf).build(),
+                )
                 .build();
-            let shard = EdgeShard::new(path, config).map_err(|e| store_err(&format!("failed to create {}", path.display()), e))?;
+            let shard = EdgeShard::new(path, config)
+                .map_err(|e| store_err(&format!("failed to create {}", path.display()), e))?;
             for field in INDEXED_FIELDS {
                 shard
-                    .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
-                        field_name: (*field).try_into().map_err(|_| IndexError::Store(format!("bad field {field}")))?,
-                        field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword)),
-                    })))
+                    .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(
+                        CreateIndex {
+                            field_name: (*field)
+                                .try_into()
+                                .map_err(|_| IndexError::Store(format!("bad field {field}")))?,
+                            field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword)),
+                        },
+                    )))
                     .map_err(|e| store_err("failed to create payload index", e))?;
             }
             shard
         };
-        Ok(Self { shard: Arc::new(shard), guard: Arc::new(RwLock::new(())), dim, path: path.to_path_buf() })
+        Ok(Self {
+            shard: Arc::new(shard),
+            guard: Arc::new(RwLock::new(())),
+            dim,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Where the shard lives.
@@ -102,11 +120,20 @@ impl EdgeStore {
         .map_err(|e| IndexError::Store(format!("store task failed: {e}")))?
     }
 
-    async fn search(&self, query: VectorInternal, using: &str, filter: &SearchFilter, limit: usize) -> Result<Vec<ScoredChunk>> {
+    async fn search(
+        &self,
+        query: VectorInternal,
+        using: &str,
+        filter: &SearchFilter,
+        limit: usize,
+    ) -> Result<Vec<ScoredChunk>> {
         let store_filter = to_filter(filter)?;
         let fetch = if filter.needs_post_filter() { limit * 4 } else { limit };
         let request = SearchRequest {
-            query: QueryEnum::Nearest(NamedQuery { query, using: Some(using.to_string()) }),
+            query: QueryEnum::Nearest(NamedQuery {
+                query,
+                using: Some(using.to_string()),
+            }),
             filter: store_filter,
             params: None,
             limit: fetch,
@@ -115,7 +142,11 @@ impl EdgeStore {
             with_vector: Some(WithVector::Bool(false)),
             score_threshold: None,
         };
-        let points = self.blocking(false, move |s| s.search(request).map_err(|e| store_err("search failed", e))).await?;
+        let points = self
+            .blocking(false, move |s| {
+                s.search(request).map_err(|e| store_err("search failed", e))
+            })
+            .await?;
         let mut hits = Vec::with_capacity(points.len());
         for p in points {
             let hit = to_hit(p)?;
@@ -154,17 +185,25 @@ fn to_filter(filter: &SearchFilter) -> Result<Option<Filter>> {
 
 fn payload_of(p: &ChunkPoint) -> Result<Payload> {
     let mut v = serde_json::to_value(&p.payload).map_err(|e| store_err("payload", e))?;
-    let obj = v.as_object_mut().ok_or_else(|| IndexError::Store("payload is not an object".into()))?;
+    let obj = v
+        .as_object_mut()
+        .ok_or_else(|| IndexError::Store("payload is not an object".into()))?;
     obj.insert("dirs".into(), json!(dir_prefixes(&p.payload.path)));
     obj.insert("run".into(), json!(p.run));
     Ok(Payload(obj.clone().into_iter().collect()))
 }
 
 fn to_hit(p: ScoredPoint) -> Result<ScoredChunk> {
-    let payload = p.payload.ok_or_else(|| IndexError::Store("hit without payload".into()))?;
+    let payload = p
+        .payload
+        .ok_or_else(|| IndexError::Store("hit without payload".into()))?;
     let payload: ChunkPayload = serde_json::from_value(Value::Object(payload.0.into_iter().collect()))
         .map_err(|e| store_err("malformed payload", e))?;
-    Ok(ScoredChunk { id: p.id.to_string(), score: p.score, payload })
+    Ok(ScoredChunk {
+        id: p.id.to_string(),
+        score: p.score,
+        payload,
+    })
 }
 
 fn sparse(v: &SparseVec) -> Result<SparseVector> {
@@ -205,8 +244,10 @@ impl VectorStore for EdgeStore {
                 payload: Some(payload_of(p)?),
             });
         }
-        let op = UpdateOperation::PointOperation(PointOperations::UpsertPoints(PointInsertOperations::PointsList(list)));
-        self.blocking(false, move |s| s.update(op).map_err(|e| store_err("upsert failed", e))).await
+        let op =
+            UpdateOperation::PointOperation(PointOperations::UpsertPoints(PointInsertOperations::PointsList(list)));
+        self.blocking(false, move |s| s.update(op).map_err(|e| store_err("upsert failed", e)))
+            .await
     }
 
     async fn delete_stale(&self, repo: &str, keep_run: &str) -> Result<()> {
@@ -216,19 +257,24 @@ impl VectorStore for EdgeStore {
         }))
         .map_err(|e| store_err("invalid filter", e))?;
         let op = UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter));
-        self.blocking(false, move |s| s.update(op).map_err(|e| store_err("delete failed", e))).await
+        self.blocking(false, move |s| s.update(op).map_err(|e| store_err("delete failed", e)))
+            .await
     }
 
     async fn delete_repo(&self, repo: &str) -> Result<()> {
         let filter: Filter = serde_json::from_value(json!({"must": [{"key": "repo", "match": {"value": repo}}]}))
             .map_err(|e| store_err("invalid filter", e))?;
         let op = UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter));
-        self.blocking(false, move |s| s.update(op).map_err(|e| store_err("delete failed", e))).await
+        self.blocking(false, move |s| s.update(op).map_err(|e| store_err("delete failed", e)))
+            .await
     }
 
     async fn search_dense(&self, vector: Vec<f32>, filter: &SearchFilter, limit: usize) -> Result<Vec<ScoredChunk>> {
         if vector.len() != self.dim {
-            return Err(IndexError::InvalidArgument(format!("query vector of dimension {}", vector.len())));
+            return Err(IndexError::InvalidArgument(format!(
+                "query vector of dimension {}",
+                vector.len()
+            )));
         }
         self.search(VectorInternal::from(vector), DENSE, filter, limit).await
     }
@@ -237,13 +283,15 @@ impl VectorStore for EdgeStore {
         if vector.indices.is_empty() {
             return Ok(Vec::new());
         }
-        self.search(VectorInternal::from(sparse(&vector)?), SPARSE, filter, limit).await
+        self.search(VectorInternal::from(sparse(&vector)?), SPARSE, filter, limit)
+            .await
     }
 
     async fn count(&self, filter: &SearchFilter) -> Result<usize> {
         let filter = to_filter(filter)?;
         self.blocking(false, move |s| {
-            s.count(CountRequest { filter, exact: true }).map_err(|e| store_err("count failed", e))
+            s.count(CountRequest { filter, exact: true })
+                .map_err(|e| store_err("count failed", e))
         })
         .await
     }

@@ -87,7 +87,9 @@ impl SearchFilter {
     /// Whether hits need checking after the store query (a prefix that ends
     /// inside a file or directory name).
     pub fn needs_post_filter(&self) -> bool {
-        self.path_prefix.as_deref().is_some_and(|p| !p.is_empty() && !p.ends_with('/'))
+        self.path_prefix
+            .as_deref()
+            .is_some_and(|p| !p.is_empty() && !p.ends_with('/'))
     }
 }
 
@@ -113,8 +115,7 @@ pub trait VectorStore: Send + Sync {
     /// Nearest neighbours of a dense query vector.
     async fn search_dense(&self, vector: Vec<f32>, filter: &SearchFilter, limit: usize) -> Result<Vec<ScoredChunk>>;
     /// Best BM25 matches of a sparse query vector.
-    async fn search_sparse(&self, vector: SparseVec, filter: &SearchFilter, limit: usize)
-    -> Result<Vec<ScoredChunk>>;
+    async fn search_sparse(&self, vector: SparseVec, filter: &SearchFilter, limit: usize) -> Result<Vec<ScoredChunk>>;
     /// Number of points passing `filter`.
     async fn count(&self, filter: &SearchFilter) -> Result<usize>;
     /// Makes acknowledged writes durable and compacts/indexes where useful.
@@ -133,13 +134,22 @@ mod tests {
 
     #[test]
     fn prefix_split_separates_directory_and_rest() {
-        let f = SearchFilter { path_prefix: Some("src/ser".into()), ..Default::default() };
+        let f = SearchFilter {
+            path_prefix: Some("src/ser".into()),
+            ..Default::default()
+        };
         assert_eq!(f.prefix_split(), Some((Some("src/"), "src/ser")));
         assert!(f.needs_post_filter());
         assert!(f.accepts_path("src/ser.rs") && !f.accepts_path("src/de.rs"));
-        let f = SearchFilter { path_prefix: Some("src/".into()), ..Default::default() };
+        let f = SearchFilter {
+            path_prefix: Some("src/".into()),
+            ..Default::default()
+        };
         assert!(!f.needs_post_filter());
-        let f = SearchFilter { path_prefix: Some("READ".into()), ..Default::default() };
+        let f = SearchFilter {
+            path_prefix: Some("READ".into()),
+            ..Default::default()
+        };
         assert_eq!(f.prefix_split(), Some((None, "READ")));
     }
 }

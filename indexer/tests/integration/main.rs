@@ -19,16 +19,30 @@ fn write(dir: &std::path::Path, path: &str, text: &str) {
 
 fn sample_repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "src/parse.rs", "/// Parses a config file.\npub fn parse_config(text: &str) -> Config {\n    Config::default()\n}\n");
-    write(dir.path(), "src/net/http.py", "def send_request(url):\n    \"\"\"Sends an HTTP request.\"\"\"\n    return fetch(url)\n");
-    write(dir.path(), "lib/util.go", "package util\n\n// Clamp limits v to [lo, hi].\nfunc Clamp(v, lo, hi int) int {\n\tif v < lo {\n\t\treturn lo\n\t}\n\treturn v\n}\n");
+    write(
+        dir.path(),
+        "src/parse.rs",
+        "/// Parses a config file.\npub fn parse_config(text: &str) -> Config {\n    Config::default()\n}\n",
+    );
+    write(
+        dir.path(),
+        "src/net/http.py",
+        "def send_request(url):\n    \"\"\"Sends an HTTP request.\"\"\"\n    return fetch(url)\n",
+    );
+    write(
+        dir.path(),
+        "lib/util.go",
+        "package util\n\n// Clamp limits v to [lo, hi].\nfunc Clamp(v, lo, hi int) int {\n\tif v < lo {\n\t\treturn lo\n\t}\n\treturn v\n}\n",
+    );
     dir
 }
 
 async fn index(dir: &std::path::Path, repo: &str, store: Arc<dyn VectorStore>, embedder: Arc<dyn Embed>) -> usize {
     let snap = read(dir, &FileLimits::default()).unwrap();
     let chunker = Arc::new(Chunker::new(ChunkerConfig::default()));
-    let report = index_snapshot(snap, &IndexOptions::new(repo), chunker, embedder, store, &NoProgress).await.unwrap();
+    let report = index_snapshot(snap, &IndexOptions::new(repo), chunker, embedder, store, &NoProgress)
+        .await
+        .unwrap();
     report.chunks
 }
 
@@ -48,29 +62,69 @@ async fn index_search_filter_reindex_and_reopen() {
     let hits = store.search_dense(q, &SearchFilter::default(), 3).await.unwrap();
     assert_eq!(hits[0].payload.path, "src/parse.rs");
     assert_eq!(hits[0].payload.start_line, 1, "doc comment is part of the chunk");
-    let hits = store.search_sparse(sparse::query_vector("parse config"), &SearchFilter::default(), 3).await.unwrap();
+    let hits = store
+        .search_sparse(sparse::query_vector("parse config"), &SearchFilter::default(), 3)
+        .await
+        .unwrap();
     assert_eq!(hits[0].payload.path, "src/parse.rs");
 
     // Filters run inside the store.
-    let only_py = SearchFilter { languages: vec!["python".into()], ..Default::default() };
-    let hits = store.search_dense(embedder.embed_query("parse").unwrap(), &only_py, 10).await.unwrap();
+    let only_py = SearchFilter {
+        languages: vec!["python".into()],
+        ..Default::default()
+    };
+    let hits = store
+        .search_dense(embedder.embed_query("parse").unwrap(), &only_py, 10)
+        .await
+        .unwrap();
     assert!(!hits.is_empty() && hits.iter().all(|h| h.payload.language == "python"));
-    let prefix = SearchFilter { path_prefix: Some("src/ne".into()), ..Default::default() };
-    let hits = store.search_dense(embedder.embed_query("request").unwrap(), &prefix, 10).await.unwrap();
+    let prefix = SearchFilter {
+        path_prefix: Some("src/ne".into()),
+        ..Default::default()
+    };
+    let hits = store
+        .search_dense(embedder.embed_query("request").unwrap(), &prefix, 10)
+        .await
+        .unwrap();
     assert!(!hits.is_empty() && hits.iter().all(|h| h.payload.path.starts_with("src/ne")));
-    let other_repo = SearchFilter { repos: vec!["nope".into()], ..Default::default() };
-    assert!(store.search_dense(embedder.embed_query("x").unwrap(), &other_repo, 10).await.unwrap().is_empty());
+    let other_repo = SearchFilter {
+        repos: vec!["nope".into()],
+        ..Default::default()
+    };
+    assert!(
+        store
+            .search_dense(embedder.embed_query("x").unwrap(), &other_repo, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A second repo, then re-indexing the first after a deletion.
     index(repo.path(), "other", store.clone(), embedder.clone()).await;
     std::fs::remove_file(repo.path().join("lib/util.go")).unwrap();
     let chunks2 = index(repo.path(), "demo", store.clone(), embedder.clone()).await;
-    let demo = SearchFilter { repos: vec!["demo".into()], ..Default::default() };
+    let demo = SearchFilter {
+        repos: vec!["demo".into()],
+        ..Default::default()
+    };
     assert_eq!(store.count(&demo).await.unwrap(), chunks2);
-    let hits = store.search_sparse(sparse::query_vector("clamp"), &demo, 10).await.unwrap();
-    assert!(hits.iter().all(|h| h.payload.path != "lib/util.go"), "deleted file's points are gone");
-    let other = SearchFilter { repos: vec!["other".into()], ..Default::default() };
-    assert_eq!(store.count(&other).await.unwrap(), chunks, "the other repo is untouched");
+    let hits = store
+        .search_sparse(sparse::query_vector("clamp"), &demo, 10)
+        .await
+        .unwrap();
+    assert!(
+        hits.iter().all(|h| h.payload.path != "lib/util.go"),
+        "deleted file's points are gone"
+    );
+    let other = SearchFilter {
+        repos: vec!["other".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        store.count(&other).await.unwrap(),
+        chunks,
+        "the other repo is untouched"
+    );
 
     // Persisted across reopen.
     drop(store);

@@ -56,7 +56,8 @@ where
             if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ServiceError {
                     kind: ServiceErrorKind::PayloadTooLarge,
-                    message: "request body is larger than 1 MiB".into(),
+                    message: "request body is larger than the server accepts (server.max_body_bytes, 1 MiB by default)"
+                        .into(),
                 }
             } else {
                 ServiceError::invalid(format!("failed to read request body: {}", rejection.body_text()))

@@ -211,6 +211,19 @@ struct Run {
 }
 
 impl Run {
+    /// A run holding just `unit`.
+    fn of(unit: Unit<'_>) -> Self {
+        Run {
+            start: unit.start,
+            end: unit.end,
+            named: unit.named,
+            kind: unit.kind,
+            symbol: unit.symbol,
+            weak: unit.weak,
+            glue: unit.glue,
+        }
+    }
+
     /// Kind and symbol in items mode: those of the only named item, else
     /// `"items"` without a symbol.
     fn label(self) -> (&'static str, Option<String>) {
@@ -445,15 +458,7 @@ impl<'a, 's> Engine<'a, 's> {
             // dilutes its embedding.
             if level.mode == Mode::Items && size <= limit && is_function_unit(&unit) {
                 self.flush(run, level);
-                *run = Some(Run {
-                    start: unit.start,
-                    end: unit.end,
-                    named: unit.named,
-                    kind: unit.kind,
-                    symbol: unit.symbol,
-                    weak: unit.weak,
-                    glue: unit.glue,
-                });
+                *run = Some(Run::of(unit));
                 self.flush(run, level);
                 continue;
             }
@@ -485,17 +490,7 @@ impl<'a, 's> Engine<'a, 's> {
                     }
                     r.named += unit.named;
                 }
-                None => {
-                    *run = Some(Run {
-                        start: unit.start,
-                        end: unit.end,
-                        named: unit.named,
-                        kind: unit.kind,
-                        symbol: unit.symbol,
-                        weak: unit.weak,
-                        glue: unit.glue,
-                    });
-                }
+                None => *run = Some(Run::of(unit)),
             }
         }
     }

@@ -53,7 +53,7 @@ async fn bench() -> anyhow::Result<()> {
     );
 
     // 2. Bare ORT on the same texts, same order of work (sorted groups of 256, batches of 32).
-    let bare_s = bare_ort(&config, &corpus, config.index.group_size, config.embed.batch_size)?;
+    let bare_s = bare_ort(&config, &corpus, config.index.group_size, config.embed.batch_tokens)?;
     println!(
         "bare ORT session, same texts and batch shape: {bare_s:.2}s  {:.1} chunks/s",
         report.chunks as f64 / bare_s
@@ -89,7 +89,10 @@ async fn bench() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bare_ort(config: &Config, corpus: &Path, group: usize, batch: usize) -> anyhow::Result<f64> {
+/// One plain ONNX Runtime session (default threading) over the same texts,
+/// grouped and batched exactly as the pipeline does; tokenization included,
+/// pooling and storage not.
+fn bare_ort(config: &Config, corpus: &Path, group: usize, batch_tokens: usize) -> anyhow::Result<f64> {
     use ort::session::Session;
     use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
     let env = cairn_indexer::embed::init_runtime(&config.runtime_library())?;
@@ -118,10 +121,10 @@ fn bare_ort(config: &Config, corpus: &Path, group: usize, batch: usize) -> anyho
         .collect();
     let started = Instant::now();
     for g in texts.chunks(group) {
-        let mut g: Vec<&str> = g.iter().map(String::as_str).collect();
-        g.sort_by_key(|t| t.len());
-        for b in g.chunks(batch) {
-            let enc = tok.encode_batch(b.to_vec(), true).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let g: Vec<&str> = g.iter().map(String::as_str).collect();
+        for idx in cairn_indexer::embed::plan_batches(&g, batch_tokens, 256) {
+            let b: Vec<&str> = idx.iter().map(|&i| g[i]).collect();
+            let enc = tok.encode_batch(b, true).map_err(|e| anyhow::anyhow!("{e}"))?;
             let (n, len) = (enc.len(), enc[0].len());
             let ids: Vec<i64> = enc.iter().flat_map(|e| e.get_ids().iter().map(|&x| x as i64)).collect();
             let mask: Vec<i64> = enc

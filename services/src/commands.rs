@@ -35,8 +35,9 @@ pub fn load_embedder(config: &Config) -> anyhow::Result<OnnxEmbedder> {
         model_dir: config.model_dir(),
         settings: config.embed.model.clone(),
         threads: config.embed.threads,
+        sessions: config.embed.sessions,
         provider: config.embed.provider,
-        batch_size: config.embed.batch_size,
+        batch_tokens: config.embed.batch_tokens,
     };
     Ok(OnnxEmbedder::load(&ec)?)
 }

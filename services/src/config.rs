@@ -50,10 +50,14 @@ pub struct EmbedConfig {
     pub runtime_library: PathBuf,
     /// Model directory (`model.onnx`, `tokenizer.json`, optional `cairn-model.toml`).
     pub model_dir: PathBuf,
-    /// Intra-op threads; 0 = one per core.
+    /// Intra-op threads per session; 0 = automatic.
     pub threads: usize,
+    /// Model sessions embedding batches side by side; 0 = automatic (one
+    /// single-threaded session per core on the CPU, one on a GPU).
+    pub sessions: usize,
     pub provider: Provider,
-    pub batch_size: usize,
+    /// Padded tokens per model call; short texts share a call.
+    pub batch_tokens: usize,
     /// Overrides the model directory's own settings when given.
     pub model: Option<ModelSettings>,
 }
@@ -116,8 +120,9 @@ impl Default for EmbedConfig {
             runtime_library: PathBuf::from(DEFAULT_RUNTIME),
             model_dir: PathBuf::from(DEFAULT_MODEL),
             threads: 0,
+            sessions: 0,
             provider: Provider::Cpu,
-            batch_size: 32,
+            batch_tokens: 256,
             model: None,
         }
     }
@@ -215,8 +220,8 @@ impl Config {
         if self.server.max_body_bytes < 1024 {
             errors.push("server.max_body_bytes: must be at least 1024".into());
         }
-        if self.embed.batch_size == 0 || self.embed.batch_size > 1024 {
-            errors.push("embed.batch_size: must be between 1 and 1024".into());
+        if self.embed.batch_tokens == 0 || self.embed.batch_tokens > 1 << 20 {
+            errors.push("embed.batch_tokens: must be between 1 and 1048576".into());
         }
         if self.index.group_size == 0 {
             errors.push("index.group_size: must be at least 1".into());
@@ -367,7 +372,7 @@ mod tests {
             &env(&[
                 ("CAIRN_SERVER__HTTP", "nope"),
                 ("CAIRN_SERVER__GRPC", "also-nope"),
-                ("CAIRN_EMBED__BATCH_SIZE", "0"),
+                ("CAIRN_EMBED__BATCH_TOKENS", "0"),
             ]),
         )
         .unwrap_err();

@@ -7,10 +7,9 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("PROTOC").is_none() {
-        // SAFETY-free: build scripts are single-threaded, setting the variable is sound here.
+        // prost-build takes the protoc path only from the PROTOC variable.
         let protoc = protoc_bin_vendored::protoc_bin_path()?;
-        // The only way to hand a protoc path to prost-build is the PROTOC variable.
-        unsafe_set_protoc(protoc);
+        set_protoc(protoc);
     }
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let protos = ["cairn/v1/retrieval.proto"];
@@ -24,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 #[allow(unsafe_code)]
-fn unsafe_set_protoc(path: PathBuf) {
+fn set_protoc(path: PathBuf) {
     // SAFETY: build scripts run single-threaded; no other thread reads the environment.
     unsafe { std::env::set_var("PROTOC", path) };
 }

@@ -236,11 +236,16 @@ impl Config {
             errors.push("search.candidates: must be between 1 and 1000".into());
         }
         let finite_non_negative = |x: f32| x.is_finite() && x >= 0.0;
-        if ![self.search.rrf_k, self.search.dense_weight, self.search.sparse_weight]
-            .into_iter()
-            .all(finite_non_negative)
+        if ![
+            self.search.rrf_k,
+            self.search.dense_weight,
+            self.search.sparse_weight,
+            self.search.items_weight,
+        ]
+        .into_iter()
+        .all(finite_non_negative)
         {
-            errors.push("search.rrf_k, dense_weight and sparse_weight must be non-negative numbers".into());
+            errors.push("search.rrf_k, dense_weight, sparse_weight and items_weight must be non-negative numbers".into());
         }
         if let Some(m) = &self.embed.model
             && (m.max_length == 0 || m.max_length > 8192)

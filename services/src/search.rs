@@ -93,6 +93,10 @@ pub struct RankSettings {
     pub dense_weight: f32,
     /// Weight of the BM25 list in the fusion.
     pub sparse_weight: f32,
+    /// Multiplier on the fused score of `items` chunks (runs of imports,
+    /// constants and small declarations): a mild prior for the functions,
+    /// methods and types people ask about.
+    pub items_weight: f32,
 }
 
 impl Default for RankSettings {
@@ -103,6 +107,7 @@ impl Default for RankSettings {
             rrf_k: 60.0,
             dense_weight: 1.0,
             sparse_weight: 1.0,
+            items_weight: 0.8,
         }
     }
 }
@@ -250,7 +255,10 @@ pub fn fuse(rank: &RankSettings, dense: Vec<ScoredChunk>, bm25: Vec<ScoredChunk>
             fused.entry(hit.id.clone()).and_modify(|e| e.0 += s).or_insert((s, hit));
         }
     }
-    let mut out: Vec<(f32, ScoredChunk)> = fused.into_values().collect();
+    let mut out: Vec<(f32, ScoredChunk)> = fused
+        .into_values()
+        .map(|(s, h)| (if h.payload.kind == "items" { s * rank.items_weight } else { s }, h))
+        .collect();
     out.sort_by(|a, b| {
         b.0.total_cmp(&a.0)
             .then_with(|| a.1.payload.path.cmp(&b.1.payload.path))
@@ -313,6 +321,25 @@ mod tests {
             assert_eq!(out[0].1.id, "b", "{fusion:?}: near the top of both lists");
             assert_eq!(out.len(), 5);
         }
+    }
+
+    #[test]
+    fn items_weight_demotes_runs_of_declarations() {
+        let items = |id: &str| {
+            let mut h = hit(id);
+            h.payload.kind = "items".into();
+            h
+        };
+        let r = RankSettings::default();
+        // equal evidence: the function wins over the run of imports
+        let out = fuse(&r, vec![items("a"), hit("b")], vec![hit("b"), items("a")], 10);
+        assert_eq!(out[0].1.id, "b");
+        let neutral = RankSettings {
+            items_weight: 1.0,
+            ..r
+        };
+        let out = fuse(&neutral, vec![items("a"), hit("b")], vec![items("a"), hit("b")], 10);
+        assert_eq!(out[0].1.id, "a");
     }
 
     #[test]

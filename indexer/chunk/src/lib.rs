@@ -46,7 +46,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 pub use language::Language;
 
 /// Bump whenever chunk output changes (it is part of point ids and triggers reindexing).
-pub const CHUNKER_VERSION: u32 = 2;
+pub const CHUNKER_VERSION: u32 = 3;
 
 /// One chunk of a file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -580,6 +580,54 @@ pub struct Small {
 }
 
 #[test]
+fn small_containers_with_methods_stand_alone() {
+    let src = "\
+use std::fmt;
+
+impl Marker for Small {}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::String(s)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+
+const LIMIT: u32 = 3;
+";
+    let chunks = chunk_checked(&chunker(), "v.rs", src);
+    let got: Vec<_> = chunks.iter().map(|c| (c.kind.as_str(), c.start_line, c.end_line)).collect();
+    // the impl without methods is merged with the imports (the run takes its
+    // kind: its only named item); each impl that defines behaviour is a
+    // chunk of its own
+    assert_eq!(
+        got,
+        [("impl", 1, 3), ("impl", 5, 9), ("impl", 11, 15), ("items", 17, 17)]
+    );
+
+    let py = "\
+import os
+
+class Empty:
+    pass
+
+class Greeter:
+    def hello(self):
+        return 'hi'
+
+X = 1
+";
+    let chunks = chunk_checked(&chunker(), "g.py", py);
+    let got: Vec<_> = chunks.iter().map(|c| (c.kind.as_str(), c.symbol.as_deref())).collect();
+    assert_eq!(got, [("class", Some("Empty")), ("class", Some("Greeter")), ("items", None)]);
+}
+
+#[test]
 fn runs_do_not_merge_across_a_large_item() {
     let body = statements(40, "    ", |i| format!("let value_{i} = compute_something({i});"));
     let src = format!("fn a() {{}}\n\nfn big() {{\n{body}}}\n\nfn b() {{}}\n");

@@ -4,7 +4,9 @@
 //! the child node and its classification ([`Item`]). Children that share a
 //! line are coalesced (chunks are whole lines), and comments / attributes
 //! directly above an item are attached to it. A level's units are then
-//! packed: small units are merged into runs, big ones become their own chunk
+//! packed: functions, and containers with a function among their members,
+//! are chunks of their own; other small units are merged into runs, big ones
+//! become their own chunk
 //! or, when bigger than `max_chars`, are split recursively along their own
 //! children:
 //!
@@ -456,7 +458,7 @@ impl<'a, 's> Engine<'a, 's> {
             // In items mode a function or method is a chunk of its own: it is
             // the unit people search for, and merging it with neighbours
             // dilutes its embedding.
-            if level.mode == Mode::Items && size <= limit && is_function_unit(&unit) {
+            if level.mode == Mode::Items && size <= limit && (is_function_unit(&unit) || self.has_methods(&unit, level)) {
                 self.flush(run, level);
                 *run = Some(Run::of(unit));
                 self.flush(run, level);
@@ -493,6 +495,27 @@ impl<'a, 's> Engine<'a, 's> {
                 None => *run = Some(Run::of(unit)),
             }
         }
+    }
+
+    /// Whether `unit` is exactly one container (impl, class, ...) with a
+    /// function among its members: like a function, it is code people search
+    /// for by what it does, so it is not merged with its neighbours either.
+    fn has_methods(&self, unit: &Unit<'a>, level: &Level) -> bool {
+        let Some(item) = unit.item.as_ref() else {
+            return false;
+        };
+        let Some(body) = item.body else {
+            return false;
+        };
+        if unit.named != 1 || item.role != Role::Container {
+            return false;
+        }
+        let mut inner = level.clone();
+        inner.mode = Mode::Items;
+        inner.member = item.members_are_methods;
+        let mut cursor = body.walk();
+        body.named_children(&mut cursor)
+            .any(|child| self.classify(child, &inner).role == Role::Function)
     }
 
     /// The node to split along, when `unit` is bigger than `max_chars` and is

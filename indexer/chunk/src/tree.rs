@@ -458,7 +458,8 @@ impl<'a, 's> Engine<'a, 's> {
             // In items mode a function or method is a chunk of its own: it is
             // the unit people search for, and merging it with neighbours
             // dilutes its embedding.
-            if level.mode == Mode::Items && size <= limit && (is_function_unit(&unit) || self.has_methods(&unit, level)) {
+            if level.mode == Mode::Items && size <= limit && (is_function_unit(&unit) || self.has_methods(&unit, level))
+            {
                 self.flush(run, level);
                 *run = Some(Run::of(unit));
                 self.flush(run, level);

@@ -31,6 +31,7 @@ pub struct Config {
     pub index: IndexConfig,
     pub search: RankSettings,
     pub log: LogConfig,
+    pub audit: crate::audit::AuditConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -100,6 +101,7 @@ impl Default for Config {
             index: IndexConfig::default(),
             search: RankSettings::default(),
             log: LogConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
         }
     }
 }
@@ -248,6 +250,7 @@ impl Config {
             errors
                 .push("search.rrf_k, dense_weight, sparse_weight and items_weight must be non-negative numbers".into());
         }
+        self.audit.validate(&mut errors);
         if let Some(m) = &self.embed.model
             && (m.max_length == 0 || m.max_length > 8192)
         {

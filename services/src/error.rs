@@ -22,6 +22,19 @@ pub enum ServiceErrorKind {
     Internal,
 }
 
+impl ServiceErrorKind {
+    /// Stable snake_case name (audit records, logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidArgument => "invalid_argument",
+            Self::NotFound => "not_found",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
 impl ServiceError {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self {

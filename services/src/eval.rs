@@ -166,6 +166,7 @@ mod tests {
             score: 1.0,
             content: String::new(),
             commit: String::new(),
+            id: String::new(),
         }
     }
 

@@ -30,7 +30,10 @@ impl Retrieval for RetrievalService {
             languages: r.languages,
             path_prefix: (!r.path_prefix.is_empty()).then_some(r.path_prefix),
         };
-        let resp = self.state.search.search(req).await?;
+        let started = std::time::Instant::now();
+        let result = self.state.search.search(req.clone()).await;
+        self.state.audit_search("grpc.search", &req, &result, started);
+        let resp = result?;
         Ok(Response::new(PbSearchResponse {
             results: resp
                 .results

@@ -35,7 +35,10 @@ async fn search(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ServiceError> {
-    Ok(Json(state.search.search(req).await?))
+    let started = std::time::Instant::now();
+    let result = state.search.search(req.clone()).await;
+    state.audit_search("http.search", &req, &result, started);
+    Ok(Json(result?))
 }
 
 /// A JSON body whose every rejection is a JSON error: malformed JSON and

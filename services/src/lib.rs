@@ -11,6 +11,7 @@
 //! - [`eval`]: the retrieval-quality eval.
 //! - [`telemetry`]: logging setup.
 
+pub mod audit;
 pub mod commands;
 pub mod config;
 pub mod error;

@@ -1,10 +1,12 @@
 //! The `cairn` binary: `index`, `search`, `serve` and `eval`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use cairn_indexer::pipeline::Progress;
+use cairn_services::audit::{self, AuditLog};
 use cairn_services::commands::Engine;
 use cairn_services::config::Config;
 use cairn_services::search::SearchRequest;
@@ -69,6 +71,9 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Measure retrieval quality on an eval set (corpus/ + queries.jsonl).
     Eval {
         /// Eval directory.
@@ -87,6 +92,19 @@ enum Command {
 enum ConfigCommand {
     /// Load and validate the configuration (--config / CAIRN_CONFIG, CAIRN_* env), report every problem, exit 2 if any.
     Check,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain through audit log files (oldest first) and, given the public key, every checkpoint's signature; report the first modified, deleted, inserted or reordered record and exit 1.
+    Verify {
+        /// Audit log files, oldest first (rotated FILE.000001, FILE.000002, ..., then FILE).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The ed25519 public key: 64 hex digits, or a file holding them (audit/signing-key.pub in the data dir).
+        #[arg(long, value_name = "HEX|FILE")]
+        public_key: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -112,6 +130,9 @@ fn main() -> std::process::ExitCode {
             None => println!("config ok: defaults and CAIRN_* environment (no --config / CAIRN_CONFIG)"),
         }
         return std::process::ExitCode::SUCCESS;
+    }
+    if let Command::Audit(AuditCommand::Verify { files, public_key }) = &cli.command {
+        return audit_verify(files, public_key.as_deref());
     }
     telemetry::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -228,17 +249,62 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
             println!(
                 "try:\n  curl -s http://{http_addr}/v1/search -d '{{\"query\": \"how are chunks embedded\", \"k\": 3}}'"
             );
-            server::run(
-                engine.state(&config),
+            let audit = Arc::new(AuditLog::open(&config.audit, &config.data_dir)?);
+            let served = server::run(
+                engine.state(&config).with_audit(audit.clone()),
                 http,
                 grpc,
                 config.server.max_body_bytes,
                 shutdown_signal(),
             )
-            .await
+            .await;
+            // every queued record, and a signed checkpoint, before exit
+            audit.close();
+            served
         }
-        Command::Config(ConfigCommand::Check) => Ok(()), // answered in main, before logging starts
+        // answered in main, before logging starts
+        Command::Config(ConfigCommand::Check) | Command::Audit(_) => Ok(()),
         Command::Eval { dir, reuse, json } => run_eval(&dir, reuse, json, config, data_dir_given).await,
+    }
+}
+
+fn audit_verify(files: &[PathBuf], public_key: Option<&str>) -> std::process::ExitCode {
+    let key = match public_key.map(audit::parse_public_key).transpose() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match audit::verify(files, key.as_deref()) {
+        Ok(Ok(r)) => {
+            println!(
+                "audit log ok: {} records, {} checkpoints ({}), seq {}..={}{}",
+                r.records,
+                r.checkpoints,
+                if key.is_some() {
+                    format!("{} signatures verified", r.signatures_checked)
+                } else {
+                    "signatures not checked: pass --public-key".to_string()
+                },
+                r.first_seq,
+                r.last_seq,
+                if r.starts_mid_chain {
+                    "; the first file continues an earlier one that was not given"
+                } else {
+                    ""
+                }
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            println!("audit log TAMPERED: {e}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
     }
 }
 

@@ -56,6 +56,9 @@ pub struct SearchHit {
     pub score: f32,
     pub content: String,
     pub commit: String,
+    /// The chunk's point id (audit records name it; not part of the API).
+    #[serde(skip)]
+    pub id: String,
 }
 
 /// The answer to a [`SearchRequest`].
@@ -165,6 +168,7 @@ impl SearchService {
                 score,
                 content: c.payload.content,
                 commit: c.payload.commit,
+                id: c.id,
             })
             .collect();
         Ok(SearchResponse {

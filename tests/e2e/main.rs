@@ -2,6 +2,7 @@
 //! default model (installed by `make setup`) against the fixture repository
 //! in `fixtures/repos/acme-auth`, turned into a git repository per test.
 
+mod audit;
 mod cli;
 mod embed;
 mod serve;
@@ -117,6 +118,17 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
+    }
+
+    /// Stops the server as an operator does (SIGTERM) and waits for a clean exit.
+    pub fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "cairn serve exited with {exit}");
     }
 }
 

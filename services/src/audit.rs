@@ -1,0 +1,788 @@
+//! The audit log: one JSON line per request on every surface, hash-chained,
+//! with checkpoints signed by an ed25519 key.
+//!
+//! Each line holds `seq` (1, 2, … across files and restarts) and `prev`, the
+//! SHA-256 of the previous line's bytes (64 zeros before the first record).
+//! Every `checkpoint_every` records, at rotation and at shutdown a
+//! `checkpoint` line is written whose `signature` signs
+//! `cairn-audit-checkpoint/v1\n{seq}\n{prev}`: the whole chain up to it.
+//! [`verify`] checks a sequence of files from their bytes alone (and the
+//! signatures, given the public key) and names the first record that was
+//! modified, deleted, inserted or reordered.
+//!
+//! Writing happens on a dedicated thread fed by a channel, so a request
+//! never waits for the disk; [`AuditLog::close`] drains the channel, writes
+//! a final checkpoint and syncs the file before shutdown completes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+
+use anyhow::{Context, bail};
+use ring::rand::SystemRandom;
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use serde::{Deserialize, Serialize};
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const SIGNING_CONTEXT: &str = "cairn-audit-checkpoint/v1";
+
+/// `[audit]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Write the audit log at all.
+    pub enabled: bool,
+    /// The live log file; rotated files sit next to it as `FILE.000001`, ….
+    /// Empty: `audit/audit.jsonl` in the data dir.
+    pub path: PathBuf,
+    /// Store each query's text; when false only its SHA-256 is kept.
+    pub store_queries: bool,
+    /// Records between two signed checkpoints.
+    pub checkpoint_every: u64,
+    /// PKCS#8 ed25519 signing key. Empty: `audit/signing-key.pk8` in the data
+    /// dir, generated on first use (public key next to it, `.pub`, hex).
+    pub signing_key: PathBuf,
+    /// Rotate the live file when it grows past this many bytes.
+    pub rotate_bytes: u64,
+    /// Rotated files to keep (oldest removed first); 0 keeps all.
+    pub retain_files: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: PathBuf::new(),
+            store_queries: true,
+            checkpoint_every: 1000,
+            signing_key: PathBuf::new(),
+            rotate_bytes: 64 << 20,
+            retain_files: 0,
+        }
+    }
+}
+
+impl AuditConfig {
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        if self.checkpoint_every == 0 {
+            errors.push("audit.checkpoint_every: must be at least 1".into());
+        }
+        if self.rotate_bytes < 4096 {
+            errors.push("audit.rotate_bytes: must be at least 4096".into());
+        }
+    }
+}
+
+/// Whether a request was allowed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+/// One chunk returned to the caller.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditResult {
+    pub id: String,
+    pub repo: String,
+    pub path: String,
+    pub commit: String,
+}
+
+/// What a surface reports about one request.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub principal: String,
+    /// `http.search`, `grpc.search`, …
+    pub surface: &'static str,
+    pub query: Option<String>,
+    pub repos_allowed: Vec<String>,
+    pub results: Vec<AuditResult>,
+    pub backend: Option<String>,
+    pub model: Option<String>,
+    pub decision: Decision,
+    /// `ok`, or the error kind (`invalid_argument`, `not_found`, …).
+    pub outcome: String,
+    pub latency_ms: f64,
+}
+
+#[derive(Serialize)]
+struct RequestLine<'a> {
+    seq: u64,
+    time: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    principal: &'a str,
+    surface: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query_sha256: Option<String>,
+    repos_allowed: &'a [String],
+    results: &'a [AuditResult],
+    backend: Option<&'a str>,
+    model: Option<&'a str>,
+    decision: Decision,
+    outcome: &'a str,
+    latency_ms: f64,
+    prev: &'a str,
+}
+
+#[derive(Serialize)]
+struct CheckpointLine<'a> {
+    seq: u64,
+    time: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    public_key: &'a str,
+    signature: String,
+    prev: &'a str,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
+fn signed_message(seq: u64, prev: &str) -> String {
+    format!("{SIGNING_CONTEXT}\n{seq}\n{prev}")
+}
+
+/// Loads the PKCS#8 ed25519 key at `path`, generating it (mode 0600, public
+/// key in hex next to it as `.pub`) when the file does not exist.
+pub fn load_or_create_key(path: &Path) -> anyhow::Result<Ed25519KeyPair> {
+    if !path.exists() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        }
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map_err(|_| anyhow::anyhow!("failed to generate an ed25519 key"))?;
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts
+            .open(path)
+            .with_context(|| format!("failed to create audit signing key {}", path.display()))?;
+        f.write_all(pkcs8.as_ref())?;
+        f.sync_all()?;
+        let pair =
+            Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| anyhow::anyhow!("generated key does not load"))?;
+        std::fs::write(
+            path.with_extension("pub"),
+            format!("{}\n", hex::encode(pair.public_key().as_ref())),
+        )?;
+        tracing::info!(key = %path.display(), "generated the audit signing key");
+        return Ok(pair);
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("failed to read audit signing key {}", path.display()))?;
+    Ed25519KeyPair::from_pkcs8(&bytes)
+        .map_err(|e| anyhow::anyhow!("{} is not a PKCS#8 ed25519 key: {e}", path.display()))
+}
+
+/// Where the chain stands: the last record's number and line hash.
+#[derive(Debug, Clone, PartialEq)]
+struct Head {
+    seq: u64,
+    hash: String,
+}
+
+/// Reads the head of the chain from the live file (or, when it is empty,
+/// the newest rotated one). A torn last line (a crash mid-write) is cut off.
+fn read_head(live: &Path) -> anyhow::Result<Head> {
+    let mut candidates = rotated_files(live)?;
+    candidates.push(live.to_path_buf());
+    for path in candidates.iter().rev() {
+        let Ok(mut f) = OpenOptions::new().read(true).write(true).open(path) else {
+            continue;
+        };
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)?;
+        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+            let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            tracing::warn!(file = %path.display(), bytes = bytes.len() - keep, "audit log ends with a torn record; cutting it off");
+            f.set_len(keep as u64)?;
+            f.seek(SeekFrom::End(0))?;
+            bytes.truncate(keep);
+        }
+        let Some(line) = bytes.split(|&b| b == b'\n').rev().find(|l| !l.is_empty()) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_slice(line)
+            .with_context(|| format!("{}: the last audit record is not JSON", path.display()))?;
+        let seq = v["seq"]
+            .as_u64()
+            .with_context(|| format!("{}: the last audit record has no seq", path.display()))?;
+        return Ok(Head {
+            seq,
+            hash: sha256_hex(line),
+        });
+    }
+    Ok(Head {
+        seq: 0,
+        hash: GENESIS.to_string(),
+    })
+}
+
+/// Rotated files of `live`, oldest first.
+fn rotated_files(live: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let (Some(dir), Some(name)) = (live.parent(), live.file_name().and_then(|n| n.to_str())) else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{name}.");
+    let mut out: Vec<(u64, PathBuf)> = Vec::new();
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    for entry in entries {
+        let entry = entry?;
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        if let Some(n) = file.strip_prefix(&prefix).and_then(|s| s.parse::<u64>().ok()) {
+            out.push((n, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out.into_iter().map(|(_, p)| p).collect())
+}
+
+struct Writer {
+    live: PathBuf,
+    file: BufWriter<File>,
+    size: u64,
+    head: Head,
+    since_checkpoint: u64,
+    key: Ed25519KeyPair,
+    public_key: String,
+    config: AuditConfig,
+}
+
+impl Writer {
+    fn open(live: PathBuf, key: Ed25519KeyPair, config: AuditConfig) -> anyhow::Result<Self> {
+        if let Some(dir) = live.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        }
+        let head = read_head(&live)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&live)
+            .with_context(|| format!("failed to open audit log {}", live.display()))?;
+        let size = file.metadata()?.len();
+        let public_key = hex::encode(key.public_key().as_ref());
+        Ok(Self {
+            live,
+            file: BufWriter::new(file),
+            size,
+            head,
+            since_checkpoint: 0,
+            key,
+            public_key,
+            config,
+        })
+    }
+
+    fn append(&mut self, line: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(line)?;
+        self.file.write_all(b"\n")?;
+        self.size += line.len() as u64 + 1;
+        self.head.hash = sha256_hex(line);
+        Ok(())
+    }
+
+    fn request(&mut self, e: &AuditEvent) -> anyhow::Result<()> {
+        let seq = self.head.seq + 1;
+        let prev = self.head.hash.clone();
+        let (query, query_sha256) = match (&e.query, self.config.store_queries) {
+            (Some(q), true) => (Some(q.as_str()), None),
+            (Some(q), false) => (None, Some(sha256_hex(q.as_bytes()))),
+            (None, _) => (None, None),
+        };
+        let line = serde_json::to_vec(&RequestLine {
+            seq,
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            kind: "request",
+            principal: &e.principal,
+            surface: e.surface,
+            query,
+            query_sha256,
+            repos_allowed: &e.repos_allowed,
+            results: &e.results,
+            backend: e.backend.as_deref(),
+            model: e.model.as_deref(),
+            decision: e.decision,
+            outcome: &e.outcome,
+            latency_ms: (e.latency_ms * 1000.0).round() / 1000.0,
+            prev: &prev,
+        })?;
+        self.append(&line)?;
+        self.head.seq = seq;
+        self.since_checkpoint += 1;
+        if self.since_checkpoint >= self.config.checkpoint_every {
+            self.checkpoint()?;
+        }
+        if self.size >= self.config.rotate_bytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Writes a signed checkpoint and syncs the file.
+    fn checkpoint(&mut self) -> anyhow::Result<()> {
+        let seq = self.head.seq + 1;
+        let prev = self.head.hash.clone();
+        let signature = hex::encode(self.key.sign(signed_message(seq, &prev).as_bytes()).as_ref());
+        let line = serde_json::to_vec(&CheckpointLine {
+            seq,
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            kind: "checkpoint",
+            public_key: &self.public_key,
+            signature,
+            prev: &prev,
+        })?;
+        self.append(&line)?;
+        self.head.seq = seq;
+        self.since_checkpoint = 0;
+        self.file.flush()?;
+        self.file.get_ref().sync_data()?;
+        Ok(())
+    }
+
+    /// Closes the live file with a checkpoint, renames it to the next
+    /// `FILE.NNNNNN`, starts a new one (the chain continues into it) and
+    /// removes the oldest rotated files beyond `retain_files`.
+    fn rotate(&mut self) -> anyhow::Result<()> {
+        self.checkpoint()?;
+        let rotated = rotated_files(&self.live)?;
+        let next = rotated
+            .last()
+            .and_then(|p| {
+                p.extension()
+                    .and_then(|e| e.to_str())
+                    .and_then(|e| e.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+            + 1;
+        let mut target = self.live.clone().into_os_string();
+        target.push(format!(".{next:06}"));
+        std::fs::rename(&self.live, &target)?;
+        let file = OpenOptions::new().create(true).append(true).open(&self.live)?;
+        self.file = BufWriter::new(file);
+        self.size = 0;
+        if self.config.retain_files > 0 {
+            let rotated = rotated_files(&self.live)?;
+            let excess = rotated.len().saturating_sub(self.config.retain_files);
+            for old in &rotated[..excess] {
+                std::fs::remove_file(old)?;
+                tracing::info!(file = %old.display(), "removed an old audit log (audit.retain_files)");
+            }
+        }
+        Ok(())
+    }
+
+    fn run(mut self, rx: Receiver<AuditEvent>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+            }
+            for event in &batch {
+                if let Err(e) = self.request(event) {
+                    tracing::error!(error = %format!("{e:#}"), "failed to write an audit record");
+                }
+            }
+            if let Err(e) = self.file.flush() {
+                tracing::error!(error = %e, "failed to flush the audit log");
+            }
+        }
+        // the channel closed: shutdown. Seal the chain.
+        if self.since_checkpoint > 0
+            && let Err(e) = self.checkpoint()
+        {
+            tracing::error!(error = %format!("{e:#}"), "failed to write the final audit checkpoint");
+        }
+    }
+}
+
+/// The audit log's handle: cheap to share, never blocks a request.
+pub struct AuditLog {
+    tx: Mutex<Option<Sender<AuditEvent>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl AuditLog {
+    /// A log that records nothing (`audit.enabled = false`, tests).
+    pub fn disabled() -> Self {
+        Self {
+            tx: Mutex::new(None),
+            thread: Mutex::new(None),
+        }
+    }
+
+    /// Opens (or continues) the log at `config.path`, with paths relative
+    /// to `data_dir` when left empty.
+    pub fn open(config: &AuditConfig, data_dir: &Path) -> anyhow::Result<Self> {
+        if !config.enabled {
+            tracing::warn!("the audit log is disabled (audit.enabled = false)");
+            return Ok(Self::disabled());
+        }
+        let live = if config.path.as_os_str().is_empty() {
+            data_dir.join("audit").join("audit.jsonl")
+        } else {
+            config.path.clone()
+        };
+        let key_path = if config.signing_key.as_os_str().is_empty() {
+            data_dir.join("audit").join("signing-key.pk8")
+        } else {
+            config.signing_key.clone()
+        };
+        let key = load_or_create_key(&key_path)?;
+        let writer = Writer::open(live.clone(), key, config.clone())?;
+        tracing::info!(path = %live.display(), next_seq = writer.head.seq + 1, "audit log open");
+        let (tx, rx) = channel();
+        let thread = std::thread::Builder::new()
+            .name("cairn-audit".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues one record.
+    pub fn record(&self, event: AuditEvent) {
+        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = guard.as_ref()
+            && tx.send(event).is_err()
+        {
+            tracing::error!("the audit writer has stopped; a record was lost");
+        }
+    }
+
+    /// Writes everything queued, a final signed checkpoint, and syncs.
+    /// Later records are dropped (with an error log).
+    pub fn close(&self) {
+        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the audit writer panicked");
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// What [`verify`] found in a chain that holds together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyReport {
+    pub records: u64,
+    pub checkpoints: u64,
+    pub signatures_checked: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// The first file did not start the chain (earlier files not given).
+    pub starts_mid_chain: bool,
+}
+
+/// The first broken link: where, and what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
+/// Parses a public key given as 64 hex digits, or a file holding them.
+pub fn parse_public_key(arg: &str) -> anyhow::Result<Vec<u8>> {
+    let text = if Path::new(arg).is_file() {
+        std::fs::read_to_string(arg).with_context(|| format!("failed to read {arg}"))?
+    } else {
+        arg.to_string()
+    };
+    let key = hex::decode(text.trim()).context("the public key is not hex")?;
+    if key.len() != 32 {
+        bail!("an ed25519 public key is 32 bytes (64 hex digits), got {}", key.len());
+    }
+    Ok(key)
+}
+
+/// Checks the chain through `files` (oldest first) and, given
+/// `public_key`, every checkpoint's signature.
+pub fn verify(files: &[PathBuf], public_key: Option<&[u8]>) -> anyhow::Result<Result<VerifyReport, VerifyError>> {
+    let mut report = VerifyReport {
+        records: 0,
+        checkpoints: 0,
+        signatures_checked: 0,
+        first_seq: 0,
+        last_seq: 0,
+        starts_mid_chain: false,
+    };
+    let mut prev: Option<(u64, String)> = None;
+    for file in files {
+        let f = File::open(file).with_context(|| format!("failed to open {}", file.display()))?;
+        let mut reader = BufReader::new(f);
+        let mut buf = Vec::new();
+        let mut line_no = 0usize;
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf)? == 0 {
+                break;
+            }
+            line_no += 1;
+            let fail = |message: String| {
+                Ok(Err(VerifyError {
+                    file: file.clone(),
+                    line: line_no,
+                    message,
+                }))
+            };
+            let Some(line) = buf.strip_suffix(b"\n") else {
+                return fail("the last record is torn (no newline): modified or cut".into());
+            };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) else {
+                return fail("not a JSON record: modified".into());
+            };
+            let (Some(seq), Some(claimed_prev)) = (v["seq"].as_u64(), v["prev"].as_str()) else {
+                return fail("record without seq/prev: modified".into());
+            };
+            match &prev {
+                None => {
+                    report.first_seq = seq;
+                    if seq != 1 || claimed_prev != GENESIS {
+                        report.starts_mid_chain = true;
+                    }
+                }
+                Some((prev_seq, prev_hash)) => {
+                    if seq != prev_seq + 1 {
+                        return fail(format!(
+                            "record seq {seq} follows seq {prev_seq}: a record was deleted, inserted or reordered"
+                        ));
+                    }
+                    if claimed_prev != prev_hash {
+                        return fail(format!(
+                            "record seq {seq} does not chain to seq {prev_seq} (hash mismatch): the previous record was modified"
+                        ));
+                    }
+                }
+            }
+            if v["type"] == "checkpoint" {
+                report.checkpoints += 1;
+                if let Some(key) = public_key {
+                    let (Some(sig), Some(pk)) = (v["signature"].as_str(), v["public_key"].as_str()) else {
+                        return fail(format!("checkpoint seq {seq} has no signature"));
+                    };
+                    if hex::decode(pk).ok().as_deref() != Some(key) {
+                        return fail(format!("checkpoint seq {seq} is signed by a different key ({pk})"));
+                    }
+                    let Ok(sig) = hex::decode(sig) else {
+                        return fail(format!("checkpoint seq {seq}: signature is not hex"));
+                    };
+                    if UnparsedPublicKey::new(&ED25519, key)
+                        .verify(signed_message(seq, claimed_prev).as_bytes(), &sig)
+                        .is_err()
+                    {
+                        return fail(format!("checkpoint seq {seq}: bad signature"));
+                    }
+                    report.signatures_checked += 1;
+                }
+            } else {
+                report.records += 1;
+            }
+            report.last_seq = seq;
+            prev = Some((seq, sha256_hex(line)));
+        }
+    }
+    Ok(Ok(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: usize) -> AuditEvent {
+        AuditEvent {
+            principal: "alice".into(),
+            surface: "http.search",
+            query: Some(format!("query {i}")),
+            repos_allowed: vec!["acme-auth".into()],
+            results: vec![AuditResult {
+                id: format!("id-{i}"),
+                repo: "acme-auth".into(),
+                path: "src/login.py".into(),
+                commit: "abc".into(),
+            }],
+            backend: None,
+            model: None,
+            decision: Decision::Allow,
+            outcome: "ok".into(),
+            latency_ms: 1.5,
+        }
+    }
+
+    fn write_log(dir: &Path, n: usize, config: AuditConfig) -> PathBuf {
+        let log = AuditLog::open(&config, dir).unwrap();
+        for i in 0..n {
+            log.record(event(i));
+        }
+        log.close();
+        dir.join("audit/audit.jsonl")
+    }
+
+    fn public_key(dir: &Path) -> Vec<u8> {
+        parse_public_key(dir.join("audit/signing-key.pub").to_str().unwrap()).unwrap()
+    }
+
+    fn config(checkpoint_every: u64) -> AuditConfig {
+        AuditConfig {
+            checkpoint_every,
+            ..AuditConfig::default()
+        }
+    }
+
+    #[test]
+    fn chain_and_signatures_verify_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_log(dir.path(), 7, config(3));
+        // a restart continues the chain
+        write_log(dir.path(), 2, config(3));
+        let key = public_key(dir.path());
+        let report = verify(std::slice::from_ref(&path), Some(&key)).unwrap().unwrap();
+        assert_eq!(report.records, 9);
+        // 2 periodic + 1 at the first close, 1 at the second close
+        assert_eq!(report.checkpoints, 4);
+        assert_eq!(report.signatures_checked, 4);
+        assert_eq!(report.first_seq, 1);
+        assert!(!report.starts_mid_chain);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.lines().last().unwrap().contains("\"type\":\"checkpoint\""));
+    }
+
+    #[test]
+    fn every_kind_of_tampering_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_log(dir.path(), 6, config(100));
+        let key = public_key(dir.path());
+        let lines: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        assert_eq!(lines.len(), 7);
+        let check = |lines: &[String]| {
+            let copy = dir.path().join("copy.jsonl");
+            std::fs::write(&copy, lines.join("\n") + "\n").unwrap();
+            verify(&[copy], Some(&key)).unwrap()
+        };
+        assert!(check(&lines).is_ok());
+
+        let mut modified = lines.clone();
+        modified[2] = modified[2].replace("query 2", "query X");
+        let e = check(&modified).unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("modified"), "{e}");
+
+        let mut deleted = lines.clone();
+        deleted.remove(3);
+        let e = check(&deleted).unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.contains("deleted"), "{e}");
+
+        let mut inserted = lines.clone();
+        inserted.insert(3, lines[1].clone());
+        assert_eq!(check(&inserted).unwrap_err().line, 4);
+
+        let mut reordered = lines.clone();
+        reordered.swap(2, 3);
+        assert_eq!(check(&reordered).unwrap_err().line, 3);
+
+        // the last record changed: only the signed checkpoint after it tells
+        let mut last = lines.clone();
+        last[5] = last[5].replace("query 5", "query Y");
+        assert_eq!(check(&last).unwrap_err().line, 7);
+
+        // a forged checkpoint: right chain, wrong key
+        let mut forged = lines.clone();
+        let other =
+            Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap().as_ref()).unwrap();
+        let prev = sha256_hex(lines[5].as_bytes());
+        let sig = hex::encode(other.sign(signed_message(7, &prev).as_bytes()).as_ref());
+        let v: serde_json::Value = serde_json::from_str(&lines[6]).unwrap();
+        forged[6] = lines[6].replace(v["signature"].as_str().unwrap(), &sig);
+        let e = check(&forged).unwrap_err();
+        assert!(e.message.contains("bad signature"), "{e}");
+    }
+
+    #[test]
+    fn queries_can_be_kept_as_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_log(
+            dir.path(),
+            1,
+            AuditConfig {
+                store_queries: false,
+                ..AuditConfig::default()
+            },
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(!text.contains("query 0"));
+        assert!(text.contains(&sha256_hex(b"query 0")));
+    }
+
+    #[test]
+    fn rotation_continues_the_chain_and_retention_removes_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig {
+            rotate_bytes: 4096,
+            retain_files: 2,
+            ..AuditConfig::default()
+        };
+        let path = write_log(dir.path(), 60, cfg);
+        let mut files = rotated_files(&path).unwrap();
+        assert_eq!(files.len(), 2, "{files:?}");
+        files.push(path.clone());
+        let key = public_key(dir.path());
+        let report = verify(&files, Some(&key)).unwrap().unwrap();
+        assert!(report.starts_mid_chain, "the oldest files were removed");
+        assert!(report.last_seq > 60);
+        // out of order files are caught
+        let e = verify(&[files[1].clone(), files[0].clone()], Some(&key))
+            .unwrap()
+            .unwrap_err();
+        assert!(e.message.contains("deleted, inserted or reordered"), "{e}");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_log(dir.path(), 2, config(100));
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"seq\":4,\"ty").unwrap();
+        drop(f);
+        write_log(dir.path(), 1, config(100));
+        let key = public_key(dir.path());
+        let report = verify(&[path], Some(&key)).unwrap().unwrap();
+        assert_eq!(report.records, 3);
+    }
+}

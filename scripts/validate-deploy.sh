@@ -36,7 +36,7 @@ chart=deploy/helm/cairn
 variants=(
     "default:"
     "gpu:--set gpu.enabled=true"
-    "repos:--set reposVolume.existingClaim=checkouts --set repos[0].name=acme-auth --set repos[0].path=acme-auth --set networkPolicy.allowFromNamespaces[0].team=ide"
+    "repos:--set reposVolume.existingClaim=checkouts --set repos[0].name=acme-auth --set repos[0].path=acme-auth --set repos[0].groups[0]=payments --set networkPolicy.allowFromNamespaces[0].team=ide"
 )
 for v in "${variants[@]}"; do
     name=${v%%:*}

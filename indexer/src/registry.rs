@@ -10,7 +10,7 @@ use crate::error::{IndexError, Result};
 use crate::source::SkipCounts;
 
 /// One indexed repository.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct RepoRecord {
     pub name: String,
     /// Where it was indexed from.
@@ -23,6 +23,9 @@ pub struct RepoRecord {
     pub last_indexed_at: String,
     /// Embedding model fingerprint the points were built with.
     pub embedder: String,
+    /// Groups whose members may read it (besides `admin`); none: admins only.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// Reads and writes `repos.json`.
@@ -92,6 +95,7 @@ mod tests {
             skipped: Default::default(),
             last_indexed_at: "2026-01-01T00:00:00Z".into(),
             embedder: "m".into(),
+            groups: vec!["g".into()],
         };
         r.put(rec.clone()).unwrap();
         assert_eq!(r.load().unwrap()["a"], rec);

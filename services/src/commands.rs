@@ -97,7 +97,16 @@ impl Engine {
         )
         .await?;
         let source = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        // re-indexing keeps the readers the repo had
+        let groups = self
+            .data
+            .registry()
+            .load()?
+            .remove(repo)
+            .map(|r| r.groups)
+            .unwrap_or_default();
         self.data.registry().put(RepoRecord {
+            groups,
             name: repo.to_string(),
             source: source.display().to_string(),
             indexed_commit: report.commit.clone(),
@@ -108,6 +117,18 @@ impl Engine {
             embedder: self.embedder.fingerprint().to_string(),
         })?;
         Ok(report)
+    }
+
+    /// Sets the groups that may read `repo` (besides `admin`).
+    pub fn set_groups(&self, repo: &str, groups: Vec<String>) -> anyhow::Result<()> {
+        let registry = self.data.registry();
+        let mut record = registry
+            .load()?
+            .remove(repo)
+            .with_context(|| format!("unknown repo {repo:?}"))?;
+        record.groups = groups;
+        registry.put(record)?;
+        Ok(())
     }
 
     /// Shared state for the transports.

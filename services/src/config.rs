@@ -32,6 +32,7 @@ pub struct Config {
     pub search: RankSettings,
     pub log: LogConfig,
     pub audit: crate::audit::AuditConfig,
+    pub auth: crate::auth::AuthConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -102,6 +103,7 @@ impl Default for Config {
             search: RankSettings::default(),
             log: LogConfig::default(),
             audit: crate::audit::AuditConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }

@@ -18,6 +18,8 @@ pub enum ServiceErrorKind {
     InvalidArgument,
     NotFound,
     PayloadTooLarge,
+    Unauthenticated,
+    Forbidden,
     Unavailable,
     Internal,
 }
@@ -29,6 +31,8 @@ impl ServiceErrorKind {
             Self::InvalidArgument => "invalid_argument",
             Self::NotFound => "not_found",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -50,6 +54,20 @@ impl ServiceError {
         }
     }
 
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self {
+            kind: ServiceErrorKind::Unauthenticated,
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            kind: ServiceErrorKind::Forbidden,
+            message: message.into(),
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self {
             kind: ServiceErrorKind::Internal,
@@ -63,6 +81,8 @@ impl ServiceError {
             ServiceErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
             ServiceErrorKind::NotFound => StatusCode::NOT_FOUND,
             ServiceErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ServiceErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ServiceErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ServiceErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -74,6 +94,8 @@ impl ServiceError {
             ServiceErrorKind::InvalidArgument => tonic::Code::InvalidArgument,
             ServiceErrorKind::NotFound => tonic::Code::NotFound,
             ServiceErrorKind::PayloadTooLarge => tonic::Code::ResourceExhausted,
+            ServiceErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
+            ServiceErrorKind::Forbidden => tonic::Code::PermissionDenied,
             ServiceErrorKind::Unavailable => tonic::Code::Unavailable,
             ServiceErrorKind::Internal => tonic::Code::Internal,
         }

@@ -109,12 +109,15 @@ pub async fn run_queries(search: &SearchService, queries: &[Query]) -> anyhow::R
     let mut ranks = Vec::with_capacity(queries.len());
     for q in queries {
         let resp = search
-            .search(SearchRequest {
-                query: q.query.clone(),
-                k: 10,
-                repos: vec![q.repo.clone()],
-                ..Default::default()
-            })
+            .search(
+                &crate::auth::Access::open(),
+                SearchRequest {
+                    query: q.query.clone(),
+                    k: 10,
+                    repos: vec![q.repo.clone()],
+                    ..Default::default()
+                },
+            )
             .await
             .map_err(|e| anyhow::anyhow!("query {:?}: {e}", q.query))?;
         ranks.push(first_hit(q, &resp.results));

@@ -3,7 +3,10 @@
 
 use cairn_proto::v1::retrieval_server::{Retrieval, RetrievalServer};
 use cairn_proto::v1::{SearchRequest as PbSearchRequest, SearchResponse as PbSearchResponse, SearchResult};
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
+
+use crate::auth::Access;
 
 use crate::search::{DEFAULT_K, SearchRequest};
 use crate::server::AppState;
@@ -14,14 +17,37 @@ pub struct RetrievalService {
 }
 
 impl RetrievalService {
-    pub fn new(state: AppState) -> RetrievalServer<Self> {
-        RetrievalServer::new(Self { state })
+    /// The service behind [`AuthInterceptor`].
+    pub fn new(state: AppState) -> InterceptedService<RetrievalServer<Self>, AuthInterceptor> {
+        RetrievalServer::with_interceptor(Self { state: state.clone() }, AuthInterceptor(state))
     }
+}
+
+/// Resolves the `authorization` metadata into an [`Access`] carried in the
+/// request's extensions, or answers `UNAUTHENTICATED`.
+#[derive(Clone)]
+pub struct AuthInterceptor(AppState);
+
+impl tonic::service::Interceptor for AuthInterceptor {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        let access = self.0.authenticate(header)?;
+        req.extensions_mut().insert(access);
+        Ok(req)
+    }
+}
+
+fn access_of<T>(req: &Request<T>) -> Result<Access, Status> {
+    req.extensions()
+        .get::<Access>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no credentials were checked for this call"))
 }
 
 #[tonic::async_trait]
 impl Retrieval for RetrievalService {
     async fn search(&self, request: Request<PbSearchRequest>) -> Result<Response<PbSearchResponse>, Status> {
+        let access = access_of(&request)?;
         let r = request.into_inner();
         let req = SearchRequest {
             query: r.query,
@@ -31,8 +57,8 @@ impl Retrieval for RetrievalService {
             path_prefix: (!r.path_prefix.is_empty()).then_some(r.path_prefix),
         };
         let started = std::time::Instant::now();
-        let result = self.state.search.search(req.clone()).await;
-        self.state.audit_search("grpc.search", &req, &result, started);
+        let result = self.state.search.search(&access, req.clone()).await;
+        self.state.audit_search("grpc.search", &access, &req, &result, started);
         let resp = result?;
         Ok(Response::new(PbSearchResponse {
             results: resp

@@ -1,14 +1,16 @@
 //! HTTP transport: thin handlers that parse, call one service function and
 //! map errors through [`crate::error`].
 
-use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Json};
 use serde::de::DeserializeOwned;
 
+use crate::auth::Access;
 use crate::error::{ServiceError, ServiceErrorKind};
 use crate::search::{SearchRequest, SearchResponse};
 use crate::server::AppState;
@@ -16,8 +18,10 @@ use crate::server::AppState;
 /// The HTTP API.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
         .route("/v1/search", post(search))
+        // every route above needs credentials (when auth is on)
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -31,13 +35,33 @@ async fn not_found() -> ServiceError {
     ServiceError::not_found("no such endpoint")
 }
 
+/// Resolves the request's credentials into an [`Access`] for the handler,
+/// or answers 401.
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match state.authenticate(header) {
+        Ok(access) => {
+            req.extensions_mut().insert(access);
+            next.run(req).await
+        }
+        Err(e) => {
+            tracing::info!(path = %req.uri().path(), error = %e.message, "request refused");
+            e.into_response()
+        }
+    }
+}
+
 async fn search(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     JsonBody(req): JsonBody<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ServiceError> {
     let started = std::time::Instant::now();
-    let result = state.search.search(req.clone()).await;
-    state.audit_search("http.search", &req, &result, started);
+    let result = state.search.search(&access, req.clone()).await;
+    state.audit_search("http.search", &access, &req, &result, started);
     Ok(Json(result?))
 }
 

@@ -12,6 +12,7 @@
 //! - [`telemetry`]: logging setup.
 
 pub mod audit;
+pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod error;

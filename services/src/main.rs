@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use cairn_indexer::pipeline::Progress;
 use cairn_services::audit::{self, AuditLog};
+use cairn_services::auth::{self, AuthMode, TokenStore};
 use cairn_services::commands::Engine;
 use cairn_services::config::Config;
 use cairn_services::search::SearchRequest;
@@ -39,6 +40,9 @@ enum Command {
         /// Name to file it under; re-indexing the same name replaces it.
         #[arg(long)]
         repo: String,
+        /// Groups whose members may read it (comma-separated), besides `admin`. Kept on re-index when omitted; none: admins only.
+        #[arg(long, value_name = "A,B")]
+        groups: Option<String>,
     },
     /// Search the index.
     Search {
@@ -74,6 +78,9 @@ enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// API tokens (`[auth] mode = "tokens"`); works while `cairn serve` runs.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Measure retrieval quality on an eval set (corpus/ + queries.jsonl).
     Eval {
         /// Eval directory.
@@ -92,6 +99,26 @@ enum Command {
 enum ConfigCommand {
     /// Load and validate the configuration (--config / CAIRN_CONFIG, CAIRN_* env), report every problem, exit 2 if any.
     Check,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed alone on the last line, once (only its hash is stored).
+    Create {
+        /// Who the token stands for (audit records name it).
+        #[arg(long)]
+        principal: String,
+        /// Groups (comma-separated); `admin` reads every repo.
+        #[arg(long, value_name = "A,B", default_value = "")]
+        groups: String,
+    },
+    /// Revoke a token by id, or every token of a principal; applies to the next request.
+    Revoke {
+        /// Token id (`tok_…`, see `cairn token list`) or principal name.
+        id_or_principal: String,
+    },
+    /// List tokens (ids, principals, groups; never the tokens).
+    List,
 }
 
 #[derive(Subcommand)]
@@ -153,12 +180,16 @@ fn main() -> std::process::ExitCode {
 
 async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyhow::Result<()> {
     match command {
-        Command::Index { path, repo } => {
+        Command::Index { path, repo, groups } => {
             cairn_services::commands::validate_repo_name(&repo)?;
+            let groups = groups.as_deref().map(auth::parse_groups).transpose()?;
             let engine = Engine::open(&config, "cairn index")?;
             let bar = Bar::new();
             let report = engine.index(&path, &repo, &config, &bar).await?;
             bar.0.finish_and_clear();
+            if let Some(groups) = groups {
+                engine.set_groups(&repo, groups)?;
+            }
             let skipped: Vec<String> = report
                 .skipped
                 .iter()
@@ -195,13 +226,16 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
             let state = engine.state(&config);
             let resp = state
                 .search
-                .search(SearchRequest {
-                    query,
-                    k,
-                    repos,
-                    languages,
-                    path_prefix,
-                })
+                .search(
+                    &cairn_services::auth::Access::open(),
+                    SearchRequest {
+                        query,
+                        k,
+                        repos,
+                        languages,
+                        path_prefix,
+                    },
+                )
                 .await
                 .map_err(|e| anyhow::anyhow!(e.message))?;
             if json {
@@ -249,9 +283,23 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
             println!(
                 "try:\n  curl -s http://{http_addr}/v1/search -d '{{\"query\": \"how are chunks embedded\", \"k\": 3}}'"
             );
+            match config.auth.mode {
+                AuthMode::None if !auth::loopback_only(&[http_addr, grpc_addr]) => anyhow::bail!(
+                    "auth.mode = \"none\" is allowed only on loopback addresses (listening on {http_addr} and {grpc_addr}); \
+                     set [auth] mode = \"tokens\" and create tokens with `cairn token create`"
+                ),
+                AuthMode::None => tracing::warn!(
+                    "authentication is OFF (auth.mode = \"none\"): every local process can read every indexed repo"
+                ),
+                AuthMode::Tokens => tracing::info!("authentication: API tokens"),
+            }
+            let tokens = Arc::new(TokenStore::new(&config.data_dir));
             let audit = Arc::new(AuditLog::open(&config.audit, &config.data_dir)?);
             let served = server::run(
-                engine.state(&config).with_audit(audit.clone()),
+                engine
+                    .state(&config)
+                    .with_audit(audit.clone())
+                    .with_auth(config.auth.mode, tokens),
                 http,
                 grpc,
                 config.server.max_body_bytes,
@@ -264,6 +312,36 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
         }
         // answered in main, before logging starts
         Command::Config(ConfigCommand::Check) | Command::Audit(_) => Ok(()),
+        Command::Token(cmd) => {
+            let store = TokenStore::new(&config.data_dir);
+            match cmd {
+                TokenCommand::Create { principal, groups } => {
+                    let groups = auth::parse_groups(&groups)?;
+                    let (record, token) = store.create(&principal, groups)?;
+                    println!(
+                        "created {} for {} (groups: {}); it is shown once:",
+                        record.id,
+                        record.principal,
+                        if record.groups.is_empty() {
+                            "none".to_string()
+                        } else {
+                            record.groups.join(",")
+                        }
+                    );
+                    println!("{token}");
+                }
+                TokenCommand::Revoke { id_or_principal } => match store.revoke(&id_or_principal)? {
+                    0 => anyhow::bail!("no token with id or principal {id_or_principal:?}"),
+                    n => println!("revoked {n} token(s)"),
+                },
+                TokenCommand::List => {
+                    for t in store.list()? {
+                        println!("{}\t{}\t{}\t{}", t.id, t.principal, t.groups.join(","), t.created_at);
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Eval { dir, reuse, json } => run_eval(&dir, reuse, json, config, data_dir_given).await,
     }
 }

@@ -15,6 +15,7 @@ use cairn_indexer::sparse;
 use cairn_indexer::store::{ScoredChunk, SearchFilter, VectorStore};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Access;
 use crate::error::ServiceError;
 
 /// Most results one request may ask for.
@@ -140,9 +141,18 @@ impl SearchService {
     }
 
     /// Validates and runs one search.
-    pub async fn search(&self, request: SearchRequest) -> Result<SearchResponse, ServiceError> {
+    /// The repos it reads are those of `access`, and this list goes into
+    /// the store query itself.
+    pub async fn search(&self, access: &Access, request: SearchRequest) -> Result<SearchResponse, ServiceError> {
         let started = Instant::now();
-        let (query, k, filter) = self.validate(request)?;
+        let (query, k, filter) = self.validate(access, request)?;
+        if access.enforced && filter.repos.is_empty() {
+            // nothing readable: no store query at all
+            return Ok(SearchResponse {
+                results: Vec::new(),
+                took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            });
+        }
         let embedder = self.embedder.clone();
         // Documents are embedded with identifiers as words; queries too.
         let q = sparse::humanize(&query);
@@ -177,7 +187,34 @@ impl SearchService {
         })
     }
 
-    fn validate(&self, r: SearchRequest) -> Result<(String, usize, SearchFilter), ServiceError> {
+    /// The repos `access` may search for `requested` (all readable ones
+    /// when none are named). With authentication on, a repo that cannot be
+    /// read and one that does not exist get the same 403, so existence is
+    /// not revealed; without it an unknown repo is a 404.
+    pub fn allowed_repos(&self, access: &Access, requested: &[String]) -> Result<Vec<String>, ServiceError> {
+        let known = self.registry.load()?;
+        if access.enforced {
+            if let Some(denied) = requested
+                .iter()
+                .find(|name| !known.get(name.as_str()).is_some_and(|r| access.can_read(r)))
+            {
+                return Err(ServiceError::forbidden(format!(
+                    "repo {denied:?} does not exist or is not readable with these credentials"
+                )));
+            }
+            return Ok(if requested.is_empty() {
+                access.readable(&known)
+            } else {
+                requested.to_vec()
+            });
+        }
+        if let Some(missing) = requested.iter().find(|name| !known.contains_key(name.as_str())) {
+            return Err(ServiceError::not_found(format!("unknown repo {missing:?}")));
+        }
+        Ok(requested.to_vec())
+    }
+
+    fn validate(&self, access: &Access, r: SearchRequest) -> Result<(String, usize, SearchFilter), ServiceError> {
         let query = r.query.trim().to_string();
         if query.is_empty() {
             return Err(ServiceError::invalid("query must not be empty"));
@@ -200,14 +237,9 @@ impl SearchService {
                 None => return Err(ServiceError::invalid(format!("unknown language {l:?}"))),
             }
         }
-        if !r.repos.is_empty() {
-            let known = self.registry.load()?;
-            if let Some(missing) = r.repos.iter().find(|name| !known.contains_key(name.as_str())) {
-                return Err(ServiceError::not_found(format!("unknown repo {missing:?}")));
-            }
-        }
+        let repos = self.allowed_repos(access, &r.repos)?;
         let filter = SearchFilter {
-            repos: r.repos,
+            repos,
             languages,
             path_prefix: r.path_prefix.filter(|p| !p.is_empty()),
         };

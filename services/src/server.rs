@@ -11,7 +11,8 @@ use cairn_indexer::store::VectorStore;
 use tokio::net::TcpListener;
 
 use crate::audit::{AuditEvent, AuditLog, AuditResult, Decision};
-use crate::error::ServiceError;
+use crate::auth::{Access, AuthMode, TokenStore, bearer};
+use crate::error::{ServiceError, ServiceErrorKind};
 use crate::search::{RankSettings, SearchRequest, SearchResponse, SearchService};
 
 /// What every handler shares.
@@ -19,6 +20,8 @@ use crate::search::{RankSettings, SearchRequest, SearchResponse, SearchService};
 pub struct AppState {
     pub search: SearchService,
     pub audit: Arc<AuditLog>,
+    pub auth: AuthMode,
+    pub tokens: Option<Arc<TokenStore>>,
 }
 
 impl AppState {
@@ -27,6 +30,37 @@ impl AppState {
         Self {
             search: SearchService::new(embedder, store, registry, rank),
             audit: Arc::new(AuditLog::disabled()),
+            auth: AuthMode::None,
+            tokens: None,
+        }
+    }
+
+    /// Authenticates requests with `mode` against `tokens`.
+    pub fn with_auth(mut self, mode: AuthMode, tokens: Arc<TokenStore>) -> Self {
+        self.auth = mode;
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// What the bearer credential in `authorization` (the header's value)
+    /// may read. With `auth.mode = "none"` credentials are ignored.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Access, ServiceError> {
+        match self.auth {
+            AuthMode::None => Ok(Access::open()),
+            AuthMode::Tokens => {
+                let token = authorization.and_then(bearer).ok_or_else(|| {
+                    ServiceError::unauthenticated("missing credentials: send `Authorization: Bearer <token>`")
+                })?;
+                let store = self
+                    .tokens
+                    .as_ref()
+                    .ok_or_else(|| ServiceError::internal("token store not configured"))?;
+                match store.authenticate(token) {
+                    Ok(Some(principal)) => Ok(Access::for_principal(principal)),
+                    Ok(None) => Err(ServiceError::unauthenticated("invalid or revoked token")),
+                    Err(e) => Err(ServiceError::internal(format!("token store: {e:#}"))),
+                }
+            }
         }
     }
 
@@ -41,21 +75,22 @@ impl AppState {
     pub fn audit_search(
         &self,
         surface: &'static str,
+        access: &Access,
         request: &SearchRequest,
         result: &Result<SearchResponse, ServiceError>,
         started: Instant,
     ) {
-        // No authentication yet: the principal is anonymous and may read
-        // every indexed repo it names (all of them when it names none).
-        let repos_allowed = if request.repos.is_empty() {
-            self.search
+        let repos_allowed = match self.search.allowed_repos(access, &request.repos) {
+            Ok(repos) if repos.is_empty() && !access.enforced => self
+                .search
                 .registry()
                 .load()
                 .map(|m| m.into_keys().collect())
-                .unwrap_or_default()
-        } else {
-            request.repos.clone()
+                .unwrap_or_default(),
+            Ok(repos) => repos,
+            Err(_) => Vec::new(),
         };
+        let denied = matches!(result, Err(e) if matches!(e.kind, ServiceErrorKind::Forbidden | ServiceErrorKind::Unauthenticated));
         let (results, outcome) = match result {
             Ok(r) => (
                 r.results
@@ -72,14 +107,14 @@ impl AppState {
             Err(e) => (Vec::new(), e.kind.as_str().to_string()),
         };
         self.audit.record(AuditEvent {
-            principal: "anonymous".into(),
+            principal: access.principal.name.clone(),
             surface,
             query: Some(request.query.clone()),
             repos_allowed,
             results,
             backend: None,
             model: None,
-            decision: Decision::Allow,
+            decision: if denied { Decision::Deny } else { Decision::Allow },
             outcome,
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         });

@@ -3,6 +3,7 @@
 //! in `fixtures/repos/acme-auth`, turned into a git repository per test.
 
 mod audit;
+mod auth;
 mod cli;
 mod embed;
 mod serve;
@@ -84,8 +85,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts `cairn serve` with extra global arguments (`--config FILE`).
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
         use std::io::BufRead;
         let mut child = cairn()
+            .args(extra)
             .args([
                 "--data-dir",
                 data_dir.to_str().unwrap(),

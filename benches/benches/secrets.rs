@@ -23,7 +23,7 @@ fn secrets(c: &mut Criterion) {
 
     let mut per_rule: BTreeMap<&str, usize> = BTreeMap::new();
     for (path, text) in &files {
-        for f in scanner.scan(text) {
+        for f in scanner.scan_file(path, text) {
             *per_rule.entry(f.rule).or_default() += 1;
             let line = text.lines().nth(f.line - 1).unwrap_or("");
             let shown: String = line.trim().chars().take(120).collect();
@@ -41,10 +41,10 @@ fn secrets(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(bytes as u64));
     group.sample_size(10);
     group.bench_function("scan_eval_corpus", |b| {
-        b.iter(|| files.iter().map(|(_, t)| scanner.scan(t).len()).sum::<usize>())
+        b.iter(|| files.iter().map(|(p, t)| scanner.scan_file(p, t).len()).sum::<usize>())
     });
     group.bench_function("redact_eval_corpus", |b| {
-        b.iter(|| files.iter().map(|(_, t)| scanner.redact(t).text.len()).sum::<usize>())
+        b.iter(|| files.iter().map(|(p, t)| scanner.redact_file(p, t).text.len()).sum::<usize>())
     });
     group.finish();
 }

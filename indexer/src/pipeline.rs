@@ -162,7 +162,7 @@ pub async fn index_snapshot(
                 // Redact first: nothing downstream may see a secret value.
                 let text = match &scanner {
                     Some(scanner) => {
-                        let redaction = scanner.redact(&file.text);
+                        let redaction = scanner.redact_file(&file.path, &file.text);
                         for f in &redaction.findings {
                             // Rule, path and line only: never the value.
                             tracing::debug!(repo = %repo, path = %file.path, line = f.line, rule = f.rule, "redacted a secret");

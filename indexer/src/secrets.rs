@@ -58,6 +58,9 @@ struct Candidate<'a> {
     quoted: bool,
     /// The key it is assigned to, for assignment rules.
     key: &'a str,
+    /// Whether the file is source code (see [`is_source_code`]), where a
+    /// literal secret is always quoted and unquoted values are expressions.
+    code: bool,
 }
 
 struct Rule {
@@ -181,14 +184,51 @@ fn pem_body(c: &Candidate<'_>) -> bool {
     b64 > 0 && other * 4 <= b64 && !is_placeholder(c.value)
 }
 
-/// Password part of a URL: skip stock words and templated values.
+/// Password part of a URL: skip stock words (`user:pass@`, `foo:bar@`,
+/// `rms:secret123@` in documentation), templated values and URL-parser
+/// test strings.
 fn url_password(c: &Candidate<'_>) -> bool {
-    let v = c.value.to_ascii_lowercase();
-    const STOCK: &[&str] = &["pass", "password", "passwd", "pwd", "secret", "token", "user", "username"];
-    c.value.len() >= 3
-        && !STOCK.contains(&v.as_str())
-        && !is_placeholder(c.value)
-        && !c.value.contains(['{', '}', '$'])
+    let v = c.value;
+    const STOCK: &[&str] = &[
+        "pass", "password", "passwd", "pwd", "secret", "token", "user", "username", "foo", "bar", "baz", "test",
+        "admin", "root", "guest", "demo", "hunter", "opensesame", "letmein", "qwerty",
+    ];
+    let stem = v.trim_end_matches(|ch: char| ch.is_ascii_digit()).to_ascii_lowercase();
+    v.len() >= 6
+        && !STOCK.contains(&stem.as_str())
+        && !v.bytes().all(|b| b.is_ascii_lowercase())
+        && !v.contains(['{', '}', '$', '(', ')', '[', ']'])
+        && !is_placeholder(v)
+        && shannon_entropy(v) >= 2.5
+}
+
+/// `snake_case`/`CONSTANT_CASE` names: underscore-separated segments that
+/// are each one word (lower, upper or Capitalised), digits only at the end.
+fn is_identifier_like(v: &str) -> bool {
+    v.contains('_')
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && v.split('_').all(|seg| {
+            let word = seg.trim_end_matches(|ch: char| ch.is_ascii_digit());
+            let rest = word.get(1..).unwrap_or("");
+            word.bytes().all(|b| b.is_ascii_alphabetic())
+                && (word.bytes().all(|b| b.is_ascii_uppercase()) || rest.bytes().all(|b| b.is_ascii_lowercase()))
+        })
+}
+
+/// Source files by extension: there, assignment rules only take quoted
+/// values. Everything else (`.env`, YAML, TOML, INI, properties, shell,
+/// JSON, text) also takes unquoted ones.
+pub fn is_source_code(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let Some((_, ext)) = name.rsplit_once('.') else {
+        return false;
+    };
+    const CODE: &[&str] = &[
+        "rs", "py", "pyi", "go", "java", "kt", "kts", "scala", "groovy", "js", "jsx", "mjs", "cjs", "ts", "tsx", "mts",
+        "cts", "c", "h", "cc", "cpp", "cxx", "hpp", "hh", "hxx", "cs", "swift", "m", "mm", "rb", "php", "lua", "dart",
+        "zig", "ex", "exs", "erl", "hs", "ml", "clj", "r", "jl", "vue", "svelte",
+    ];
+    CODE.contains(&ext.to_ascii_lowercase().as_str())
 }
 
 /// Minimum Shannon entropy (bits per byte) of a generic assigned value.
@@ -218,6 +258,15 @@ fn generic_assignment(c: &Candidate<'_>) -> bool {
     if v.starts_with(['/', '.', '~', '-', '=', '@', '&', '*', '!', '#', '$', '%', ':', '\\']) || v.contains("://") {
         return false;
     }
+    // Paths in code: `super::Foundation::HANDLE`, `std::env::var`.
+    if v.contains("::") {
+        return false;
+    }
+    // Unquoted identifiers with an underscore are names, not values: the
+    // type in `pub const ERROR_PASSWORD_EXPIRED: WIN32_ERROR = 1330;`.
+    if !c.quoted && v.contains('_') && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return false;
+    }
     let (mut lower, mut upper, mut digit, mut other) = (0, 0, 0, 0);
     for b in v.bytes() {
         match b {
@@ -236,6 +285,15 @@ fn generic_assignment(c: &Candidate<'_>) -> bool {
     // `refresh_token`, `Bearer`) carry no digit; random secrets of this
     // length almost always do, or mix case with symbols.
     if digit == 0 && (other == 0 || v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-:".contains(&b))) {
+        return false;
+    }
+    // In source code a literal secret is quoted; unquoted values are
+    // expressions and types: `token: CancellationToken`, `x = f()`.
+    if c.code && !c.quoted {
+        return false;
+    }
+    // Names, quoted or not: `"CLIENT_TRAFFIC_SECRET_0"`, `refresh_token_v2`.
+    if is_identifier_like(v) {
         return false;
     }
     // Unquoted values in code are expressions: `token = self.token_2`.
@@ -326,7 +384,7 @@ const RULES: &[(&str, &str, Check)] = &[
     ),
     (
         "npmrc-auth-token",
-        r#"(?P<key>_authToken|_auth|_password)\s*=\s*(?P<q>["']?)(?P<s>[A-Za-z0-9+/=_.-]{8,})"#,
+        r#"(?m)(?:^|:)(?P<key>_authToken|_auth|_password)\s*=\s*(?P<q>["']?)(?P<s>[A-Za-z0-9+/=_.-]{8,})(?:[\s"';,]|$)"#,
         generic_assignment,
     ),
     (
@@ -397,9 +455,19 @@ impl Scanner {
         Ok(Self { rules })
     }
 
-    /// Every secret in `text`, in text order, overlaps resolved in favour of
-    /// the more specific rule.
+    /// Every secret in `text`, read as a config file (unquoted assigned
+    /// values count), in text order; overlaps go to the more specific rule.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
+        self.scan_as(text, false)
+    }
+
+    /// [`Scanner::scan`] for the file at `path`: in source code
+    /// ([`is_source_code`]) assignment rules only take quoted values.
+    pub fn scan_file(&self, path: &str, text: &str) -> Vec<Finding> {
+        self.scan_as(text, is_source_code(path))
+    }
+
+    fn scan_as(&self, text: &str, code: bool) -> Vec<Finding> {
         // Sorted by start and never overlapping, so lookups can bisect.
         let mut found: Vec<Finding> = Vec::new();
         for rule in &self.rules {
@@ -410,6 +478,7 @@ impl Scanner {
                     value: s.as_str(),
                     quoted: caps.name("q").is_some_and(|q| !q.is_empty()),
                     key: caps.name("key").map_or("", |k| k.as_str()),
+                    code,
                 };
                 if s.is_empty() || !(rule.check)(&candidate) {
                     continue;
@@ -446,7 +515,15 @@ impl Scanner {
     /// `text` with every secret value replaced by `[REDACTED:<rule-id>]`,
     /// one marker per line of the value, so the line count never changes.
     pub fn redact<'a>(&self, text: &'a str) -> Redaction<'a> {
-        let findings = self.scan(text);
+        self.redact_findings(text, self.scan(text))
+    }
+
+    /// [`Scanner::redact`] for the file at `path` (see [`Scanner::scan_file`]).
+    pub fn redact_file<'a>(&self, path: &str, text: &'a str) -> Redaction<'a> {
+        self.redact_findings(text, self.scan_file(path, text))
+    }
+
+    fn redact_findings<'a>(&self, text: &'a str, findings: Vec<Finding>) -> Redaction<'a> {
         if findings.is_empty() {
             return Redaction {
                 text: Cow::Borrowed(text),
@@ -679,6 +756,16 @@ mod tests {
         assert_clean("url = \"redis://:${REDIS_PASSWORD}@redis:6379\"\n");
         assert_clean("see https://example.com:8080/path and git@github.com:org/repo.git\n");
         assert_clean("url = \"http://user:<password>@host\"\n");
+        // Documentation and URL-parser test strings.
+        for doc in [
+            "https://Aladdin:opensesame@localhost:8887",
+            "ftp://rms:secret123@example.com",
+            "moz://foo:bar@servo/baz",
+            "http://&a:foo(b]c@d:2/",
+            "http://%60%7B%7D:%60%7B%7D@h/",
+        ] {
+            assert_clean(&format!("let u = \"{doc}\";\n"));
+        }
     }
 
     #[test]
@@ -737,9 +824,31 @@ mod tests {
             "<password>secret</password>\n",
             "tokens = [tok for tok in words]\n",
             "token = Token::new(kind, 3)\n",
+            "pub const ERROR_PASSWORD_EXPIRED: WIN32_ERROR = WIN32_ERROR(1330u32);\n",
+            "fn NtFilterToken(existingtokenhandle : super::super::Foundation:: HANDLE) {}\n",
+            "pub const DOT11_WPS_PASSWORD_ID_REKEY: DOT11_WPS_DEVICE_PASSWORD_ID = X;\n",
+            "let client_auth = emit_certificate_tls13(&mut flight, &self.config)?;\n",
+            "ClientApplicationTrafficSecret => \"CLIENT_TRAFFIC_SECRET_0\",\n",
+            "token = \"refresh_token_v2\"\n",
         ] {
             assert_clean(text);
         }
+    }
+
+    #[test]
+    fn source_code_takes_only_quoted_values() {
+        let s = scanner();
+        let unquoted = "let total_tokens = AtomicU32Counter2;\nlet t = |token: CancellationTok3n| {};\n";
+        assert_eq!(s.scan(unquoted).len(), 2, "read as config, these look like values");
+        assert!(s.scan_file("src/lib.rs", unquoted).is_empty());
+        let quoted = "let password = \"Tr0ub4dor&3x\";\n";
+        assert_eq!(s.scan_file("src/lib.rs", quoted).len(), 1);
+        assert_eq!(s.scan_file(".env", "PASSWORD=k8Vq2Lz9Wm4R\n").len(), 1);
+        assert!(is_source_code("a/b/main.go") && is_source_code("x.TSX"));
+        assert!(!is_source_code(".env") && !is_source_code("values.yaml") && !is_source_code("Makefile"));
+        // Shaped tokens are caught anywhere.
+        let t = "let t = ghp_Zq8Wn3Kv7Lp2Xr5Ty9Bm4Cs6Dh1Fj0Gk8Nq3;\n";
+        assert_eq!(s.redact_file("src/lib.rs", t).findings.len(), 1);
     }
 
     #[test]

@@ -44,7 +44,12 @@ fn secrets(c: &mut Criterion) {
         b.iter(|| files.iter().map(|(p, t)| scanner.scan_file(p, t).len()).sum::<usize>())
     });
     group.bench_function("redact_eval_corpus", |b| {
-        b.iter(|| files.iter().map(|(p, t)| scanner.redact_file(p, t).text.len()).sum::<usize>())
+        b.iter(|| {
+            files
+                .iter()
+                .map(|(p, t)| scanner.redact_file(p, t).text.len())
+                .sum::<usize>()
+        })
     });
     group.finish();
 }

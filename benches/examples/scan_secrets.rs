@@ -36,7 +36,9 @@ fn main() -> anyhow::Result<()> {
             if !ft.is_file() || e.metadata().map_or(true, |m| m.len() > 1 << 20) {
                 continue;
             }
-            let Ok(text) = std::fs::read_to_string(&p) else { continue };
+            let Ok(text) = std::fs::read_to_string(&p) else {
+                continue;
+            };
             if text.contains('\0') {
                 continue;
             }

@@ -172,7 +172,12 @@ fn pem_body(c: &Candidate<'_>) -> bool {
             .trim()
             .trim_matches(|ch| matches!(ch, '"' | '\'' | '`' | '+' | ',' | ';' | '\\'))
             .trim();
-        if t.is_empty() || t.starts_with("-----") || t.starts_with("Proc-Type:") || t.starts_with("DEK-Info:") || t.starts_with("Comment:") {
+        if t.is_empty()
+            || t.starts_with("-----")
+            || t.starts_with("Proc-Type:")
+            || t.starts_with("DEK-Info:")
+            || t.starts_with("Comment:")
+        {
             continue;
         }
         if t.len() >= 16 && t.bytes().all(is_b64) {
@@ -190,8 +195,26 @@ fn pem_body(c: &Candidate<'_>) -> bool {
 fn url_password(c: &Candidate<'_>) -> bool {
     let v = c.value;
     const STOCK: &[&str] = &[
-        "pass", "password", "passwd", "pwd", "secret", "token", "user", "username", "foo", "bar", "baz", "test",
-        "admin", "root", "guest", "demo", "hunter", "opensesame", "letmein", "qwerty",
+        "pass",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "user",
+        "username",
+        "foo",
+        "bar",
+        "baz",
+        "test",
+        "admin",
+        "root",
+        "guest",
+        "demo",
+        "hunter",
+        "opensesame",
+        "letmein",
+        "qwerty",
     ];
     let stem = v.trim_end_matches(|ch: char| ch.is_ascii_digit()).to_ascii_lowercase();
     v.len() >= 6
@@ -575,7 +598,12 @@ mod tests {
     /// and returns the rule ids found.
     fn redacts(text: &str, secret: &str) -> Vec<&'static str> {
         let r = scanner().redact(text);
-        assert_eq!(r.text.lines().count(), text.lines().count(), "line count changed:\n{}", r.text);
+        assert_eq!(
+            r.text.lines().count(),
+            text.lines().count(),
+            "line count changed:\n{}",
+            r.text
+        );
         assert_eq!(r.text.matches('\n').count(), text.matches('\n').count());
         assert!(!r.text.contains(secret), "secret left in:\n{}", r.text);
         r.findings.into_iter().map(|f| f.rule).collect()
@@ -634,7 +662,9 @@ mod tests {
     fn private_key_negatives() {
         // Parsers that mention the armour, public keys, certificates.
         assert_clean("const HEADER: &str = \"-----BEGIN RSA PRIVATE KEY-----\";\nfn parse() {}\n");
-        assert_clean("if line == \"-----BEGIN PRIVATE KEY-----\" { start = i }\nif line == \"-----END PRIVATE KEY-----\" {}\n");
+        assert_clean(
+            "if line == \"-----BEGIN PRIVATE KEY-----\" { start = i }\nif line == \"-----END PRIVATE KEY-----\" {}\n",
+        );
         assert_clean(&format!(
             "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
             PEM_BODY[0]
@@ -650,7 +680,11 @@ mod tests {
         );
         assert_eq!(redacts(&text, PEM_BODY[2]), ["gcp-service-account"]);
         let r = scanner().redact(&text);
-        assert!(r.text.contains("\"private_key\": \"[REDACTED:gcp-service-account]\","), "{}", r.text);
+        assert!(
+            r.text.contains("\"private_key\": \"[REDACTED:gcp-service-account]\","),
+            "{}",
+            r.text
+        );
     }
 
     #[test]
@@ -686,7 +720,10 @@ mod tests {
         );
         assert_eq!(redacts(&text, k), ["azure-storage-key"]);
         let r = scanner().redact(&text);
-        assert!(r.text.contains("AccountName=acme;AccountKey=[REDACTED:azure-storage-key];EndpointSuffix"));
+        assert!(
+            r.text
+                .contains("AccountName=acme;AccountKey=[REDACTED:azure-storage-key];EndpointSuffix")
+        );
         assert_clean("AccountKey=<your-storage-account-key>\n");
     }
 
@@ -696,7 +733,10 @@ mod tests {
             let t = format!("{prefix}Zq8Wn3Kv7Lp2Xr5Ty9Bm4Cs6Dh1Fj0Gk8Nq3");
             assert_eq!(redacts(&format!("token: {t}\n"), &t), ["github-token"], "{prefix}");
         }
-        let fine = format!("github_pat_{}", "11ABCDEFG0a1B2c3D4e5F6_g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V2w3X4y5Z6a7B8c9D0e1F2g3H4i5J");
+        let fine = format!(
+            "github_pat_{}",
+            "11ABCDEFG0a1B2c3D4e5F6_g7H8i9J0k1L2m3N4o5P6q7R8s9T0u1V2w3X4y5Z6a7B8c9D0e1F2g3H4i5J"
+        );
         assert_eq!(fine.len(), 93);
         assert_eq!(redacts(&format!("GH={fine}\n"), &fine), ["github-fine-grained-pat"]);
         let gl = "glpat-Xk3Zq9Wm2Rt7Yp4Lv8Bn";
@@ -750,7 +790,10 @@ mod tests {
         let text = "DATABASE_URL=postgres://app:Pq7xK2mZ9w@db.internal:5432/app\n";
         assert_eq!(redacts(text, "Pq7xK2mZ9w"), ["url-credentials"]);
         let r = scanner().redact(text);
-        assert_eq!(r.text, "DATABASE_URL=postgres://app:[REDACTED:url-credentials]@db.internal:5432/app\n");
+        assert_eq!(
+            r.text,
+            "DATABASE_URL=postgres://app:[REDACTED:url-credentials]@db.internal:5432/app\n"
+        );
         assert_clean("url = \"postgres://user:password@localhost/db\"\n");
         assert_clean("url = f\"postgres://{user}:{password}@{host}/db\"\n");
         assert_clean("url = \"redis://:${REDIS_PASSWORD}@redis:6379\"\n");

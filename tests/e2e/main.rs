@@ -73,7 +73,9 @@ pub fn fixture_repo() -> tempfile::TempDir {
 /// A temporary git repository holding `fixtures/repos/<name>`, committed.
 pub fn fixture_repo_named(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/repos").join(name);
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/repos")
+        .join(name);
     copy_dir(&src, dir.path());
     git(dir.path(), &["init", "-q", "-b", "main"]);
     git(dir.path(), &["add", "-A"]);

@@ -108,12 +108,25 @@ fn secrets_planted_in_a_repo_are_not_in_search_logs_or_data_dir() {
     let data = tempfile::tempdir().unwrap();
     let d = data.path().to_str().unwrap();
     let (ok, out, err) = run_verbose(
-        &["index", repo.path().to_str().unwrap(), "--repo", "billing", "--data-dir", d],
+        &[
+            "index",
+            repo.path().to_str().unwrap(),
+            "--repo",
+            "billing",
+            "--data-dir",
+            d,
+        ],
         &[],
     );
     assert!(ok, "index failed: {err}");
-    assert!(err.contains("DEBUG") || err.contains("\"level\":\"DEBUG\""), "debug logs are on");
-    assert!(err.contains("redacted a secret"), "each redaction is logged (rule, path, line)");
+    assert!(
+        err.contains("DEBUG") || err.contains("\"level\":\"DEBUG\""),
+        "debug logs are on"
+    );
+    assert!(
+        err.contains("redacted a secret"),
+        "each redaction is logged (rule, path, line)"
+    );
     assert!(
         out.contains(
             "secrets redacted: aws-access-key-id 1, aws-secret-access-key 1, azure-storage-key 1, \
@@ -160,11 +173,21 @@ fn secrets_control_run_without_redaction_is_caught_by_the_same_checks() {
     let d = data.path().to_str().unwrap();
     let off = [("CAIRN_INDEX__REDACT_SECRETS", "false")];
     let (ok, out, err) = run_verbose(
-        &["index", repo.path().to_str().unwrap(), "--repo", "billing", "--data-dir", d],
+        &[
+            "index",
+            repo.path().to_str().unwrap(),
+            "--repo",
+            "billing",
+            "--data-dir",
+            d,
+        ],
         &off,
     );
     assert!(ok, "index failed: {err}");
-    assert!(out.contains("secrets redacted: off (index.redact_secrets = false)"), "{out}");
+    assert!(
+        out.contains("secrets redacted: off (index.redact_secrets = false)"),
+        "{out}"
+    );
     let (ok, out, _) = run_verbose(&["search", "GITHUB_TOKEN", "-k", "20", "--json", "--data-dir", d], &off);
     assert!(ok);
     assert!(!leaked(&out).is_empty(), "unredacted, the token is in search output");

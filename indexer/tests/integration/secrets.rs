@@ -75,7 +75,18 @@ fn fixture_git_repo() -> tempfile::TempDir {
     for args in [
         &["init", "-q", "-b", "main"][..],
         &["add", "-A"],
-        &["-c", "user.name=t", "-c", "user.email=t@e", "-c", "commit.gpgsign=false", "commit", "-q", "-m", "init"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "-q",
+            "-m",
+            "init",
+        ],
     ] {
         let ok = std::process::Command::new("git")
             .args(args)
@@ -175,7 +186,11 @@ async fn planted_secrets_never_reach_the_store() {
     assert!(payloads.contains("DB_PASSWORD = \\\"[REDACTED:generic-secret]\\\""));
     let pem = all.iter().find(|h| h.payload.path == "keys/deploy_key.pem").unwrap();
     assert_eq!(
-        pem.payload.content.lines().filter(|l| *l == "[REDACTED:private-key]").count(),
+        pem.payload
+            .content
+            .lines()
+            .filter(|l| *l == "[REDACTED:private-key]")
+            .count(),
         7,
         "one marker per body line: {}",
         pem.payload.content
@@ -185,7 +200,11 @@ async fn planted_secrets_never_reach_the_store() {
         .find(|h| h.payload.content.contains("def charge_customer"))
         .unwrap();
     let original = std::fs::read_to_string(repo.path().join("config/settings.py")).unwrap();
-    let line = original.lines().position(|l| l.contains("def charge_customer")).unwrap() + 1;
+    let line = original
+        .lines()
+        .position(|l| l.contains("def charge_customer"))
+        .unwrap()
+        + 1;
     assert!(charge.payload.start_line as usize <= line && line <= charge.payload.end_line as usize);
 
     drop(store);

@@ -45,6 +45,9 @@ pub enum IndexError {
     },
     #[error("indexing was cancelled")]
     Cancelled,
+    /// A bug: an invariant broke or a worker thread panicked.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl IndexError {
@@ -60,7 +63,8 @@ impl IndexError {
             | IndexError::Embed(_)
             | IndexError::Source { .. }
             | IndexError::Io { .. }
-            | IndexError::Cancelled => ErrorKind::Internal,
+            | IndexError::Cancelled
+            | IndexError::Internal(_) => ErrorKind::Internal,
         }
     }
 

@@ -2,7 +2,7 @@
 //! vector store. Nothing here knows about HTTP, gRPC or users.
 //!
 //! A run reads a [`source::Snapshot`] (git HEAD tree or plain directory),
-//! chunks each file by syntax ([`cairn_chunk::Chunker`]), embeds the chunks
+//! redacts secrets ([`secrets::Scanner`]), chunks each file by syntax ([`cairn_chunk::Chunker`]), embeds the chunks
 //! ([`embed::Embed`], ONNX Runtime by default), adds BM25 sparse vectors
 //! ([`sparse`]) and writes points to a [`store::VectorStore`]; the
 //! [`pipeline`] runs those stages concurrently. The services read the same
@@ -10,6 +10,7 @@
 //!
 //! # Layout
 //! - [`source`]: files of a repository, and why some are skipped.
+//! - [`secrets`]: finds secrets in file text and redacts them before chunking.
 //! - [`embed`]: the ONNX Runtime embedder, model settings, a test embedder.
 //! - [`sparse`]: code-aware BM25 term vectors.
 //! - [`store`]: the [`store::VectorStore`] trait and the embedded `qdrant-edge` backend.
@@ -22,6 +23,7 @@ pub mod embed;
 pub mod error;
 pub mod pipeline;
 pub mod registry;
+pub mod secrets;
 pub mod source;
 pub mod sparse;
 pub mod store;

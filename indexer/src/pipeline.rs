@@ -7,6 +7,10 @@
 //! [chunk thread] ──(groups of chunks, cap 4)──► [embed thread] ──(points, cap 2)──► [async writer]
 //! ```
 //!
+//! Before a file is chunked its text is redacted ([`secrets::Scanner`], on
+//! unless [`IndexOptions::redact_secrets`] is off), so stored content, the
+//! text the model embeds and the BM25 terms never hold a secret value.
+//!
 //! Each group is sorted by text length before it is cut into model batches,
 //! so a batch pads to similar lengths. Points get deterministic ids and the
 //! run id; once every group is acknowledged, the repo's points from older
@@ -20,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::embed::Embed;
 use crate::error::{IndexError, Result};
+use crate::secrets::{self, SecretCounts};
 use crate::source::{FileLimits, SkipCounts, Snapshot};
 use crate::sparse;
 use crate::store::{ChunkPayload, ChunkPoint, VectorStore};
@@ -32,6 +37,8 @@ pub struct IndexOptions {
     pub limits: FileLimits,
     /// Chunks per group: sorted by length, then embedded and written together.
     pub group_size: usize,
+    /// Redact secrets from file text before chunking (default on).
+    pub redact_secrets: bool,
 }
 
 impl IndexOptions {
@@ -40,6 +47,7 @@ impl IndexOptions {
             repo: repo.into(),
             limits: FileLimits::default(),
             group_size: 256,
+            redact_secrets: true,
         }
     }
 }
@@ -54,6 +62,13 @@ pub struct IndexReport {
     /// Model tokens embedded (padding excluded).
     pub tokens: usize,
     pub skipped: SkipCounts,
+    /// Secrets redacted, by rule id (empty when none were found or
+    /// redaction is off; see `redact_secrets`).
+    #[serde(default)]
+    pub secrets: SecretCounts,
+    /// Whether secrets were redacted in this run.
+    #[serde(default)]
+    pub redact_secrets: bool,
     pub seconds: f64,
 }
 
@@ -122,7 +137,12 @@ pub async fn index_snapshot(
         commit: snapshot.commit.clone(),
         files: snapshot.files.len(),
         skipped: snapshot.skipped.clone(),
+        redact_secrets: options.redact_secrets,
         ..Default::default()
+    };
+    let scanner = match options.redact_secrets {
+        true => Some(secrets::Scanner::new()?),
+        false => None,
     };
     progress.start(snapshot.files.len());
 
@@ -136,9 +156,23 @@ pub async fn index_snapshot(
     let chunk_thread = std::thread::Builder::new()
         .name("cairn-chunk".into())
         .spawn(move || {
+            let mut counts = SecretCounts::new();
             let mut group = Group::default();
             for file in snapshot.files {
-                for c in chunker.chunk(&file.path, &file.text) {
+                // Redact first: nothing downstream may see a secret value.
+                let text = match &scanner {
+                    Some(scanner) => {
+                        let redaction = scanner.redact_file(&file.path, &file.text);
+                        for f in &redaction.findings {
+                            // Rule, path and line only: never the value.
+                            tracing::debug!(repo = %repo, path = %file.path, line = f.line, rule = f.rule, "redacted a secret");
+                            *counts.entry(f.rule.to_string()).or_default() += 1;
+                        }
+                        redaction.text
+                    }
+                    None => std::borrow::Cow::Borrowed(file.text.as_str()),
+                };
+                for c in chunker.chunk(&file.path, &text) {
                     group.chunks.push(Prepared {
                         payload: ChunkPayload {
                             repo: repo.clone(),
@@ -157,12 +191,13 @@ pub async fn index_snapshot(
                 }
                 group.files += 1;
                 if group.chunks.len() >= group_size && group_tx.send(std::mem::take(&mut group)).is_err() {
-                    return;
+                    return counts;
                 }
             }
             if group.files > 0 {
                 let _ = group_tx.send(group);
             }
+            counts
         })
         .map_err(|e| IndexError::io("failed to start the chunking thread", e))?;
 
@@ -236,9 +271,10 @@ pub async fn index_snapshot(
         }
     }
     drop(point_rx);
-    let _ = chunk_thread.join();
+    let chunked = chunk_thread.join();
     let _ = embed_thread.join();
     outcome?;
+    report.secrets = chunked.map_err(|_| IndexError::Internal("the chunking thread panicked".into()))?;
 
     store.delete_stale(&options.repo, &run).await?;
     store.flush().await?;
@@ -249,6 +285,8 @@ pub async fn index_snapshot(
         files = report.files,
         chunks = report.chunks,
         tokens = report.tokens,
+        secrets_redacted = report.secrets.values().sum::<usize>(),
+        secrets = ?report.secrets,
         took_s = report.seconds,
         "indexed"
     );

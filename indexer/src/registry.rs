@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IndexError, Result};
+use crate::secrets::SecretCounts;
 use crate::source::SkipCounts;
 
 /// One indexed repository.
@@ -19,6 +20,13 @@ pub struct RepoRecord {
     pub files: usize,
     pub chunks: usize,
     pub skipped: SkipCounts,
+    /// Secrets redacted in the last run, by rule id.
+    #[serde(default)]
+    pub secrets_redacted: SecretCounts,
+    /// Whether the last run redacted secrets (`index.redact_secrets`).
+    /// Records written before redaction existed read as `false`.
+    #[serde(default)]
+    pub redact_secrets: bool,
     /// RFC 3339 time of the last completed run.
     pub last_indexed_at: String,
     /// Embedding model fingerprint the points were built with.
@@ -93,6 +101,8 @@ mod tests {
             files: 1,
             chunks: 2,
             skipped: Default::default(),
+            secrets_redacted: [("github-token".to_string(), 2)].into(),
+            redact_secrets: true,
             last_indexed_at: "2026-01-01T00:00:00Z".into(),
             embedder: "m".into(),
             groups: vec!["g".into()],
@@ -101,5 +111,19 @@ mod tests {
         assert_eq!(r.load().unwrap()["a"], rec);
         assert!(r.remove("a").unwrap());
         assert!(!r.remove("a").unwrap());
+    }
+
+    #[test]
+    fn records_written_before_secret_counts_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repos.json");
+        std::fs::write(
+            &path,
+            r#"{"a": {"name": "a", "source": "/x", "indexed_commit": "c", "files": 1, "chunks": 2,
+                "skipped": {}, "last_indexed_at": "2026-01-01T00:00:00Z", "embedder": "m"}}"#,
+        )
+        .unwrap();
+        let rec = &Registry::new(path).load().unwrap()["a"];
+        assert!(rec.secrets_redacted.is_empty() && !rec.redact_secrets);
     }
 }

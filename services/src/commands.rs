@@ -87,6 +87,7 @@ impl Engine {
             .context("source reader failed")??;
         let mut options = IndexOptions::new(repo);
         options.group_size = config.index.group_size;
+        options.redact_secrets = config.index.redact_secrets;
         let report = index_snapshot(
             snapshot,
             &options,
@@ -113,6 +114,8 @@ impl Engine {
             files: report.files,
             chunks: report.chunks,
             skipped: report.skipped.clone(),
+            secrets_redacted: report.secrets.clone(),
+            redact_secrets: report.redact_secrets,
             last_indexed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             embedder: self.embedder.fingerprint().to_string(),
         })?;

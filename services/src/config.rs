@@ -73,6 +73,9 @@ pub struct IndexConfig {
     pub chunk_max_chars: usize,
     pub chunk_merge_chars: usize,
     pub chunk_container_chars: usize,
+    /// Replace secrets (keys, tokens, passwords) with `[REDACTED:<rule>]`
+    /// before chunking, embedding and storing.
+    pub redact_secrets: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
@@ -141,6 +144,7 @@ impl Default for IndexConfig {
             chunk_max_chars: chunk.max_chars,
             chunk_merge_chars: chunk.merge_chars,
             chunk_container_chars: chunk.container_chars,
+            redact_secrets: true,
         }
     }
 }
@@ -374,6 +378,13 @@ mod tests {
     fn example_config_lists_the_defaults() {
         let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cairn.example.toml");
         assert_eq!(Config::load_from(Some(&f), &[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn secret_redaction_is_on_by_default_and_can_be_turned_off() {
+        assert!(Config::default().index.redact_secrets);
+        let c = Config::load_from(None, &env(&[("CAIRN_INDEX__REDACT_SECRETS", "false")])).unwrap();
+        assert!(!c.index.redact_secrets);
     }
 
     #[test]

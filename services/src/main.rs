@@ -212,6 +212,7 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
                 },
                 report.seconds
             );
+            println!("secrets redacted: {}", secrets_summary(&report));
             Ok(())
         }
         Command::Search {
@@ -480,6 +481,22 @@ async fn shutdown_signal() {
 }
 
 /// A terminal progress bar over files (hidden when stderr is not a terminal).
+/// `github-token 1, private-key 2`, `none`, or `off (index.redact_secrets = false)`.
+fn secrets_summary(report: &cairn_indexer::pipeline::IndexReport) -> String {
+    if !report.redact_secrets {
+        return "off (index.redact_secrets = false)".into();
+    }
+    if report.secrets.is_empty() {
+        return "none".into();
+    }
+    report
+        .secrets
+        .iter()
+        .map(|(rule, n)| format!("{rule} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 struct Bar(indicatif::ProgressBar);
 
 impl Bar {

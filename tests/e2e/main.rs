@@ -1,11 +1,13 @@
 //! Black-box end-to-end tests: they run the real `cairn` binary with the real
 //! default model (installed by `make setup`) against the fixture repository
-//! in `fixtures/repos/acme-auth`, turned into a git repository per test.
+//! in `fixtures/repos/acme-auth` (and `planted-secrets` for redaction),
+//! turned into a git repository per test.
 
 mod audit;
 mod auth;
 mod cli;
 mod embed;
+mod secrets;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -67,8 +69,15 @@ pub fn git(dir: &Path, args: &[&str]) {
 
 /// A temporary git repository holding the acme-auth fixture, committed.
 pub fn fixture_repo() -> tempfile::TempDir {
+    fixture_repo_named("acme-auth")
+}
+
+/// A temporary git repository holding `fixtures/repos/<name>`, committed.
+pub fn fixture_repo_named(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/repos/acme-auth");
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/repos")
+        .join(name);
     copy_dir(&src, dir.path());
     git(dir.path(), &["init", "-q", "-b", "main"]);
     git(dir.path(), &["add", "-A"]);

@@ -1,6 +1,8 @@
 //! Integration tests of the indexer: pipeline + embedded store, with the
 //! deterministic hash embedder so they need no model files.
 
+mod secrets;
+
 use std::sync::Arc;
 
 use cairn_indexer::chunk::{Chunker, ChunkerConfig};

@@ -9,6 +9,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
+use std::convert::Infallible;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::StreamExt;
+
+use crate::answer::{AnswerEvent, AnswerRequest};
+use crate::context::{Context, ContextRequest};
 use crate::error::{ServiceError, ServiceErrorKind};
 use crate::search::{SearchRequest, SearchResponse};
 use crate::server::AppState;
@@ -18,6 +25,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/search", post(search))
+        .route("/v1/context", post(context))
+        .route("/v1/answer", post(answer))
+        .route("/v1/chat/completions", post(crate::openai::chat_completions))
+        .route("/v1/models", get(crate::openai::models))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -36,6 +47,39 @@ async fn search(
     JsonBody(req): JsonBody<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ServiceError> {
     Ok(Json(state.search.search(req).await?))
+}
+
+async fn context(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<ContextRequest>,
+) -> Result<Json<Context>, ServiceError> {
+    Ok(Json(state.context.context(req).await?))
+}
+
+/// Server-Sent Events: `token` events (`{"text": "..."}`), then one `done`
+/// event (`AnswerDone`), or an `error` event (`{"error": "..."}`) if the
+/// backend fails after the first token. Errors before it are plain JSON
+/// errors with their status (502 naming the backend when it is down).
+async fn answer(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<AnswerRequest>,
+) -> Result<Response, ServiceError> {
+    let events = state.answers.answer(req).await?;
+    let sse = events.map(|item| {
+        let event = match item {
+            Ok(AnswerEvent::Token(text)) => Event::default()
+                .event("token")
+                .data(serde_json::json!({ "text": text }).to_string()),
+            Ok(AnswerEvent::Done(done)) => Event::default()
+                .event("done")
+                .data(serde_json::to_string(&done).unwrap_or_default()),
+            Err(e) => Event::default()
+                .event("error")
+                .data(serde_json::json!({ "error": e.message }).to_string()),
+        };
+        Ok::<_, Infallible>(event)
+    });
+    Ok(Sse::new(sse).keep_alive(KeepAlive::default()).into_response())
 }
 
 /// A JSON body whose every rejection is a JSON error: malformed JSON and

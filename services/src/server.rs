@@ -9,18 +9,45 @@ use cairn_indexer::registry::Registry;
 use cairn_indexer::store::VectorStore;
 use tokio::net::TcpListener;
 
+use crate::answer::AnswerService;
+use crate::config::{AnswerConfig, BackendConfig};
+use crate::context::ContextService;
+use crate::llm::LlmClient;
 use crate::search::{RankSettings, SearchService};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub search: SearchService,
+    pub context: ContextService,
+    pub answers: AnswerService,
 }
 
 impl AppState {
     pub fn new(embedder: Arc<dyn Embed>, store: Arc<dyn VectorStore>, registry: Registry, rank: RankSettings) -> Self {
+        Self::with_answers(embedder, store, registry, rank, &AnswerConfig::default(), &[])
+    }
+
+    /// State with context assembly settings and LLM backends.
+    pub fn with_answers(
+        embedder: Arc<dyn Embed>,
+        store: Arc<dyn VectorStore>,
+        registry: Registry,
+        rank: RankSettings,
+        answer: &AnswerConfig,
+        backends: &[BackendConfig],
+    ) -> Self {
+        let search = SearchService::new(embedder, store, registry, rank);
+        let context = ContextService::new(search.clone(), answer.clone());
+        let answers = AnswerService::new(
+            context.clone(),
+            Arc::new(LlmClient::new(backends)),
+            answer.allowed_link_hosts.clone(),
+        );
         Self {
-            search: SearchService::new(embedder, store, registry, rank),
+            search,
+            context,
+            answers,
         }
     }
 }

@@ -174,8 +174,10 @@ impl Cairn {
 
 async fn cairn(backends: Vec<BackendConfig>) -> Cairn {
     let data = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.backends = backends;
+    let mut config = Config {
+        backends,
+        ..Default::default()
+    };
     config.answer.allowed_link_hosts = vec!["docs.acme.internal".into()];
     let dir = DataDir::open(data.path(), "test").unwrap();
     let engine = Engine::with_embedder(&config, dir, Arc::new(HashEmbedder::new(64))).unwrap();

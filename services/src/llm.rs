@@ -175,7 +175,7 @@ impl Backend {
                     if attempt > 0 {
                         tracing::info!(backend = %c.name, attempt, "backend answered after retrying");
                     }
-                    return Ok(self.into_stream(opened, total_deadline));
+                    return Ok(self.stream_from(opened, total_deadline));
                 }
                 Ok(Err(AttemptError::Fatal(m))) => {
                     return Err(bad_gateway(format!(
@@ -267,7 +267,7 @@ impl Backend {
         })
     }
 
-    fn into_stream(&self, opened: Opened, deadline: Instant) -> ChatStream {
+    fn stream_from(&self, opened: Opened, deadline: Instant) -> ChatStream {
         let name = self.config.name.clone();
         let total_ms = self.config.total_timeout_ms;
         let state = (opened, false);

@@ -2,6 +2,7 @@
 //! default model (installed by `make setup`) against the fixture repository
 //! in `fixtures/repos/acme-auth`, turned into a git repository per test.
 
+mod answer;
 mod cli;
 mod embed;
 mod serve;
@@ -83,8 +84,17 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path) -> Server {
+        Self::start_with_config(data_dir, None)
+    }
+
+    /// [`Server::start`] with a configuration file.
+    pub fn start_with_config(data_dir: &Path, config: Option<&Path>) -> Server {
         use std::io::BufRead;
-        let mut child = cairn()
+        let mut cmd = cairn();
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let mut child = cmd
             .args([
                 "--data-dir",
                 data_dir.to_str().unwrap(),

@@ -257,16 +257,7 @@ pub fn fuse(rank: &RankSettings, dense: Vec<ScoredChunk>, bm25: Vec<ScoredChunk>
     }
     let mut out: Vec<(f32, ScoredChunk)> = fused
         .into_values()
-        .map(|(s, h)| {
-            (
-                if h.payload.kind == "items" {
-                    s * rank.items_weight
-                } else {
-                    s
-                },
-                h,
-            )
-        })
+        .map(|(s, h)| (if h.payload.kind == "items" { s * rank.items_weight } else { s }, h))
         .collect();
     out.sort_by(|a, b| {
         b.0.total_cmp(&a.0)
@@ -343,7 +334,10 @@ mod tests {
         // equal evidence: the function wins over the run of imports
         let out = fuse(&r, vec![items("a"), hit("b")], vec![hit("b"), items("a")], 10);
         assert_eq!(out[0].1.id, "b");
-        let neutral = RankSettings { items_weight: 1.0, ..r };
+        let neutral = RankSettings {
+            items_weight: 1.0,
+            ..r
+        };
         let out = fuse(&neutral, vec![items("a"), hit("b")], vec![items("a"), hit("b")], 10);
         assert_eq!(out[0].1.id, "a");
     }

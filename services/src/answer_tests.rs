@@ -70,8 +70,18 @@ fn sse_reply(tokens: &[String]) -> Response {
     ([("content-type", "text/event-stream")], body).into_response()
 }
 
-async fn fake_completions(State(fake): State<Arc<Fake>>, Json(body): Json<Value>) -> Response {
+async fn fake_completions(
+    State(fake): State<Arc<Fake>>,
+    headers: axum::http::HeaderMap,
+    Json(mut body): Json<Value>,
+) -> Response {
     let n = fake.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    // Recorded with the request, for the tests to check.
+    body["authorization"] = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .into();
     fake.requests.lock().unwrap().push(body.clone());
     let reply = || {
         sse_reply(&[
@@ -318,6 +328,7 @@ async fn answer_streams_sanitized_tokens_then_citations() {
     assert_eq!(req["messages"][1]["content"], "how is the invoice total computed");
     assert_eq!(req["model"], "fake-model");
     assert_eq!(req["stream"], true);
+    assert_eq!(req["authorization"], "", "no key configured, none sent");
     // …and echoed it, but nothing of it survives in the answer.
     assert!(text.contains("invoice_total [1]"), "{text}");
     assert!(!text.contains("evil.example"), "{text}");
@@ -477,7 +488,9 @@ async fn total_timeout_ends_the_stream_with_an_error_event() {
 #[tokio::test(flavor = "multi_thread")]
 async fn openai_gateway_models_completions_and_errors() {
     let (url, fake) = fake_backend(Behaviour::Reply).await;
-    let c = cairn(vec![backend("local", &url)]).await;
+    let mut cfg = backend("local", &url);
+    cfg.api_key = Some("s3cret-key".into());
+    let c = cairn(vec![cfg]).await;
     let models: Value = reqwest::get(c.url("/v1/models")).await.unwrap().json().await.unwrap();
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], "local");
@@ -508,6 +521,8 @@ async fn openai_gateway_models_completions_and_errors() {
     assert_eq!(msgs[1]["content"], "Be brief.");
     assert_eq!(msgs[2]["content"], "how are session tokens verified");
     assert_eq!(sent["max_tokens"], 100);
+    assert_eq!(sent["authorization"], "Bearer s3cret-key");
+    assert_eq!(sent["model"], "fake-model", "the backend's own model id");
 
     let mut stream_req = req.clone();
     stream_req["stream"] = true.into();

@@ -162,6 +162,7 @@ impl Backend {
         body["stream"] = true.into();
         let url = c.completions_url();
         let mut last = String::new();
+        let mut attempts = 0;
         for attempt in 0..=c.retries {
             if attempt > 0 {
                 let backoff = Duration::from_millis(c.retry_backoff_ms.saturating_mul(1 << (attempt - 1).min(16)));
@@ -170,6 +171,7 @@ impl Backend {
                 }
                 tokio::time::sleep(backoff).await;
             }
+            attempts += 1;
             match timeout_at(first_deadline, self.attempt(&url, &body)).await {
                 Ok(Ok(opened)) => {
                     if attempt > 0 {
@@ -198,9 +200,8 @@ impl Backend {
             }
         }
         Err(bad_gateway(format!(
-            "backend {} at {url} is unavailable after {} attempts: {last}",
-            c.name,
-            c.retries + 1
+            "backend {} at {url} is unavailable after {attempts} attempts: {last}",
+            c.name
         )))
     }
 

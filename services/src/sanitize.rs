@@ -438,6 +438,26 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_text_never_panics_and_streams_like_whole() {
+        // A small deterministic generator over the characters that matter.
+        let alphabet: Vec<char> = "![]()<>hHtps:/.ex é→\n`#@".chars().collect();
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..300 {
+            let len = (seed % 40) as usize;
+            let text: String = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    alphabet[(seed % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            streamed_like_whole(&text);
+            assert!(!clean(&format!("{text}![a](https://evil.example/x)")).contains("evil.example"));
+        }
+    }
+
+    #[test]
     fn an_unclosed_construct_is_released_at_the_end() {
         assert_eq!(clean("see [1"), "see [1");
         assert_eq!(clean("![x](https://evil.example/a"), "![x]([link removed]");

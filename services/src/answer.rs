@@ -74,6 +74,20 @@ pub struct AnswerDone {
     pub finish_reason: String,
     /// Estimated tokens of the context the backend received.
     pub context_tokens: usize,
+    pub timings: Timings,
+}
+
+/// Where an answer's time went, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Timings {
+    /// Embedding the query and searching.
+    pub retrieval_ms: f64,
+    /// Merging, deduplicating and budgeting the hits.
+    pub assembly_ms: f64,
+    /// From the request to the backend until its first token.
+    pub first_token_ms: f64,
+    /// From the request to cairn until the backend finished.
+    pub total_ms: f64,
 }
 
 /// One event of a streamed answer.
@@ -123,6 +137,7 @@ impl AnswerService {
     /// Starts an answer. Errors before the first token (bad request, unknown
     /// repo or backend, backend down) are returned here; later ones end the stream.
     pub async fn answer(&self, request: AnswerRequest) -> Result<AnswerStream, ServiceError> {
+        let started = std::time::Instant::now();
         let backend = self.llm.get(request.backend.as_deref())?;
         let cfg = backend.config();
         let name = cfg.name.clone();
@@ -141,21 +156,34 @@ impl AnswerService {
             temperature: Some(0.2),
             ..Default::default()
         };
-        let started = std::time::Instant::now();
+        let asked = std::time::Instant::now();
         let deltas = backend.stream_chat(&messages, &params).await?;
+        let timings = Timings {
+            retrieval_ms: context.retrieval_ms,
+            assembly_ms: context.assembly_ms,
+            first_token_ms: asked.elapsed().as_secs_f64() * 1000.0,
+            total_ms: 0.0,
+        };
         tracing::info!(
             backend = %name,
             pieces = context.pieces.len(),
             context_tokens = context.tokens,
-            first_token_ms = started.elapsed().as_millis() as u64,
+            retrieval_ms = timings.retrieval_ms,
+            first_token_ms = timings.first_token_ms,
             "answering"
         );
-        Ok(answer_stream(
+        Ok(answer_stream(AnswerState {
             deltas,
-            Sanitizer::new(&self.allowed_hosts),
+            sanitizer: Sanitizer::new(&self.allowed_hosts),
+            text: String::new(),
+            finish: String::new(),
             context,
-            name,
-        ))
+            backend: name,
+            queue: VecDeque::new(),
+            ended: false,
+            started,
+            timings,
+        }))
     }
 
     /// The gateway: adds the context for the last user turn as a system
@@ -278,19 +306,11 @@ struct AnswerState {
     backend: String,
     queue: VecDeque<AnswerEvent>,
     ended: bool,
+    started: std::time::Instant,
+    timings: Timings,
 }
 
-fn answer_stream(deltas: ChatStream, sanitizer: Sanitizer, context: Context, backend: String) -> AnswerStream {
-    let state = AnswerState {
-        deltas,
-        sanitizer,
-        text: String::new(),
-        finish: String::new(),
-        context,
-        backend,
-        queue: VecDeque::new(),
-        ended: false,
-    };
+fn answer_stream(state: AnswerState) -> AnswerStream {
     Box::pin(futures::stream::unfold(state, |mut s| async move {
         loop {
             if let Some(e) = s.queue.pop_front() {
@@ -326,6 +346,10 @@ fn answer_stream(deltas: ChatStream, sanitizer: Sanitizer, context: Context, bac
                         cited,
                         finish_reason: std::mem::take(&mut s.finish),
                         context_tokens: s.context.tokens,
+                        timings: Timings {
+                            total_ms: s.started.elapsed().as_secs_f64() * 1000.0,
+                            ..s.timings
+                        },
                     }));
                 }
             }

@@ -346,6 +346,11 @@ async fn answer_streams_sanitized_tokens_then_citations() {
     assert_eq!(cites[0]["repo"], "acme-billing");
     assert!(cites[0]["label"].as_str().unwrap().starts_with("acme-billing/"));
     assert_eq!(done["finish_reason"], "stop");
+    let t = &done["timings"];
+    for k in ["retrieval_ms", "assembly_ms", "first_token_ms", "total_ms"] {
+        assert!(t[k].as_f64().unwrap() >= 0.0, "{k}: {done}");
+    }
+    assert!(t["total_ms"].as_f64() >= t["first_token_ms"].as_f64(), "{done}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -77,6 +77,9 @@ pub struct Context {
     pub text: String,
     /// Estimated tokens of `text`.
     pub tokens: usize,
+    /// Time spent searching, and assembling the hits.
+    pub retrieval_ms: f64,
+    pub assembly_ms: f64,
 }
 
 /// Assembly limits.
@@ -121,6 +124,7 @@ impl ContextService {
         repos: Vec<String>,
         budget_tokens: usize,
     ) -> Result<Context, ServiceError> {
+        let started = std::time::Instant::now();
         let hits = self
             .search
             .search(SearchRequest {
@@ -132,14 +136,22 @@ impl ContextService {
             })
             .await?
             .results;
-        Ok(assemble(
+        let searched = std::time::Instant::now();
+        let mut context = assemble(
             hits,
             AssembleOptions {
                 budget_tokens,
                 max_pieces_per_file: self.settings.max_pieces_per_file,
             },
-        ))
+        );
+        context.retrieval_ms = ms(searched - started);
+        context.assembly_ms = ms(searched.elapsed());
+        Ok(context)
     }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// The label of a piece: `repo/path#Lstart-Lend@commit12`.

@@ -58,6 +58,10 @@ impl Retrieval for RetrievalService {
                     cited: d.cited,
                     finish_reason: d.finish_reason,
                     context_tokens: d.context_tokens as u32,
+                    retrieval_ms: d.timings.retrieval_ms,
+                    assembly_ms: d.timings.assembly_ms,
+                    first_token_ms: d.timings.first_token_ms,
+                    total_ms: d.timings.total_ms,
                 }),
             };
             Ok(PbAnswerEvent { event: Some(event) })

@@ -11,8 +11,10 @@
 //! don't), every piece that was in the context, with `cited: false`.
 //!
 //! [`AnswerService::chat`] is the same for the OpenAI-compatible gateway:
-//! the context for the conversation's last user turn goes in as an extra
-//! system message in front of the conversation.
+//! the context for the conversation's last user turn goes in as a system
+//! message in front of the conversation (merged into the conversation's own
+//! leading system message, if any: many chat templates accept only one
+//! system message, and only first).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -227,9 +229,15 @@ impl AnswerService {
             .saturating_sub(answer_tokens)
             .saturating_sub(conversation + estimate_tokens(SYSTEM_PROMPT) + TEMPLATE_TOKENS);
         let context = self.context.assemble_for(&query, Vec::new(), budget).await?;
-        let mut messages = Vec::with_capacity(request.messages.len() + 1);
-        messages.push(ChatMessage::new("system", system_message(&context)));
-        messages.extend(request.messages);
+        let mut messages = request.messages;
+        let ours = system_message(&context);
+        match messages.first_mut() {
+            // One system message, first: many chat templates accept no other.
+            Some(first) if first.role == "system" => {
+                first.content = format!("{ours}\n\n{}", first.content);
+            }
+            _ => messages.insert(0, ChatMessage::new("system", ours)),
+        }
         let params = ChatParams {
             max_tokens: Some(answer_tokens as u32),
             ..request.params

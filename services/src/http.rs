@@ -1,18 +1,17 @@
 //! HTTP transport: thin handlers that parse, call one service function and
 //! map errors through [`crate::error`].
 
+use std::convert::Infallible;
+
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::de::DeserializeOwned;
-
-use std::convert::Infallible;
-
-use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::StreamExt;
+use serde::de::DeserializeOwned;
 
 use crate::answer::{AnswerEvent, AnswerRequest};
 use crate::context::{Context, ContextRequest};

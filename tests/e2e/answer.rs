@@ -3,7 +3,9 @@
 //! real `cairn serve` configured with it as a backend over the fixture repos
 //! (acme-auth, and acme-billing with its planted prompt injections), and
 //! real clients: HTTP SSE for `/v1/answer`, the `openai` Python SDK for the
-//! gateway, tonic for gRPC `Answer`.
+//! gateway, tonic for gRPC `Answer`. The backend's window is set to 1024
+//! tokens to keep prompts short: prompt processing dominates on small CPUs.
+//! `CAIRN_TEST_LLAMA_SERVER` may point at another llama-server binary.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -45,7 +47,11 @@ struct Llama {
 
 impl Llama {
     async fn start() -> Llama {
-        let bin = installed(".local/llm/llama-server");
+        // CAIRN_TEST_LLAMA_SERVER points at another llama-server build.
+        let bin = match std::env::var_os("CAIRN_TEST_LLAMA_SERVER") {
+            Some(p) => PathBuf::from(p),
+            None => installed(".local/llm/llama-server"),
+        };
         let model = installed(".local/llm/SmolLM2-135M-Instruct.Q4_1.gguf");
         let port = free_port();
         let log = tempfile::NamedTempFile::new().unwrap();
@@ -186,7 +192,7 @@ async fn answers_through_a_real_llama_server() {
     let mut f = std::fs::File::create(&config).unwrap();
     write!(
         f,
-        "[[backends]]\nname = \"smollm2\"\nbase_url = \"{}\"\nmodel = \"smollm2\"\ncontext_tokens = 2048\nanswer_tokens = 128\nfirst_token_timeout_ms = 120000\n",
+        "[[backends]]\nname = \"smollm2\"\nbase_url = \"{}\"\nmodel = \"smollm2\"\ncontext_tokens = 1024\nanswer_tokens = 128\nfirst_token_timeout_ms = 120000\n",
         llama.base_url
     )
     .unwrap();

@@ -233,6 +233,7 @@ async fn answers_through_a_real_llama_server() {
     let (last, done) = events.last().unwrap();
     assert_eq!(last, "done", "{body}");
     let done: Value = serde_json::from_str(done).unwrap();
+    eprintln!("/v1/answer done: {done}");
     assert_eq!(done["backend"], "smollm2");
     let citations = done["citations"].as_array().unwrap();
     assert!(!citations.is_empty(), "{done}");

@@ -430,6 +430,11 @@ impl Config {
             if b.connect_timeout_ms == 0 || b.first_token_timeout_ms == 0 || b.total_timeout_ms == 0 {
                 errors.push(format!("{at}: timeouts must be at least 1 ms"));
             }
+            if b.api_key_env.as_deref().is_some_and(|v| v.starts_with("CAIRN_")) {
+                errors.push(format!(
+                    "{at}.api_key_env: CAIRN_* variables are configuration keys; name another variable"
+                ));
+            }
             if b.retries > 10 {
                 errors.push(format!("{at}.retries: at most 10"));
             }
@@ -593,6 +598,13 @@ api_key_env = "MISSING_KEY"
         assert_eq!(b.context_tokens, 4096);
         assert_eq!(b.completions_url(), "http://127.0.0.1:8080/v1/chat/completions");
         assert!(!format!("{b:?}").contains("\"k\""), "the key never shows in logs");
+        std::fs::write(
+            &f,
+            "[[backends]]\nname = \"x\"\nbase_url = \"http://h/v1\"\nmodel = \"m\"\napi_key_env = \"CAIRN_KEY\"\n",
+        )
+        .unwrap();
+        let e = Config::load_from(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("CAIRN_* variables"), "{e}");
         std::fs::write(&f, "[[backends]]\nname = \"x\"\nbogus = 1\n").unwrap();
         let e = Config::load_from(Some(&f), &[]).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");

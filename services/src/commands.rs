@@ -136,11 +136,13 @@ impl Engine {
 
     /// Shared state for the transports.
     pub fn state(&self, config: &Config) -> AppState {
-        AppState::new(
+        AppState::with_answers(
             self.embedder.clone(),
             self.store.clone(),
             self.data.registry(),
             config.search,
+            &config.answer,
+            &config.backends,
         )
     }
 }

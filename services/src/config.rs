@@ -30,9 +30,122 @@ pub struct Config {
     pub embed: EmbedConfig,
     pub index: IndexConfig,
     pub search: RankSettings,
+    /// Context assembly and answers (`[answer]`).
+    pub answer: AnswerConfig,
+    /// OpenAI-compatible LLM backends (`[[backends]]`); empty: no answers.
+    pub backends: Vec<BackendConfig>,
     pub log: LogConfig,
     pub audit: crate::audit::AuditConfig,
     pub auth: crate::auth::AuthConfig,
+}
+
+/// Context assembly and answer post-processing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnswerConfig {
+    /// Token budget of `/v1/context` when the request names none.
+    pub context_tokens: usize,
+    /// Search hits considered when assembling a context.
+    pub candidates: usize,
+    /// Most pieces (after merging) taken from one file.
+    pub max_pieces_per_file: usize,
+    /// Hosts (and their subdomains) answers may link to; links and images
+    /// to any other host are removed from answers.
+    pub allowed_link_hosts: Vec<String>,
+}
+
+impl Default for AnswerConfig {
+    fn default() -> Self {
+        Self {
+            context_tokens: 2048,
+            candidates: 30,
+            max_pieces_per_file: 3,
+            allowed_link_hosts: Vec::new(),
+        }
+    }
+}
+
+/// Highest data sensitivity a backend may receive (routing uses it; stored here).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Sensitivity {
+    /// The default: a backend is trusted with nothing until the operator says so.
+    #[default]
+    Public,
+    Internal,
+    Confidential,
+    Restricted,
+}
+
+/// One OpenAI-compatible chat-completions backend (vLLM, llama.cpp server,
+/// Ollama, TGI, …).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// The id clients use (`backend` in `/v1/answer`, `model` in `/v1/chat/completions`).
+    pub name: String,
+    /// Base URL ending in `/v1`; cairn appends `/chat/completions`.
+    pub base_url: String,
+    /// The model id the backend knows.
+    pub model: String,
+    /// Environment variable holding the API key (sent as a bearer token).
+    pub api_key_env: Option<String>,
+    pub max_sensitivity: Sensitivity,
+    /// The backend's context window: prompt (with the assembled context) plus answer must fit.
+    pub context_tokens: usize,
+    /// Tokens reserved for the answer (`max_tokens` sent to the backend).
+    pub answer_tokens: usize,
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the first token (connect, queue and prompt processing included).
+    pub first_token_timeout_ms: u64,
+    /// Longest a whole answer may take.
+    pub total_timeout_ms: u64,
+    /// Extra attempts when the backend fails before its first token.
+    pub retries: u32,
+    /// First retry delay; doubles with each attempt.
+    pub retry_backoff_ms: u64,
+    /// The key read from `api_key_env` when the configuration was loaded.
+    #[serde(skip)]
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for BackendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendConfig")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key_env", &self.api_key_env)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            base_url: String::new(),
+            model: String::new(),
+            api_key_env: None,
+            max_sensitivity: Sensitivity::Public,
+            context_tokens: 4096,
+            answer_tokens: 512,
+            connect_timeout_ms: 2_000,
+            first_token_timeout_ms: 60_000,
+            total_timeout_ms: 300_000,
+            retries: 2,
+            retry_backoff_ms: 200,
+            api_key: None,
+        }
+    }
+}
+
+impl BackendConfig {
+    /// `base_url` + `/chat/completions`.
+    pub fn completions_url(&self) -> String {
+        format!("{}/chat/completions", self.base_url.trim_end_matches('/'))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -104,6 +217,8 @@ impl Default for Config {
             embed: EmbedConfig::default(),
             index: IndexConfig::default(),
             search: RankSettings::default(),
+            answer: AnswerConfig::default(),
+            backends: Vec::new(),
             log: LogConfig::default(),
             audit: crate::audit::AuditConfig::default(),
             auth: crate::auth::AuthConfig::default(),
@@ -200,7 +315,7 @@ impl Config {
                 errors.push(format!("{key}: {e}"));
             }
         }
-        let config: Config = match toml::Value::Table(table).try_into() {
+        let mut config: Config = match toml::Value::Table(table).try_into() {
             Ok(c) => c,
             Err(e) => {
                 let source = file
@@ -210,10 +325,23 @@ impl Config {
                 return Err(ConfigError(errors));
             }
         };
+        for b in &mut config.backends {
+            if let Some(var) = b.api_key_env.as_deref().filter(|v| !v.is_empty()) {
+                match env.iter().find(|(k, _)| k == var) {
+                    Some((_, v)) => b.api_key = Some(v.clone()),
+                    None => errors.push(format!(
+                        "backends.{}.api_key_env: environment variable {var} is not set",
+                        b.name
+                    )),
+                }
+            }
+        }
+        if let Err(ConfigError(more)) = config.validate() {
+            errors.extend(more);
+        }
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
-        config.validate()?;
         Ok(config)
     }
 
@@ -261,6 +389,64 @@ impl Config {
             && (m.max_length == 0 || m.max_length > 8192)
         {
             errors.push("embed.model.max_length: must be between 1 and 8192".into());
+        }
+        if self.answer.context_tokens < 64 || self.answer.context_tokens > 1 << 20 {
+            errors.push("answer.context_tokens: must be between 64 and 1048576".into());
+        }
+        if self.answer.candidates == 0 || self.answer.candidates > crate::search::MAX_K as usize {
+            errors.push(format!(
+                "answer.candidates: must be between 1 and {}",
+                crate::search::MAX_K
+            ));
+        }
+        if self.answer.max_pieces_per_file == 0 {
+            errors.push("answer.max_pieces_per_file: must be at least 1".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            let at = if b.name.is_empty() {
+                format!("backends[{i}]")
+            } else {
+                format!("backends.{}", b.name)
+            };
+            if b.name.is_empty() {
+                errors.push(format!("{at}.name: must not be empty"));
+            } else if !b.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-:/".contains(c)) {
+                errors.push(format!(
+                    "{at}.name: use letters, digits and . _ - : / (it is a model id clients send)"
+                ));
+            } else if !names.insert(b.name.as_str()) {
+                errors.push(format!("{at}.name: defined twice"));
+            }
+            let url = b.base_url.trim_end_matches('/');
+            if !url.starts_with("http://") || !url.ends_with("/v1") {
+                errors.push(format!(
+                    "{at}.base_url: {:?} must be an http:// URL ending in /v1 (cairn appends /chat/completions; https needs a TLS-terminating proxy)",
+                    b.base_url
+                ));
+            }
+            if b.model.is_empty() {
+                errors.push(format!(
+                    "{at}.model: must not be empty (the model id the backend serves)"
+                ));
+            }
+            if b.answer_tokens == 0 || b.context_tokens < b.answer_tokens + 256 {
+                errors.push(format!(
+                    "{at}: context_tokens ({}) must leave at least 256 tokens beside answer_tokens ({}, at least 1)",
+                    b.context_tokens, b.answer_tokens
+                ));
+            }
+            if b.connect_timeout_ms == 0 || b.first_token_timeout_ms == 0 || b.total_timeout_ms == 0 {
+                errors.push(format!("{at}: timeouts must be at least 1 ms"));
+            }
+            if b.api_key_env.as_deref().is_some_and(|v| v.starts_with("CAIRN_")) {
+                errors.push(format!(
+                    "{at}.api_key_env: CAIRN_* variables are configuration keys; name another variable"
+                ));
+            }
+            if b.retries > 10 {
+                errors.push(format!("{at}.retries: at most 10"));
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             errors.push(format!("log.level: {:?} is not a valid filter", self.log.level));
@@ -385,6 +571,59 @@ mod tests {
         assert!(Config::default().index.redact_secrets);
         let c = Config::load_from(None, &env(&[("CAIRN_INDEX__REDACT_SECRETS", "false")])).unwrap();
         assert!(!c.index.redact_secrets);
+    }
+
+    #[test]
+    fn backends_are_validated_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            r#"
+[[backends]]
+name = "local"
+base_url = "http://127.0.0.1:8080/v1"
+model = "smollm2"
+api_key_env = "LOCAL_KEY"
+max_sensitivity = "confidential"
+context_tokens = 2048
+
+[[backends]]
+name = "local"
+base_url = "http://127.0.0.1:8080"
+model = ""
+api_key_env = "MISSING_KEY"
+"#,
+        )
+        .unwrap();
+        let e = Config::load_from(Some(&f), &env(&[("LOCAL_KEY", "k")])).unwrap_err();
+        let text = e.to_string();
+        assert_eq!(e.0.len(), 4, "{text}");
+        for needle in ["MISSING_KEY", "defined twice", "ending in /v1", "model"] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        std::fs::write(
+            &f,
+            "[[backends]]\nname = \"local\"\nbase_url = \"http://127.0.0.1:8080/v1\"\nmodel = \"m\"\napi_key_env = \"LOCAL_KEY\"\nmax_sensitivity = \"internal\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&f), &env(&[("LOCAL_KEY", "k")])).unwrap();
+        let b = &c.backends[0];
+        assert_eq!(b.api_key.as_deref(), Some("k"));
+        assert_eq!(b.max_sensitivity, Sensitivity::Internal);
+        assert_eq!(b.context_tokens, 4096);
+        assert_eq!(b.completions_url(), "http://127.0.0.1:8080/v1/chat/completions");
+        assert!(!format!("{b:?}").contains("\"k\""), "the key never shows in logs");
+        std::fs::write(
+            &f,
+            "[[backends]]\nname = \"x\"\nbase_url = \"http://h/v1\"\nmodel = \"m\"\napi_key_env = \"CAIRN_KEY\"\n",
+        )
+        .unwrap();
+        let e = Config::load_from(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("CAIRN_* variables"), "{e}");
+        std::fs::write(&f, "[[backends]]\nname = \"x\"\nbogus = 1\n").unwrap();
+        let e = Config::load_from(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub enum ServiceErrorKind {
     Unauthenticated,
     Forbidden,
     Unavailable,
+    /// An LLM backend failed or is down (502 / `UNAVAILABLE`).
+    BadGateway,
+    /// An LLM backend did not answer in time (504 / `DEADLINE_EXCEEDED`).
+    GatewayTimeout,
     Internal,
 }
 
@@ -34,6 +38,8 @@ impl ServiceErrorKind {
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
+            Self::BadGateway => "bad_gateway",
+            Self::GatewayTimeout => "gateway_timeout",
             Self::Internal => "internal",
         }
     }
@@ -68,6 +74,13 @@ impl ServiceError {
         }
     }
 
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            kind: ServiceErrorKind::Unavailable,
+            message: message.into(),
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self {
             kind: ServiceErrorKind::Internal,
@@ -84,6 +97,8 @@ impl ServiceError {
             ServiceErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ServiceErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ServiceErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
+            ServiceErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ServiceErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -96,7 +111,8 @@ impl ServiceError {
             ServiceErrorKind::PayloadTooLarge => tonic::Code::ResourceExhausted,
             ServiceErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
             ServiceErrorKind::Forbidden => tonic::Code::PermissionDenied,
-            ServiceErrorKind::Unavailable => tonic::Code::Unavailable,
+            ServiceErrorKind::Unavailable | ServiceErrorKind::BadGateway => tonic::Code::Unavailable,
+            ServiceErrorKind::GatewayTimeout => tonic::Code::DeadlineExceeded,
             ServiceErrorKind::Internal => tonic::Code::Internal,
         }
     }
@@ -130,5 +146,30 @@ impl axum::response::IntoResponse for ServiceError {
     fn into_response(self) -> axum::response::Response {
         let body = serde_json::json!({ "error": self.message });
         (self.http_status(), axum::Json(body)).into_response()
+    }
+}
+
+impl ServiceError {
+    /// The OpenAI error shape, for the OpenAI-compatible endpoints:
+    /// `{"error": {"message", "type", "param", "code"}}`.
+    pub fn openai_body(&self) -> serde_json::Value {
+        let (kind, code) = match self.kind {
+            ServiceErrorKind::InvalidArgument => ("invalid_request_error", serde_json::Value::Null),
+            ServiceErrorKind::NotFound => ("invalid_request_error", "not_found".into()),
+            ServiceErrorKind::PayloadTooLarge => ("invalid_request_error", "payload_too_large".into()),
+            ServiceErrorKind::Unauthenticated => ("authentication_error", "invalid_api_key".into()),
+            ServiceErrorKind::Forbidden => ("permission_error", "forbidden".into()),
+            ServiceErrorKind::Unavailable | ServiceErrorKind::BadGateway | ServiceErrorKind::GatewayTimeout => {
+                ("api_error", "backend_unavailable".into())
+            }
+            ServiceErrorKind::Internal => ("server_error", serde_json::Value::Null),
+        };
+        serde_json::json!({"error": {"message": self.message, "type": kind, "param": null, "code": code}})
+    }
+
+    /// This error as an OpenAI-shaped HTTP response.
+    pub fn into_openai_response(self) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        (self.http_status(), axum::Json(self.openai_body())).into_response()
     }
 }

@@ -2,12 +2,17 @@
 //! reflection services.
 
 use cairn_proto::v1::retrieval_server::{Retrieval, RetrievalServer};
-use cairn_proto::v1::{SearchRequest as PbSearchRequest, SearchResponse as PbSearchResponse, SearchResult};
+use cairn_proto::v1::{
+    AnswerDone as PbAnswerDone, AnswerEvent as PbAnswerEvent, AnswerRequest as PbAnswerRequest, Citation,
+    SearchRequest as PbSearchRequest, SearchResponse as PbSearchResponse, SearchResult, answer_event,
+};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
+use crate::answer::{AnswerEvent, AnswerRequest};
 use crate::auth::Access;
-
 use crate::search::{DEFAULT_K, SearchRequest};
 use crate::server::AppState;
 
@@ -46,6 +51,49 @@ fn access_of<T>(req: &Request<T>) -> Result<Access, Status> {
 
 #[tonic::async_trait]
 impl Retrieval for RetrievalService {
+    type AnswerStream = BoxStream<'static, Result<PbAnswerEvent, Status>>;
+
+    async fn answer(&self, request: Request<PbAnswerRequest>) -> Result<Response<Self::AnswerStream>, Status> {
+        let access = access_of(&request)?;
+        let r = request.into_inner();
+        let req = AnswerRequest {
+            query: r.query,
+            repos: r.repos,
+            backend: (!r.backend.is_empty()).then_some(r.backend),
+        };
+        let events = self.state.answers.answer(&access, req, "grpc.answer").await?;
+        let out = events.map(|item| {
+            let event = match item? {
+                AnswerEvent::Token(t) => answer_event::Event::Token(t),
+                AnswerEvent::Done(d) => answer_event::Event::Done(PbAnswerDone {
+                    backend: d.backend,
+                    citations: d
+                        .citations
+                        .into_iter()
+                        .map(|c| Citation {
+                            n: c.n as u32,
+                            label: c.label,
+                            repo: c.repo,
+                            path: c.path,
+                            start_line: c.start_line,
+                            end_line: c.end_line,
+                            commit: c.commit,
+                        })
+                        .collect(),
+                    cited: d.cited,
+                    finish_reason: d.finish_reason,
+                    context_tokens: d.context_tokens as u32,
+                    retrieval_ms: d.timings.retrieval_ms,
+                    assembly_ms: d.timings.assembly_ms,
+                    first_token_ms: d.timings.first_token_ms,
+                    total_ms: d.timings.total_ms,
+                }),
+            };
+            Ok(PbAnswerEvent { event: Some(event) })
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+
     async fn search(&self, request: Request<PbSearchRequest>) -> Result<Response<PbSearchResponse>, Status> {
         let access = access_of(&request)?;
         let r = request.into_inner();

@@ -1,16 +1,21 @@
 //! HTTP transport: thin handlers that parse, call one service function and
 //! map errors through [`crate::error`].
 
-use axum::Router;
+use std::convert::Infallible;
+
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json};
+use axum::{Extension, Json, Router};
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
+use crate::answer::{AnswerEvent, AnswerRequest};
 use crate::auth::Access;
+use crate::context::{Context, ContextRequest};
 use crate::error::{ServiceError, ServiceErrorKind};
 use crate::search::{SearchRequest, SearchResponse};
 use crate::server::AppState;
@@ -19,6 +24,10 @@ use crate::server::AppState;
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/search", post(search))
+        .route("/v1/context", post(context))
+        .route("/v1/answer", post(answer))
+        .route("/v1/chat/completions", post(crate::openai::chat_completions))
+        .route("/v1/models", get(crate::openai::models))
         // every route above needs credentials (when auth is on)
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/healthz", get(healthz))
@@ -63,6 +72,46 @@ async fn search(
     let result = state.search.search(&access, req.clone()).await;
     state.audit_search("http.search", &access, &req, &result, started);
     Ok(Json(result?))
+}
+
+async fn context(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    JsonBody(req): JsonBody<ContextRequest>,
+) -> Result<Json<Context>, ServiceError> {
+    let started = std::time::Instant::now();
+    let query = req.query.clone();
+    let repos = req.repos.clone();
+    let result = state.context.context(&access, req).await;
+    state.audit_context(&access, &query, &repos, &result, started);
+    Ok(Json(result?))
+}
+
+/// Server-Sent Events: `token` events (`{"text": "..."}`), then one `done`
+/// event (`AnswerDone`), or an `error` event (`{"error": "..."}`) if the
+/// backend fails after the first token. Errors before it are plain JSON
+/// errors with their status (502 naming the backend when it is down).
+async fn answer(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    JsonBody(req): JsonBody<AnswerRequest>,
+) -> Result<Response, ServiceError> {
+    let events = state.answers.answer(&access, req, "http.answer").await?;
+    let sse = events.map(|item| {
+        let event = match item {
+            Ok(AnswerEvent::Token(text)) => Event::default()
+                .event("token")
+                .data(serde_json::json!({ "text": text }).to_string()),
+            Ok(AnswerEvent::Done(done)) => Event::default()
+                .event("done")
+                .data(serde_json::to_string(&done).unwrap_or_default()),
+            Err(e) => Event::default()
+                .event("error")
+                .data(serde_json::json!({ "error": e.message }).to_string()),
+        };
+        Ok::<_, Infallible>(event)
+    });
+    Ok(Sse::new(sse).keep_alive(KeepAlive::default()).into_response())
 }
 
 /// A JSON body whose every rejection is a JSON error: malformed JSON and

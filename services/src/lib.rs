@@ -1,24 +1,38 @@
-//! Everything a user talks to: search, the HTTP and gRPC transports, and the
-//! `cairn` binary's commands. The index itself lives in `cairn-indexer`;
+//! Everything a user talks to: search, context assembly, answers through
+//! LLM backends, the HTTP (with an OpenAI-compatible gateway) and gRPC
+//! transports, and the `cairn` binary's commands. The index itself lives in `cairn-indexer`;
 //! this crate reads it through the store and embedder APIs.
 //!
 //! # Layout
 //! - [`config`]: layered, strict configuration.
 //! - [`search`]: [`search::SearchService`], the one search path (validation, hybrid retrieval, fusion).
+//! - [`context`]: [`context::ContextService`], hits → a labelled context within a token budget.
+//! - [`llm`]: the OpenAI-compatible backend client (streaming, retries, timeouts).
+//! - [`answer`]: [`answer::AnswerService`], context → prompt → sanitized streamed answer with citations.
+//! - [`sanitize`]: removes images and links to unknown hosts from answers.
+//! - [`openai`]: the OpenAI-compatible gateway transport (`/v1/chat/completions`, `/v1/models`).
+//! - [`auth`]: API tokens, principals and the per-repo read rule; [`audit`]: the hash-chained audit log.
 //! - [`error`]: [`error::ServiceError`] and the single kind → HTTP/gRPC table.
 //! - [`http`], [`grpc`]: thin transports; [`server`]: state and `run(…, listeners, shutdown)`.
 //! - [`commands`]: `cairn index|search|serve|eval` as library functions.
 //! - [`eval`]: the retrieval-quality eval.
 //! - [`telemetry`]: logging setup.
 
+pub mod answer;
+#[cfg(test)]
+mod answer_tests;
 pub mod audit;
 pub mod auth;
 pub mod commands;
 pub mod config;
+pub mod context;
 pub mod error;
 pub mod eval;
 pub mod grpc;
 pub mod http;
+pub mod llm;
+pub mod openai;
+pub mod sanitize;
 pub mod search;
 pub mod server;
 pub mod telemetry;

@@ -214,6 +214,21 @@ impl SearchService {
         Ok(requested.to_vec())
     }
 
+    /// The repos a request searched, for audit records: [`Self::allowed_repos`],
+    /// or every indexed repo when none was named and access is open. Empty
+    /// when the request was refused.
+    pub fn repos_in_scope(&self, access: &Access, requested: &[String]) -> Vec<String> {
+        match self.allowed_repos(access, requested) {
+            Ok(repos) if repos.is_empty() && !access.enforced => self
+                .registry
+                .load()
+                .map(|m| m.into_keys().collect())
+                .unwrap_or_default(),
+            Ok(repos) => repos,
+            Err(_) => Vec::new(),
+        }
+    }
+
     fn validate(&self, access: &Access, r: SearchRequest) -> Result<(String, usize, SearchFilter), ServiceError> {
         let query = r.query.trim().to_string();
         if query.is_empty() {

@@ -10,15 +10,21 @@ use cairn_indexer::registry::Registry;
 use cairn_indexer::store::VectorStore;
 use tokio::net::TcpListener;
 
+use crate::answer::AnswerService;
 use crate::audit::{AuditEvent, AuditLog, AuditResult, Decision};
 use crate::auth::{Access, AuthMode, TokenStore, bearer};
+use crate::config::{AnswerConfig, BackendConfig};
+use crate::context::ContextService;
 use crate::error::{ServiceError, ServiceErrorKind};
+use crate::llm::LlmClient;
 use crate::search::{RankSettings, SearchRequest, SearchResponse, SearchService};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub search: SearchService,
+    pub context: ContextService,
+    pub answers: AnswerService,
     pub audit: Arc<AuditLog>,
     pub auth: AuthMode,
     pub tokens: Option<Arc<TokenStore>>,
@@ -27,8 +33,29 @@ pub struct AppState {
 impl AppState {
     /// State without an audit log (see [`AppState::with_audit`]).
     pub fn new(embedder: Arc<dyn Embed>, store: Arc<dyn VectorStore>, registry: Registry, rank: RankSettings) -> Self {
+        Self::with_answers(embedder, store, registry, rank, &AnswerConfig::default(), &[])
+    }
+
+    /// State with context assembly settings and LLM backends.
+    pub fn with_answers(
+        embedder: Arc<dyn Embed>,
+        store: Arc<dyn VectorStore>,
+        registry: Registry,
+        rank: RankSettings,
+        answer: &AnswerConfig,
+        backends: &[BackendConfig],
+    ) -> Self {
+        let search = SearchService::new(embedder, store, registry, rank);
+        let context = ContextService::new(search.clone(), answer.clone());
+        let answers = AnswerService::new(
+            context.clone(),
+            Arc::new(LlmClient::new(backends)),
+            answer.allowed_link_hosts.clone(),
+        );
         Self {
-            search: SearchService::new(embedder, store, registry, rank),
+            search,
+            context,
+            answers,
             audit: Arc::new(AuditLog::disabled()),
             auth: AuthMode::None,
             tokens: None,
@@ -66,8 +93,48 @@ impl AppState {
 
     /// Records every request in `audit`.
     pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Self {
+        self.answers = self.answers.with_audit(audit.clone());
         self.audit = audit;
         self
+    }
+
+    /// Audits one `/v1/context` request: the pieces returned, by label.
+    pub fn audit_context(
+        &self,
+        access: &Access,
+        query: &str,
+        repos: &[String],
+        result: &Result<crate::context::Context, ServiceError>,
+        started: Instant,
+    ) {
+        let (results, outcome) = match result {
+            Ok(c) => (
+                c.pieces
+                    .iter()
+                    .map(|p| AuditResult {
+                        id: p.label.clone(),
+                        repo: p.repo.clone(),
+                        path: p.path.clone(),
+                        commit: p.commit.clone(),
+                    })
+                    .collect(),
+                "ok".to_string(),
+            ),
+            Err(e) => (Vec::new(), e.kind.as_str().to_string()),
+        };
+        let denied = matches!(result, Err(e) if matches!(e.kind, ServiceErrorKind::Forbidden | ServiceErrorKind::Unauthenticated));
+        self.audit.record(AuditEvent {
+            principal: access.principal.name.clone(),
+            surface: "http.context",
+            query: Some(query.to_string()),
+            repos_allowed: self.search.repos_in_scope(access, repos),
+            results,
+            backend: None,
+            model: None,
+            decision: if denied { Decision::Deny } else { Decision::Allow },
+            outcome,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        });
     }
 
     /// Audits one search on `surface`: what was asked, which repos it could
@@ -80,16 +147,7 @@ impl AppState {
         result: &Result<SearchResponse, ServiceError>,
         started: Instant,
     ) {
-        let repos_allowed = match self.search.allowed_repos(access, &request.repos) {
-            Ok(repos) if repos.is_empty() && !access.enforced => self
-                .search
-                .registry()
-                .load()
-                .map(|m| m.into_keys().collect())
-                .unwrap_or_default(),
-            Ok(repos) => repos,
-            Err(_) => Vec::new(),
-        };
+        let repos_allowed = self.search.repos_in_scope(access, &request.repos);
         let denied = matches!(result, Err(e) if matches!(e.kind, ServiceErrorKind::Forbidden | ServiceErrorKind::Unauthenticated));
         let (results, outcome) = match result {
             Ok(r) => (

@@ -3,6 +3,7 @@
 //! in `fixtures/repos/acme-auth` (and `planted-secrets` for redaction),
 //! turned into a git repository per test.
 
+mod answer;
 mod audit;
 mod auth;
 mod cli;
@@ -95,6 +96,14 @@ pub struct Server {
 impl Server {
     pub fn start(data_dir: &Path) -> Server {
         Self::start_with(data_dir, &[])
+    }
+
+    /// [`Server::start`] with a configuration file.
+    pub fn start_with_config(data_dir: &Path, config: Option<&Path>) -> Server {
+        match config {
+            Some(c) => Self::start_with(data_dir, &["--config", c.to_str().unwrap()]),
+            None => Self::start_with(data_dir, &[]),
+        }
     }
 
     /// Starts `cairn serve` with extra global arguments (`--config FILE`).

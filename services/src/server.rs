@@ -9,17 +9,20 @@ use cairn_indexer::registry::Registry;
 use cairn_indexer::store::VectorStore;
 use tokio::net::TcpListener;
 
+use crate::code::CodeService;
 use crate::search::{RankSettings, SearchService};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub search: SearchService,
+    pub code: CodeService,
 }
 
 impl AppState {
     pub fn new(embedder: Arc<dyn Embed>, store: Arc<dyn VectorStore>, registry: Registry, rank: RankSettings) -> Self {
         Self {
+            code: CodeService::new(registry.clone()),
             search: SearchService::new(embedder, store, registry, rank),
         }
     }
@@ -34,7 +37,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let app = crate::http::router(state.clone(), max_body_bytes);
+    let mcp_shutdown = tokio_util::sync::CancellationToken::new();
+    let app = crate::http::router(state.clone(), max_body_bytes).nest_service(
+        "/mcp",
+        crate::mcp::service(&state, http.local_addr()?, max_body_bytes, mcp_shutdown.clone()),
+    );
     let mut http_rx = rx.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(http, app)
@@ -64,6 +71,7 @@ pub async fn run(
             }),
     );
     shutdown.await;
+    mcp_shutdown.cancel();
     let _ = tx.send(true);
     http_task.await??;
     grpc_task.await??;

@@ -479,7 +479,10 @@ mod tests {
         let oid = repo.commit(Some("HEAD"), &sig, &sig, "init", &tree, &[]).unwrap();
         std::fs::write(dir.path().join("src/a.rs"), "fn changed() {}\n").unwrap();
         let c = oid.to_string();
-        assert_eq!(read_indexed_file(dir.path(), &c, "src/a.rs", 1 << 20).unwrap(), "fn a() {}\n");
+        assert_eq!(
+            read_indexed_file(dir.path(), &c, "src/a.rs", 1 << 20).unwrap(),
+            "fn a() {}\n"
+        );
         let e = read_indexed_file(dir.path(), &c, "src/b.rs", 1 << 20).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::NotFound, "{e}");
         let e = read_indexed_file(dir.path(), &c, "src", 1 << 20).unwrap_err();
@@ -508,10 +511,20 @@ mod tests {
         let read = |p: &str| read_indexed_file(&root, "", p, 1 << 20);
         assert_eq!(read("kept.rs").unwrap(), "fn kept() {}\n");
         assert_eq!(read("sub/keep.txt").unwrap(), "k");
-        for hidden in ["secret.txt", ".env", "build/out.rs", "sub/drop.txt", "link.rs", "missing.rs"] {
+        for hidden in [
+            "secret.txt",
+            ".env",
+            "build/out.rs",
+            "sub/drop.txt",
+            "link.rs",
+            "missing.rs",
+        ] {
             let e = read(hidden).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::NotFound, "{hidden}: {e}");
         }
-        assert_eq!(read("../outside.rs").unwrap_err().kind(), crate::ErrorKind::InvalidArgument);
+        assert_eq!(
+            read("../outside.rs").unwrap_err().kind(),
+            crate::ErrorKind::InvalidArgument
+        );
     }
 }

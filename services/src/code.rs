@@ -88,7 +88,9 @@ impl CodeService {
             .ok_or_else(|| ServiceError::not_found(format!("unknown repo {:?}", req.repo)))?;
         let start = req.start_line.unwrap_or(1);
         if start < 1 {
-            return Err(ServiceError::invalid(format!("start_line must be at least 1, got {start}")));
+            return Err(ServiceError::invalid(format!(
+                "start_line must be at least 1, got {start}"
+            )));
         }
         if let Some(end) = req.end_line
             && end < start
@@ -101,16 +103,17 @@ impl CodeService {
         let root = PathBuf::from(&record.source);
         let commit = record.indexed_commit.clone();
         let path = req.path.clone();
-        let text = tokio::task::spawn_blocking(move || source::read_indexed_file(&root, &commit, &path, MAX_READ_BYTES))
-            .await
-            .map_err(|e| ServiceError::internal(format!("file reader task failed: {e}")))?
-            .map_err(|e| {
-                let mut e = ServiceError::from(e);
-                if e.kind == crate::error::ServiceErrorKind::NotFound {
-                    e.message = format!("no file {:?} in repo {:?}", req.path, req.repo);
-                }
-                e
-            })?;
+        let text =
+            tokio::task::spawn_blocking(move || source::read_indexed_file(&root, &commit, &path, MAX_READ_BYTES))
+                .await
+                .map_err(|e| ServiceError::internal(format!("file reader task failed: {e}")))?
+                .map_err(|e| {
+                    let mut e = ServiceError::from(e);
+                    if e.kind == crate::error::ServiceErrorKind::NotFound {
+                        e.message = format!("no file {:?} in repo {:?}", req.path, req.repo);
+                    }
+                    e
+                })?;
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
         let total = lines.len();
         let start = start as usize;
@@ -120,10 +123,19 @@ impl CodeService {
                 req.path
             )));
         }
-        let end = req.end_line.map_or(total, |e| (e as usize).min(total)).max(start.min(total));
-        let content = if total == 0 { String::new() } else { lines[start - 1..end].concat() };
+        let end = req
+            .end_line
+            .map_or(total, |e| (e as usize).min(total))
+            .max(start.min(total));
+        let content = if total == 0 {
+            String::new()
+        } else {
+            lines[start - 1..end].concat()
+        };
         Ok(CodeSlice {
-            language: cairn_indexer::chunk::Language::from_path(&req.path).as_str().to_string(),
+            language: cairn_indexer::chunk::Language::from_path(&req.path)
+                .as_str()
+                .to_string(),
             repo: req.repo,
             path: req.path,
             commit: record.indexed_commit,
@@ -145,7 +157,11 @@ pub fn fenced(info: &str, content: &str) -> String {
         longest = longest.max(run);
     }
     let fence = "`".repeat((longest + 1).max(3));
-    let newline = if content.ends_with('\n') || content.is_empty() { "" } else { "\n" };
+    let newline = if content.ends_with('\n') || content.is_empty() {
+        ""
+    } else {
+        "\n"
+    };
     format!("{fence}{info}\n{content}{newline}{fence}")
 }
 

@@ -16,8 +16,8 @@
 
 pub mod code;
 pub mod commands;
-pub mod continue_provider;
 pub mod config;
+pub mod continue_provider;
 pub mod error;
 pub mod eval;
 pub mod grpc;

@@ -4,6 +4,7 @@
 
 mod cli;
 mod embed;
+mod mcp;
 mod serve;
 
 use std::path::{Path, PathBuf};

@@ -78,10 +78,10 @@ fn schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
     rmcp::handler::server::common::schema_for_input::<T>().unwrap_or_else(|e| panic!("tool input schema: {e}"))
 }
 
-/// Tool arguments, or the tool error result that says why they are wrong.
-fn parse<T: DeserializeOwned>(args: JsonObject) -> Result<T, CallToolResult> {
+/// Tool arguments, or the error that says why they are wrong.
+fn parse<T: DeserializeOwned>(args: JsonObject) -> Result<T, ServiceError> {
     serde_json::from_value(serde_json::Value::Object(args))
-        .map_err(|e| CallToolResult::error(vec![ContentBlock::text(format!("invalid arguments: {e}"))]))
+        .map_err(|e| ServiceError::invalid(format!("invalid arguments: {e}")))
 }
 
 fn tool_error(e: ServiceError) -> CallToolResult {
@@ -114,7 +114,7 @@ impl CodeTools {
     async fn search_code(&self, Parameters(args): Parameters<JsonObject>) -> Result<CallToolResult, ErrorData> {
         let args: SearchCodeArgs = match parse(args) {
             Ok(a) => a,
-            Err(r) => return Ok(r),
+            Err(e) => return Ok(tool_error(e)),
         };
         let request = SearchRequest {
             query: args.query,
@@ -152,7 +152,7 @@ impl CodeTools {
     async fn read_code(&self, Parameters(args): Parameters<JsonObject>) -> Result<CallToolResult, ErrorData> {
         let args: ReadCodeArgs = match parse(args) {
             Ok(a) => a,
-            Err(r) => return Ok(r),
+            Err(e) => return Ok(tool_error(e)),
         };
         let request = ReadRequest {
             repo: args.repo,
@@ -184,8 +184,8 @@ impl CodeTools {
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_repos(&self, Parameters(args): Parameters<JsonObject>) -> Result<CallToolResult, ErrorData> {
-        if let Err(r) = parse::<ListReposArgs>(args) {
-            return Ok(r);
+        if let Err(e) = parse::<ListReposArgs>(args) {
+            return Ok(tool_error(e));
         }
         let repos = match self.code.list_repos() {
             Ok(r) => r,
@@ -270,8 +270,9 @@ mod tests {
     #[test]
     fn malformed_arguments_are_tool_errors() {
         let args = serde_json::json!({"query": 5}).as_object().unwrap().clone();
-        let r = parse::<SearchCodeArgs>(args).unwrap_err();
-        assert_eq!(r.is_error, Some(true));
+        let e = parse::<SearchCodeArgs>(args).unwrap_err();
+        assert!(e.message.starts_with("invalid arguments"), "{e}");
+        assert_eq!(tool_error(e).is_error, Some(true));
         let args = serde_json::json!({"repo": "a", "path": "b", "extra": 1})
             .as_object()
             .unwrap()

@@ -75,7 +75,16 @@ async fn bench() -> anyhow::Result<()> {
     };
     let _llama = Llama(
         Command::new(&server_bin)
-            .args(["-m", gguf.to_str().unwrap(), "--host", "127.0.0.1", "--port", &port.to_string(), "-c", "4096"])
+            .args([
+                "-m",
+                gguf.to_str().unwrap(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "-c",
+                "4096",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?,
@@ -83,7 +92,14 @@ async fn bench() -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(120);
-    while client.get(format!("{base}/health")).send().await.map(|r| r.status().is_success()) != Ok(true) {
+    loop {
+        let healthy = match client.get(format!("{base}/health")).send().await {
+            Ok(r) => r.status().is_success(),
+            Err(_) => false,
+        };
+        if healthy {
+            break;
+        }
         anyhow::ensure!(Instant::now() < deadline, "llama-server did not become healthy");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -101,7 +117,12 @@ async fn bench() -> anyhow::Result<()> {
     }];
     let engine = Engine::open(&config, "cairn bench")?;
     engine
-        .index(&root().join("fixtures/repos/acme-auth"), "acme-auth", &config, &NoProgress)
+        .index(
+            &root().join("fixtures/repos/acme-auth"),
+            "acme-auth",
+            &config,
+            &NoProgress,
+        )
         .await?;
     let state = engine.state(&config);
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -146,12 +167,31 @@ async fn bench() -> anyhow::Result<()> {
         ttft.push(t["first_token_ms"].as_f64().unwrap_or(f64::NAN));
         total.push(t["total_ms"].as_f64().unwrap_or(f64::NAN));
     }
-    println!("## /v1/answer, {} questions, SmolLM2-135M Q4_1 on llama-server (p50)", QUESTIONS.len());
-    println!("retrieval (embed query + hybrid search): {:.1} ms", percentile(&mut retrieval, 50.0));
-    println!("assembly (merge, dedupe, budget):        {:.2} ms", percentile(&mut assembly, 50.0));
-    println!("backend first token (prompt prefill):   {:.0} ms", percentile(&mut ttft, 50.0));
-    println!("total as cairn measured it:             {:.0} ms", percentile(&mut total, 50.0));
-    println!("client: first token event {:.0} ms, whole stream {:.0} ms", percentile(&mut client_first, 50.0), percentile(&mut client_total, 50.0));
+    println!(
+        "## /v1/answer, {} questions, SmolLM2-135M Q4_1 on llama-server (p50)",
+        QUESTIONS.len()
+    );
+    println!(
+        "retrieval (embed query + hybrid search): {:.1} ms",
+        percentile(&mut retrieval, 50.0)
+    );
+    println!(
+        "assembly (merge, dedupe, budget):        {:.2} ms",
+        percentile(&mut assembly, 50.0)
+    );
+    println!(
+        "backend first token (prompt prefill):   {:.0} ms",
+        percentile(&mut ttft, 50.0)
+    );
+    println!(
+        "total as cairn measured it:             {:.0} ms",
+        percentile(&mut total, 50.0)
+    );
+    println!(
+        "client: first token event {:.0} ms, whole stream {:.0} ms",
+        percentile(&mut client_first, 50.0),
+        percentile(&mut client_total, 50.0)
+    );
 
     // 2. Gateway overhead: cairn's /v1/chat/completions vs the backend itself.
     let mut via_cairn = Vec::new();
@@ -159,19 +199,31 @@ async fn bench() -> anyhow::Result<()> {
     for q in QUESTIONS {
         let body = json!({"model": "smollm2", "messages": [{"role": "user", "content": q}], "max_tokens": 32, "temperature": 0.0});
         let started = Instant::now();
-        let r = client.post(format!("{base}/v1/chat/completions")).json(&body).send().await?;
+        let r = client
+            .post(format!("{base}/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await?;
         anyhow::ensure!(r.status().is_success());
         r.bytes().await?;
         direct.push(started.elapsed().as_secs_f64() * 1000.0);
         let started = Instant::now();
-        let r = client.post(format!("http://{addr}/v1/chat/completions")).json(&body).send().await?;
+        let r = client
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await?;
         anyhow::ensure!(r.status().is_success(), "gateway: {}", r.status());
         r.bytes().await?;
         via_cairn.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     let (d, c) = (percentile(&mut direct, 50.0), percentile(&mut via_cairn, 50.0));
     println!("## OpenAI gateway, 20 questions, max_tokens 32, temperature 0 (p50)");
-    println!("backend directly: {d:.0} ms; through cairn (retrieval + context in the prompt): {c:.0} ms; overhead {:.0} ms ({:.1}x)", c - d, c / d);
+    println!(
+        "backend directly: {d:.0} ms; through cairn (retrieval + context in the prompt): {c:.0} ms; overhead {:.0} ms ({:.1}x)",
+        c - d,
+        c / d
+    );
 
     let _ = stop_tx.send(());
     server.await??;

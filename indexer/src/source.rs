@@ -285,6 +285,120 @@ pub fn read_dir(root: &Path, limits: &FileLimits) -> Result<Snapshot> {
     Ok(snap)
 }
 
+/// Checks a repository-relative path from a caller: `/`-separated, no
+/// leading `/`, no empty, `.` or `..` components, no backslashes or NULs.
+/// Returns the path unchanged when it is acceptable.
+pub fn checked_relative_path(rel: &str) -> Result<&str> {
+    let bad = |why: &str| Err(IndexError::InvalidArgument(format!("invalid path {rel:?}: {why}")));
+    if rel.is_empty() {
+        return bad("must not be empty");
+    }
+    if rel.starts_with('/') {
+        return bad("must be relative to the repository root");
+    }
+    if rel.contains('\\') || rel.contains('\0') {
+        return bad("use '/' as the separator");
+    }
+    if rel.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return bad("no empty, '.' or '..' components");
+    }
+    Ok(rel)
+}
+
+/// Reads one file of an indexed repository as it was indexed: from the git
+/// object database at `commit` when `root` is a git repository (and the
+/// commit is known), else from the directory on disk, where only files the
+/// indexer would have read are served (no hidden or ignored files, no
+/// symlinks, nothing outside `root`). Text only; a BOM is dropped, as the
+/// indexer does, so line numbers agree with the chunks'.
+pub fn read_indexed_file(root: &Path, commit: &str, rel: &str, max_bytes: usize) -> Result<String> {
+    let rel = checked_relative_path(rel)?;
+    let not_found = || IndexError::NotFound(format!("no file {rel} in {}", root.display()));
+    let bytes = if !commit.is_empty() && is_git_repo(root) {
+        let repo = git2::Repository::open(root).map_err(|e| source_err(root, e))?;
+        let oid = git2::Oid::from_str(commit).map_err(|e| source_err(root, format!("bad commit {commit}: {e}")))?;
+        let commit_obj = repo
+            .find_commit(oid)
+            .map_err(|e| source_err(root, format!("indexed commit {commit} is gone: {e}")))?;
+        let tree = commit_obj.tree().map_err(|e| source_err(root, e))?;
+        let entry = tree.get_path(Path::new(rel)).map_err(|_| not_found())?;
+        if entry.kind() != Some(git2::ObjectType::Blob) || entry.filemode() == 0o120000 {
+            return Err(IndexError::InvalidArgument(format!("{rel} is not a regular file")));
+        }
+        let blob = repo.find_blob(entry.id()).map_err(|e| source_err(root, e))?;
+        if blob.size() > max_bytes {
+            return Err(IndexError::InvalidArgument(format!(
+                "{rel} is larger than {max_bytes} bytes"
+            )));
+        }
+        blob.content().to_vec()
+    } else {
+        let full = visible_file(root, rel)?.ok_or_else(not_found)?;
+        let len = std::fs::metadata(&full)
+            .map_err(|e| IndexError::io(format!("failed to read {}", full.display()), e))?
+            .len();
+        if len > max_bytes as u64 {
+            return Err(IndexError::InvalidArgument(format!(
+                "{rel} is larger than {max_bytes} bytes"
+            )));
+        }
+        std::fs::read(&full).map_err(|e| IndexError::io(format!("failed to read {}", full.display()), e))?
+    };
+    if bytes[..bytes.len().min(8192)].contains(&0) {
+        return Err(IndexError::InvalidArgument(format!("{rel} is a binary file")));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| IndexError::InvalidArgument(format!("{rel} is not UTF-8 text")))?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(t) => t.to_string(),
+        None => text,
+    })
+}
+
+/// `root/rel` when [`read_dir`] would have read it: a regular file, no
+/// hidden component, no symlink on the way, not ignored by a `.gitignore`
+/// or `.ignore` file between `root` and the file. `None` when it would not.
+fn visible_file(root: &Path, rel: &str) -> Result<Option<PathBuf>> {
+    let components: Vec<&str> = rel.split('/').collect();
+    if components.iter().any(|c| c.starts_with('.')) {
+        return Ok(None);
+    }
+    let mut dirs = vec![root.to_path_buf()];
+    let mut at = root.to_path_buf();
+    for (i, c) in components.iter().enumerate() {
+        at.push(c);
+        let Ok(meta) = std::fs::symlink_metadata(&at) else {
+            return Ok(None);
+        };
+        let last = i + 1 == components.len();
+        if meta.file_type().is_symlink() || (last && !meta.is_file()) || (!last && !meta.is_dir()) {
+            return Ok(None);
+        }
+        if !last {
+            dirs.push(at.clone());
+        }
+    }
+    // Deeper ignore files win over shallower ones, `.ignore` over `.gitignore`.
+    for dir in dirs.iter().rev() {
+        for name in [".ignore", ".gitignore"] {
+            let file = dir.join(name);
+            if !file.is_file() {
+                continue;
+            }
+            let mut builder = ignore::gitignore::GitignoreBuilder::new(dir);
+            if let Some(e) = builder.add(&file) {
+                tracing::warn!(file = %file.display(), error = %e, "unreadable ignore file");
+            }
+            let Ok(matcher) = builder.build() else { continue };
+            match matcher.matched_path_or_any_parents(&at, false) {
+                ignore::Match::Ignore(_) => return Ok(None),
+                ignore::Match::Whitelist(_) => return Ok(Some(at)),
+                ignore::Match::None => {}
+            }
+        }
+    }
+    Ok(Some(at))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +453,78 @@ mod tests {
         assert_eq!(snap.commit, oid.to_string());
         assert_eq!(snap.files.len(), 1);
         assert_eq!(snap.files[0].text, "fn committed() {}\n");
+    }
+
+    #[test]
+    fn relative_paths_are_checked() {
+        for ok in ["a.rs", "src/lib.rs", "a/b/c..d.py"] {
+            assert!(checked_relative_path(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/etc/passwd", "../x", "src/../../x", "a//b", "./a", "a\\b", "a/."] {
+            assert!(checked_relative_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn indexed_file_reads_the_indexed_commit_not_the_worktree() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/a.rs"), "\u{feff}fn a() {}\n").unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new("src/a.rs")).unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let oid = repo.commit(Some("HEAD"), &sig, &sig, "init", &tree, &[]).unwrap();
+        std::fs::write(dir.path().join("src/a.rs"), "fn changed() {}\n").unwrap();
+        let c = oid.to_string();
+        assert_eq!(
+            read_indexed_file(dir.path(), &c, "src/a.rs", 1 << 20).unwrap(),
+            "fn a() {}\n"
+        );
+        let e = read_indexed_file(dir.path(), &c, "src/b.rs", 1 << 20).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::NotFound, "{e}");
+        let e = read_indexed_file(dir.path(), &c, "src", 1 << 20).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{e}");
+        let e = read_indexed_file(dir.path(), &c, "../a.rs", 1 << 20).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{e}");
+    }
+
+    #[test]
+    fn indexed_file_in_a_plain_directory_hides_what_the_indexer_skips() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join(".gitignore"), "secret.txt\nbuild/\n").unwrap();
+        std::fs::write(root.join("sub/.gitignore"), "*.txt\n!keep.txt\n").unwrap();
+        std::fs::write(root.join("kept.rs"), "fn kept() {}\n").unwrap();
+        std::fs::write(root.join("secret.txt"), "s").unwrap();
+        std::fs::write(root.join(".env"), "TOKEN=x").unwrap();
+        std::fs::create_dir(root.join("build")).unwrap();
+        std::fs::write(root.join("build/out.rs"), "x").unwrap();
+        std::fs::write(root.join("sub/keep.txt"), "k").unwrap();
+        std::fs::write(root.join("sub/drop.txt"), "d").unwrap();
+        std::fs::write(dir.path().join("outside.rs"), "o").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(dir.path().join("outside.rs"), root.join("link.rs")).unwrap();
+        let read = |p: &str| read_indexed_file(&root, "", p, 1 << 20);
+        assert_eq!(read("kept.rs").unwrap(), "fn kept() {}\n");
+        assert_eq!(read("sub/keep.txt").unwrap(), "k");
+        for hidden in [
+            "secret.txt",
+            ".env",
+            "build/out.rs",
+            "sub/drop.txt",
+            "link.rs",
+            "missing.rs",
+        ] {
+            let e = read(hidden).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::NotFound, "{hidden}: {e}");
+        }
+        assert_eq!(
+            read("../outside.rs").unwrap_err().kind(),
+            crate::ErrorKind::InvalidArgument
+        );
     }
 }

@@ -28,6 +28,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/answer", post(answer))
         .route("/v1/chat/completions", post(crate::openai::chat_completions))
         .route("/v1/models", get(crate::openai::models))
+        .route("/v1/continue/context", post(crate::continue_provider::handler))
         // every route above needs credentials (when auth is on)
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/healthz", get(healthz))
@@ -46,7 +47,7 @@ async fn not_found() -> ServiceError {
 
 /// Resolves the request's credentials into an [`Access`] for the handler,
 /// or answers 401.
-async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let header = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)

@@ -14,6 +14,9 @@
 //! - [`auth`]: API tokens, principals and the per-repo read rule; [`audit`]: the hash-chained audit log.
 //! - [`error`]: [`error::ServiceError`] and the single kind → HTTP/gRPC table.
 //! - [`http`], [`grpc`]: thin transports; [`server`]: state and `run(…, listeners, shutdown)`.
+//! - [`code`]: [`code::CodeService`], indexed repositories and files as indexed.
+//! - [`mcp`]: the MCP server (`search_code`, `read_code`, `list_repos`) at `/mcp`;
+//!   [`continue_provider`]: Continue's http context provider.
 //! - [`commands`]: `cairn index|search|serve|eval` as library functions.
 //! - [`eval`]: the retrieval-quality eval.
 //! - [`telemetry`]: logging setup.
@@ -23,14 +26,17 @@ pub mod answer;
 mod answer_tests;
 pub mod audit;
 pub mod auth;
+pub mod code;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod continue_provider;
 pub mod error;
 pub mod eval;
 pub mod grpc;
 pub mod http;
 pub mod llm;
+pub mod mcp;
 pub mod openai;
 pub mod sanitize;
 pub mod search;

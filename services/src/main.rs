@@ -285,9 +285,7 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
                 "try:\n  curl -s http://{http_addr}/v1/search -d '{{\"query\": \"how are chunks embedded\", \"k\": 3}}'"
             );
             if !config.backends.is_empty() {
-                println!(
-                    "  curl -sN http://{http_addr}/v1/answer -d '{{\"query\": \"how are chunks embedded?\"}}'"
-                );
+                println!("  curl -sN http://{http_addr}/v1/answer -d '{{\"query\": \"how are chunks embedded?\"}}'");
             }
             match config.auth.mode {
                 AuthMode::None if !auth::loopback_only(&[http_addr, grpc_addr]) => anyhow::bail!(

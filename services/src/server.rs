@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::answer::AnswerService;
 use crate::audit::{AuditEvent, AuditLog, AuditResult, Decision};
 use crate::auth::{Access, AuthMode, TokenStore, bearer};
+use crate::code::CodeService;
 use crate::config::{AnswerConfig, BackendConfig};
 use crate::context::ContextService;
 use crate::error::{ServiceError, ServiceErrorKind};
@@ -28,6 +29,7 @@ pub struct AppState {
     pub audit: Arc<AuditLog>,
     pub auth: AuthMode,
     pub tokens: Option<Arc<TokenStore>>,
+    pub code: CodeService,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
         answer: &AnswerConfig,
         backends: &[BackendConfig],
     ) -> Self {
+        let registry_for_code = registry.clone();
         let search = SearchService::new(embedder, store, registry, rank);
         let context = ContextService::new(search.clone(), answer.clone());
         let answers = AnswerService::new(
@@ -53,6 +56,7 @@ impl AppState {
             answer.allowed_link_hosts.clone(),
         );
         Self {
+            code: CodeService::new(registry_for_code),
             search,
             context,
             answers,
@@ -188,7 +192,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let app = crate::http::router(state.clone(), max_body_bytes);
+    let mcp_shutdown = tokio_util::sync::CancellationToken::new();
+    // /mcp sits behind the same authentication as every other route; its
+    // tools read the caller's `Access` from the request
+    let mcp = axum::Router::new()
+        .nest_service(
+            "/mcp",
+            crate::mcp::service(&state, http.local_addr()?, max_body_bytes, mcp_shutdown.clone()),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::authenticate,
+        ));
+    let app = crate::http::router(state.clone(), max_body_bytes).merge(mcp);
     let mut http_rx = rx.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(http, app)
@@ -218,6 +234,7 @@ pub async fn run(
             }),
     );
     shutdown.await;
+    mcp_shutdown.cancel();
     let _ = tx.send(true);
     http_task.await??;
     grpc_task.await??;

@@ -148,6 +148,51 @@ async fn tokens_and_the_read_rule() {
         tonic::Code::PermissionDenied
     );
 
+    // MCP and the Continue provider: the same rule
+    let calls = json!([
+        ["search_code", {"query": "verify a password hash", "k": 20}],
+        ["read_code", {"repo": "vault", "path": "src/lib.rs"}],
+        ["read_code", {"repo": "payments-auth", "path": "src/lib.rs", "start_line": 1, "end_line": 2}],
+        ["list_repos", {}]
+    ]);
+    let out = crate::mcp::mcp_client_as(&server.url("/mcp"), &calls, Some(&alice));
+    let c = &out["calls"];
+    let hits = c[0]["structured"]["results"].as_array().unwrap();
+    assert!(
+        !hits.is_empty() && hits.iter().all(|h| h["repo"] == "payments-auth"),
+        "{}",
+        c[0]
+    );
+    assert_eq!(c[1]["is_error"], true, "{}", c[1]);
+    assert!(c[1]["text"].as_str().unwrap().contains("not readable"), "{}", c[1]);
+    assert_eq!(c[2]["is_error"], false, "{}", c[2]);
+    let names: Vec<&str> = c[3]["structured"]["repos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["payments-auth"]);
+    let anonymous = client.post(server.url("/mcp")).json(&json!({})).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let items: Value = client
+        .post(server.url("/v1/continue/context"))
+        .bearer_auth(&alice)
+        .json(&json!({"query": "verify a password hash", "fullInput": "", "options": {"k": 20}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = items.as_array().unwrap();
+    assert!(
+        !items.is_empty()
+            && items
+                .iter()
+                .all(|i| i["name"].as_str().unwrap().starts_with("payments-auth/"))
+    );
+
     // revocation while the server runs applies to the next request
     let (ok, out, err) = run(&["token", "revoke", "alice", "--data-dir", d]);
     assert!(ok, "{err}");

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod cli;
 mod embed;
+mod mcp;
 mod secrets;
 mod serve;
 

@@ -1,0 +1,183 @@
+//! Code access beside search: the indexed repositories, and line ranges of
+//! files as they were indexed (the git blob at the indexed commit, or the
+//! file on disk for plain directories). The MCP tools `read_code` and
+//! `list_repos` call this, so any other transport gets the same answers.
+
+use std::path::PathBuf;
+
+use cairn_indexer::registry::Registry;
+use cairn_indexer::source;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ServiceError;
+
+/// Largest file `read` serves, in bytes.
+pub const MAX_READ_BYTES: usize = 16 * 1024 * 1024;
+
+/// One indexed repository, as callers see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RepoInfo {
+    pub name: String,
+    /// Commit the index reflects (empty for plain directories).
+    pub commit: String,
+    pub files: usize,
+    pub chunks: usize,
+    pub last_indexed_at: String,
+}
+
+/// A request for lines of one file; lines are 1-based and inclusive.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReadRequest {
+    pub repo: String,
+    pub path: String,
+    #[serde(default)]
+    pub start_line: Option<i64>,
+    #[serde(default)]
+    pub end_line: Option<i64>,
+}
+
+/// Lines of one file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CodeSlice {
+    pub repo: String,
+    pub path: String,
+    pub commit: String,
+    pub language: String,
+    pub start_line: usize,
+    /// Inclusive; a requested end past the last line is clamped to it.
+    pub end_line: usize,
+    pub total_lines: usize,
+    /// The lines, each with its line ending.
+    pub content: String,
+}
+
+/// Reads indexed repositories through the registry.
+#[derive(Clone)]
+pub struct CodeService {
+    registry: Registry,
+}
+
+impl CodeService {
+    pub fn new(registry: Registry) -> Self {
+        Self { registry }
+    }
+
+    /// All indexed repositories, by name.
+    pub fn list_repos(&self) -> Result<Vec<RepoInfo>, ServiceError> {
+        Ok(self
+            .registry
+            .load()?
+            .into_values()
+            .map(|r| RepoInfo {
+                name: r.name,
+                commit: r.indexed_commit,
+                files: r.files,
+                chunks: r.chunks,
+                last_indexed_at: r.last_indexed_at,
+            })
+            .collect())
+    }
+
+    /// Lines `start_line..=end_line` of `path` in `repo` as indexed.
+    pub async fn read(&self, req: ReadRequest) -> Result<CodeSlice, ServiceError> {
+        let record = self
+            .registry
+            .load()?
+            .remove(&req.repo)
+            .ok_or_else(|| ServiceError::not_found(format!("unknown repo {:?}", req.repo)))?;
+        let start = req.start_line.unwrap_or(1);
+        if start < 1 {
+            return Err(ServiceError::invalid(format!(
+                "start_line must be at least 1, got {start}"
+            )));
+        }
+        if let Some(end) = req.end_line
+            && end < start
+        {
+            return Err(ServiceError::invalid(format!(
+                "end_line {end} is before start_line {start}"
+            )));
+        }
+        source::checked_relative_path(&req.path)?;
+        let root = PathBuf::from(&record.source);
+        let commit = record.indexed_commit.clone();
+        let path = req.path.clone();
+        let text =
+            tokio::task::spawn_blocking(move || source::read_indexed_file(&root, &commit, &path, MAX_READ_BYTES))
+                .await
+                .map_err(|e| ServiceError::internal(format!("file reader task failed: {e}")))?
+                .map_err(|e| {
+                    let mut e = ServiceError::from(e);
+                    if e.kind == crate::error::ServiceErrorKind::NotFound {
+                        e.message = format!("no file {:?} in repo {:?}", req.path, req.repo);
+                    }
+                    e
+                })?;
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let total = lines.len();
+        let start = start as usize;
+        if start > total.max(1) {
+            return Err(ServiceError::invalid(format!(
+                "start_line {start} is past the end of {} ({total} lines)",
+                req.path
+            )));
+        }
+        let end = req
+            .end_line
+            .map_or(total, |e| (e as usize).min(total))
+            .max(start.min(total));
+        let content = if total == 0 {
+            String::new()
+        } else {
+            lines[start - 1..end].concat()
+        };
+        Ok(CodeSlice {
+            language: cairn_indexer::chunk::Language::from_path(&req.path)
+                .as_str()
+                .to_string(),
+            repo: req.repo,
+            path: req.path,
+            commit: record.indexed_commit,
+            start_line: start,
+            end_line: end,
+            total_lines: total,
+            content,
+        })
+    }
+}
+
+/// `content` as a fenced markdown code block tagged `info` (language, then
+/// anything else), with a fence longer than any backtick run inside it.
+pub fn fenced(info: &str, content: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in content.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat((longest + 1).max(3));
+    let newline = if content.ends_with('\n') || content.is_empty() {
+        ""
+    } else {
+        "\n"
+    };
+    format!("{fence}{info}\n{content}{newline}{fence}")
+}
+
+/// `repo/path#Lstart-Lend`, the label every transport gives a range of lines.
+pub fn label(repo: &str, path: &str, start_line: usize, end_line: usize) -> String {
+    format!("{repo}/{path}#L{start_line}-L{end_line}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fences_outgrow_backticks_in_the_content() {
+        assert_eq!(fenced("rust", "fn a() {}\n"), "```rust\nfn a() {}\n```");
+        assert_eq!(fenced("md", "x\n```\ny"), "````md\nx\n```\ny\n````");
+        assert_eq!(fenced("", ""), "```\n```");
+    }
+}

@@ -1,0 +1,375 @@
+//! The MCP server: tools `search_code`, `read_code` and `list_repos` over
+//! the streamable HTTP transport at `/mcp`, on the official Rust SDK
+//! (`rmcp`). Like the other transports, each tool parses its arguments,
+//! calls one service function ([`SearchService`], [`CodeService`]) and
+//! shapes the answer.
+//!
+//! Failures of a tool (unknown repo, bad path, out-of-range lines, malformed
+//! arguments) are tool results with `isError: true` and a message the model
+//! can act on; JSON-RPC errors are left to the SDK for protocol problems
+//! (unknown method or tool, bad session).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rmcp::handler::server::common::Extension;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, JsonObject, ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{AuditEvent, AuditResult, Decision};
+use crate::auth::Access;
+use crate::code::{ReadRequest, fenced, label};
+use crate::error::{ServiceError, ServiceErrorKind};
+use crate::search::{DEFAULT_K, SearchRequest};
+use crate::server::AppState;
+
+/// Arguments of `search_code`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchCodeArgs {
+    /// What to look for: a question, a description of behaviour, or identifiers.
+    pub query: String,
+    /// Only search these repositories (names as `list_repos` reports them); all when absent.
+    #[serde(default)]
+    pub repos: Option<Vec<String>>,
+    /// How many results to return, 1-100 (default 10).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
+    pub k: Option<i64>,
+}
+
+/// Arguments of `read_code`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadCodeArgs {
+    /// Repository name, as `list_repos` or `search_code` report it.
+    pub repo: String,
+    /// File path relative to the repository root, `/`-separated (e.g. `src/lib.rs`).
+    pub path: String,
+    /// First line to return, 1-based (default 1).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub start_line: Option<i64>,
+    /// Last line to return, inclusive (default: the last line of the file).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub end_line: Option<i64>,
+}
+
+/// Arguments of `list_repos`: none.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListReposArgs {}
+
+/// The tools one MCP session talks to.
+#[derive(Clone)]
+pub struct CodeTools {
+    state: AppState,
+    tool_router: ToolRouter<Self>,
+}
+
+/// The caller's access, put into the HTTP request by cairn's authentication
+/// layer in front of `/mcp`.
+fn access_of(parts: &http::request::Parts) -> Result<Access, ServiceError> {
+    parts
+        .extensions
+        .get::<Access>()
+        .cloned()
+        .ok_or_else(|| ServiceError::unauthenticated("no credentials were checked for this call"))
+}
+
+fn schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    rmcp::handler::server::common::schema_for_input::<T>().unwrap_or_else(|e| panic!("tool input schema: {e}"))
+}
+
+/// Tool arguments, or the error that says why they are wrong.
+fn parse<T: DeserializeOwned>(args: JsonObject) -> Result<T, ServiceError> {
+    serde_json::from_value(serde_json::Value::Object(args))
+        .map_err(|e| ServiceError::invalid(format!("invalid arguments: {e}")))
+}
+
+fn tool_error(e: ServiceError) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(e.message)])
+}
+
+/// A result with a text block for the model and the same data as structured content.
+fn success(text: String, structured: impl Serialize) -> Result<CallToolResult, ErrorData> {
+    let value = serde_json::to_value(structured).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = Some(value);
+    Ok(result)
+}
+
+#[tool_router]
+impl CodeTools {
+    pub fn new(state: AppState) -> Self {
+        Self {
+            state,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// Audits one tool call that is not a search.
+    fn audit(
+        &self,
+        surface: &'static str,
+        access: &Access,
+        repos: Vec<String>,
+        results: Vec<AuditResult>,
+        error: Option<&ServiceError>,
+    ) {
+        let denied =
+            error.is_some_and(|e| matches!(e.kind, ServiceErrorKind::Forbidden | ServiceErrorKind::Unauthenticated));
+        self.state.audit.record(AuditEvent {
+            principal: access.principal.name.clone(),
+            surface,
+            query: None,
+            repos_allowed: repos,
+            results,
+            backend: None,
+            model: None,
+            decision: if denied { Decision::Deny } else { Decision::Allow },
+            outcome: error.map_or("ok", |e| e.kind.as_str()).to_string(),
+            latency_ms: 0.0,
+        });
+    }
+
+    #[tool(
+        description = "Search the indexed code (hybrid semantic + keyword). Returns the best matching functions, types and blocks, each labelled repo/path#Lstart-Lend with its symbol and code.",
+        input_schema = schema::<SearchCodeArgs>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn search_code(
+        &self,
+        Extension(parts): Extension<http::request::Parts>,
+        Parameters(args): Parameters<JsonObject>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let access = match access_of(&parts) {
+            Ok(a) => a,
+            Err(e) => return Ok(tool_error(e)),
+        };
+        let args: SearchCodeArgs = match parse(args) {
+            Ok(a) => a,
+            Err(e) => return Ok(tool_error(e)),
+        };
+        let request = SearchRequest {
+            query: args.query,
+            k: args.k.unwrap_or(DEFAULT_K),
+            repos: args.repos.unwrap_or_default(),
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        let result = self.state.search.search(&access, request.clone()).await;
+        self.state
+            .audit_search("mcp.search_code", &access, &request, &result, started);
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => return Ok(tool_error(e)),
+        };
+        let mut text = String::new();
+        if response.results.is_empty() {
+            text.push_str("no results");
+        }
+        for (i, h) in response.results.iter().enumerate() {
+            let name = label(&h.repo, &h.path, h.start_line as usize, h.end_line as usize);
+            let symbol = h.symbol.as_deref().map(|s| format!(" {s}")).unwrap_or_default();
+            text.push_str(&format!(
+                "{}. {name}{symbol} ({}, score {:.3})\n{}\n\n",
+                i + 1,
+                h.kind,
+                h.score,
+                fenced(&h.language, &h.content)
+            ));
+        }
+        success(text.trim_end().to_string(), &response)
+    }
+
+    #[tool(
+        description = "Read lines of a file exactly as it was indexed (the indexed commit for git repositories). Lines are 1-based and inclusive; without start_line/end_line the whole file is returned.",
+        input_schema = schema::<ReadCodeArgs>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn read_code(
+        &self,
+        Extension(parts): Extension<http::request::Parts>,
+        Parameters(args): Parameters<JsonObject>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let access = match access_of(&parts) {
+            Ok(a) => a,
+            Err(e) => return Ok(tool_error(e)),
+        };
+        let args: ReadCodeArgs = match parse(args) {
+            Ok(a) => a,
+            Err(e) => return Ok(tool_error(e)),
+        };
+        // the read rule first: a repo the caller cannot read answers like a missing one
+        if let Err(e) = self
+            .state
+            .search
+            .allowed_repos(&access, std::slice::from_ref(&args.repo))
+        {
+            self.audit("mcp.read_code", &access, Vec::new(), Vec::new(), Some(&e));
+            return Ok(tool_error(e));
+        }
+        let request = ReadRequest {
+            repo: args.repo,
+            path: args.path,
+            start_line: args.start_line,
+            end_line: args.end_line,
+        };
+        let repo = request.repo.clone();
+        let slice = match self.state.code.read(request).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.audit("mcp.read_code", &access, vec![repo], Vec::new(), Some(&e));
+                return Ok(tool_error(e));
+            }
+        };
+        self.audit(
+            "mcp.read_code",
+            &access,
+            vec![slice.repo.clone()],
+            vec![AuditResult {
+                id: label(&slice.repo, &slice.path, slice.start_line, slice.end_line),
+                repo: slice.repo.clone(),
+                path: slice.path.clone(),
+                commit: slice.commit.clone(),
+            }],
+            None,
+        );
+        let at = if slice.commit.is_empty() {
+            String::new()
+        } else {
+            format!("@{}", &slice.commit[..slice.commit.len().min(12)])
+        };
+        let text = format!(
+            "{}{at} ({} lines in file)\n{}",
+            label(&slice.repo, &slice.path, slice.start_line, slice.end_line),
+            slice.total_lines,
+            fenced(&slice.language, &slice.content)
+        );
+        success(text, &slice)
+    }
+
+    #[tool(
+        description = "List the indexed repositories with the commit each index reflects.",
+        input_schema = schema::<ListReposArgs>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_repos(
+        &self,
+        Extension(parts): Extension<http::request::Parts>,
+        Parameters(args): Parameters<JsonObject>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let access = match access_of(&parts) {
+            Ok(a) => a,
+            Err(e) => return Ok(tool_error(e)),
+        };
+        if let Err(e) = parse::<ListReposArgs>(args) {
+            return Ok(tool_error(e));
+        }
+        // only the repos this caller may read
+        let readable = self.state.search.repos_in_scope(&access, &[]);
+        let repos: Vec<_> = match self.state.code.list_repos() {
+            Ok(r) => r.into_iter().filter(|r| readable.contains(&r.name)).collect(),
+            Err(e) => return Ok(tool_error(e)),
+        };
+        self.audit("mcp.list_repos", &access, readable, Vec::new(), None);
+        let mut text = String::new();
+        if repos.is_empty() {
+            text.push_str("no repositories are indexed");
+        }
+        for r in &repos {
+            let commit = if r.commit.is_empty() { "(directory)" } else { &r.commit };
+            text.push_str(&format!(
+                "{} {commit} files={} chunks={} indexed_at={}\n",
+                r.name, r.files, r.chunks, r.last_indexed_at
+            ));
+        }
+        success(text.trim_end().to_string(), serde_json::json!({ "repos": repos }))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for CodeTools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("cairn", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "cairn searches the organisation's indexed repositories. Use search_code to find code, \
+                 read_code to read more lines around a hit, list_repos to see what is indexed.",
+            )
+    }
+}
+
+/// The `/mcp` endpoint. Sessions live in memory; `shutdown` ends them (and
+/// their open SSE streams) so the HTTP server can stop gracefully.
+///
+/// The `Host` header is checked against loopback names when the server is
+/// bound to a loopback address (DNS-rebinding protection for a server on a
+/// developer's machine); bound to any other address, cairn is deliberately
+/// on the network and clients reach it by names it cannot know.
+pub fn service(
+    state: &AppState,
+    bound: SocketAddr,
+    max_body_bytes: usize,
+    shutdown: CancellationToken,
+) -> StreamableHttpService<CodeTools, LocalSessionManager> {
+    let mut config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(shutdown)
+        .with_max_request_body_bytes(max_body_bytes);
+    if !bound.ip().is_loopback() {
+        config = config.disable_allowed_hosts();
+    }
+    let state = state.clone();
+    StreamableHttpService::new(
+        move || Ok(CodeTools::new(state.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tools_have_input_schemas() {
+        let tools = CodeTools::tool_router().list_all();
+        let names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        for name in ["search_code", "read_code", "list_repos"] {
+            assert!(names.contains(&name.to_string()), "{names:?}");
+        }
+        let search = tools.iter().find(|t| t.name == "search_code").unwrap();
+        let schema = serde_json::Value::Object(search.input_schema.as_ref().clone());
+        assert_eq!(schema["type"], "object");
+        assert_eq!(schema["required"], serde_json::json!(["query"]), "{schema}");
+        assert_eq!(schema["additionalProperties"], false, "{schema}");
+        let read = tools.iter().find(|t| t.name == "read_code").unwrap();
+        let schema = serde_json::Value::Object(read.input_schema.as_ref().clone());
+        assert_eq!(schema["required"], serde_json::json!(["repo", "path"]), "{schema}");
+    }
+
+    #[test]
+    fn malformed_arguments_are_tool_errors() {
+        let args = serde_json::json!({"query": 5}).as_object().unwrap().clone();
+        let e = parse::<SearchCodeArgs>(args).unwrap_err();
+        assert!(e.message.starts_with("invalid arguments"), "{e}");
+        assert_eq!(tool_error(e).is_error, Some(true));
+        let args = serde_json::json!({"repo": "a", "path": "b", "extra": 1})
+            .as_object()
+            .unwrap()
+            .clone();
+        assert!(parse::<ReadCodeArgs>(args).is_err());
+        assert!(parse::<ListReposArgs>(JsonObject::new()).is_ok());
+    }
+}

@@ -23,11 +23,10 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{AuditEvent, AuditLog, AuditResult, Decision};
+use crate::audit::{AuditEvent, AuditLog, AuditResult};
 use crate::auth::Access;
 use crate::context::{Context, ContextService, Piece, estimate_tokens};
 use crate::error::ServiceError;
-use crate::error::ServiceErrorKind;
 use crate::llm::{ChatMessage, ChatParams, ChatStream, Delta, LlmClient};
 use crate::sanitize::Sanitizer;
 use crate::search::MAX_QUERY_BYTES;
@@ -142,16 +141,7 @@ impl Trail {
     }
 
     fn context(&mut self, context: &Context) {
-        self.results = context
-            .pieces
-            .iter()
-            .map(|p| AuditResult {
-                id: p.label.clone(),
-                repo: p.repo.clone(),
-                path: p.path.clone(),
-                commit: p.commit.clone(),
-            })
-            .collect();
+        self.results = context.pieces.iter().map(AuditResult::from).collect();
     }
 }
 
@@ -181,19 +171,18 @@ impl AnswerService {
         started: std::time::Instant,
     ) {
         let repos_allowed = self.context.search().repos_in_scope(access, repos);
-        let denied =
-            error.is_some_and(|e| matches!(e.kind, ServiceErrorKind::Forbidden | ServiceErrorKind::Unauthenticated));
         self.audit.record(AuditEvent {
-            principal: access.principal.name.clone(),
-            surface,
-            query: trail.query,
-            repos_allowed,
-            results: if error.is_some() { Vec::new() } else { trail.results },
             backend: trail.backend,
             model: trail.model,
-            decision: if denied { Decision::Deny } else { Decision::Allow },
-            outcome: error.map_or("ok", |e| e.kind.as_str()).to_string(),
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            ..AuditEvent::finished(
+                surface,
+                access,
+                trail.query,
+                repos_allowed,
+                trail.results,
+                error,
+                started,
+            )
         });
     }
 

@@ -110,6 +110,62 @@ pub struct AuditEvent {
     pub latency_ms: f64,
 }
 
+impl AuditEvent {
+    /// The record of a finished request by `access` on `surface`: decision
+    /// `deny` when it was refused for its credentials or the read rule,
+    /// outcome `ok` or the error's kind, latency since `started`. Results
+    /// are dropped when the request failed.
+    pub fn finished(
+        surface: &'static str,
+        access: &crate::auth::Access,
+        query: Option<String>,
+        repos_allowed: Vec<String>,
+        results: Vec<AuditResult>,
+        error: Option<&crate::error::ServiceError>,
+        started: std::time::Instant,
+    ) -> Self {
+        use crate::error::ServiceErrorKind;
+        let denied =
+            error.is_some_and(|e| matches!(e.kind, ServiceErrorKind::Forbidden | ServiceErrorKind::Unauthenticated));
+        Self {
+            principal: access.principal.name.clone(),
+            surface,
+            query,
+            repos_allowed,
+            results: if error.is_some() { Vec::new() } else { results },
+            backend: None,
+            model: None,
+            decision: if denied { Decision::Deny } else { Decision::Allow },
+            outcome: error.map_or("ok", |e| e.kind.as_str()).to_string(),
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+impl From<&crate::context::Piece> for AuditResult {
+    /// A piece of assembled context, named by its label.
+    fn from(p: &crate::context::Piece) -> Self {
+        Self {
+            id: p.label.clone(),
+            repo: p.repo.clone(),
+            path: p.path.clone(),
+            commit: p.commit.clone(),
+        }
+    }
+}
+
+impl From<&crate::search::SearchHit> for AuditResult {
+    /// A search hit, named by its point id.
+    fn from(h: &crate::search::SearchHit) -> Self {
+        Self {
+            id: h.id.clone(),
+            repo: h.repo.clone(),
+            path: h.path.clone(),
+            commit: h.commit.clone(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct RequestLine<'a> {
     seq: u64,

@@ -24,10 +24,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{AuditEvent, AuditResult, Decision};
+use crate::audit::{AuditEvent, AuditResult};
 use crate::auth::Access;
 use crate::code::{ReadRequest, fenced, label};
-use crate::error::{ServiceError, ServiceErrorKind};
+use crate::error::ServiceError;
 use crate::search::{DEFAULT_K, SearchRequest};
 use crate::server::AppState;
 
@@ -125,21 +125,11 @@ impl CodeTools {
         repos: Vec<String>,
         results: Vec<AuditResult>,
         error: Option<&ServiceError>,
+        started: std::time::Instant,
     ) {
-        let denied =
-            error.is_some_and(|e| matches!(e.kind, ServiceErrorKind::Forbidden | ServiceErrorKind::Unauthenticated));
-        self.state.audit.record(AuditEvent {
-            principal: access.principal.name.clone(),
-            surface,
-            query: None,
-            repos_allowed: repos,
-            results,
-            backend: None,
-            model: None,
-            decision: if denied { Decision::Deny } else { Decision::Allow },
-            outcome: error.map_or("ok", |e| e.kind.as_str()).to_string(),
-            latency_ms: 0.0,
-        });
+        self.state.audit.record(AuditEvent::finished(
+            surface, access, None, repos, results, error, started,
+        ));
     }
 
     #[tool(
@@ -202,6 +192,7 @@ impl CodeTools {
         Extension(parts): Extension<http::request::Parts>,
         Parameters(args): Parameters<JsonObject>,
     ) -> Result<CallToolResult, ErrorData> {
+        let started = std::time::Instant::now();
         let access = match access_of(&parts) {
             Ok(a) => a,
             Err(e) => return Ok(tool_error(e)),
@@ -216,7 +207,7 @@ impl CodeTools {
             .search
             .allowed_repos(&access, std::slice::from_ref(&args.repo))
         {
-            self.audit("mcp.read_code", &access, Vec::new(), Vec::new(), Some(&e));
+            self.audit("mcp.read_code", &access, Vec::new(), Vec::new(), Some(&e), started);
             return Ok(tool_error(e));
         }
         let request = ReadRequest {
@@ -229,7 +220,7 @@ impl CodeTools {
         let slice = match self.state.code.read(request).await {
             Ok(s) => s,
             Err(e) => {
-                self.audit("mcp.read_code", &access, vec![repo], Vec::new(), Some(&e));
+                self.audit("mcp.read_code", &access, vec![repo], Vec::new(), Some(&e), started);
                 return Ok(tool_error(e));
             }
         };
@@ -244,6 +235,7 @@ impl CodeTools {
                 commit: slice.commit.clone(),
             }],
             None,
+            started,
         );
         let at = if slice.commit.is_empty() {
             String::new()
@@ -269,6 +261,7 @@ impl CodeTools {
         Extension(parts): Extension<http::request::Parts>,
         Parameters(args): Parameters<JsonObject>,
     ) -> Result<CallToolResult, ErrorData> {
+        let started = std::time::Instant::now();
         let access = match access_of(&parts) {
             Ok(a) => a,
             Err(e) => return Ok(tool_error(e)),
@@ -282,7 +275,7 @@ impl CodeTools {
             Ok(r) => r.into_iter().filter(|r| readable.contains(&r.name)).collect(),
             Err(e) => return Ok(tool_error(e)),
         };
-        self.audit("mcp.list_repos", &access, readable, Vec::new(), None);
+        self.audit("mcp.list_repos", &access, readable, Vec::new(), None, started);
         let mut text = String::new();
         if repos.is_empty() {
             text.push_str("no repositories are indexed");

@@ -11,12 +11,12 @@ use cairn_indexer::store::VectorStore;
 use tokio::net::TcpListener;
 
 use crate::answer::AnswerService;
-use crate::audit::{AuditEvent, AuditLog, AuditResult, Decision};
+use crate::audit::{AuditEvent, AuditLog, AuditResult};
 use crate::auth::{Access, AuthMode, TokenStore, bearer};
 use crate::code::CodeService;
 use crate::config::{AnswerConfig, BackendConfig};
 use crate::context::ContextService;
-use crate::error::{ServiceError, ServiceErrorKind};
+use crate::error::ServiceError;
 use crate::llm::LlmClient;
 use crate::search::{RankSettings, SearchRequest, SearchResponse, SearchService};
 
@@ -111,34 +111,19 @@ impl AppState {
         result: &Result<crate::context::Context, ServiceError>,
         started: Instant,
     ) {
-        let (results, outcome) = match result {
-            Ok(c) => (
-                c.pieces
-                    .iter()
-                    .map(|p| AuditResult {
-                        id: p.label.clone(),
-                        repo: p.repo.clone(),
-                        path: p.path.clone(),
-                        commit: p.commit.clone(),
-                    })
-                    .collect(),
-                "ok".to_string(),
-            ),
-            Err(e) => (Vec::new(), e.kind.as_str().to_string()),
-        };
-        let denied = matches!(result, Err(e) if matches!(e.kind, ServiceErrorKind::Forbidden | ServiceErrorKind::Unauthenticated));
-        self.audit.record(AuditEvent {
-            principal: access.principal.name.clone(),
-            surface: "http.context",
-            query: Some(query.to_string()),
-            repos_allowed: self.search.repos_in_scope(access, repos),
+        let results = result
+            .as_ref()
+            .map(|c| c.pieces.iter().map(AuditResult::from).collect())
+            .unwrap_or_default();
+        self.audit.record(AuditEvent::finished(
+            "http.context",
+            access,
+            Some(query.to_string()),
+            self.search.repos_in_scope(access, repos),
             results,
-            backend: None,
-            model: None,
-            decision: if denied { Decision::Deny } else { Decision::Allow },
-            outcome,
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-        });
+            result.as_ref().err(),
+            started,
+        ));
     }
 
     /// Audits one search on `surface`: what was asked, which repos it could
@@ -151,35 +136,19 @@ impl AppState {
         result: &Result<SearchResponse, ServiceError>,
         started: Instant,
     ) {
-        let repos_allowed = self.search.repos_in_scope(access, &request.repos);
-        let denied = matches!(result, Err(e) if matches!(e.kind, ServiceErrorKind::Forbidden | ServiceErrorKind::Unauthenticated));
-        let (results, outcome) = match result {
-            Ok(r) => (
-                r.results
-                    .iter()
-                    .map(|h| AuditResult {
-                        id: h.id.clone(),
-                        repo: h.repo.clone(),
-                        path: h.path.clone(),
-                        commit: h.commit.clone(),
-                    })
-                    .collect(),
-                "ok".to_string(),
-            ),
-            Err(e) => (Vec::new(), e.kind.as_str().to_string()),
-        };
-        self.audit.record(AuditEvent {
-            principal: access.principal.name.clone(),
+        let results = result
+            .as_ref()
+            .map(|r| r.results.iter().map(AuditResult::from).collect())
+            .unwrap_or_default();
+        self.audit.record(AuditEvent::finished(
             surface,
-            query: Some(request.query.clone()),
-            repos_allowed,
+            access,
+            Some(request.query.clone()),
+            self.search.repos_in_scope(access, &request.repos),
             results,
-            backend: None,
-            model: None,
-            decision: if denied { Decision::Deny } else { Decision::Allow },
-            outcome,
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-        });
+            result.as_ref().err(),
+            started,
+        ));
     }
 }
 

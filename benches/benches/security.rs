@@ -1,0 +1,122 @@
+//! What authentication and the audit log add to a search
+//! (`cargo bench -p cairn-benches --bench security`): the fixture repo
+//! `acme-auth` with the default model, served twice from one store —
+//! `auth.mode = "none"` without an audit log, and API tokens with the audit
+//! log on — and the same queries sent to both, alternating, so that machine
+//! load falls on both alike. Prints p50/p99 of each and the difference.
+//!
+//! It prints timings; nothing here asserts a time.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cairn_benches::{percentile, root};
+use cairn_indexer::pipeline::NoProgress;
+use cairn_services::audit::{AuditConfig, AuditLog};
+use cairn_services::auth::{AuthMode, TokenStore};
+use cairn_services::commands::Engine;
+use cairn_services::config::Config;
+use serde_json::json;
+
+const QUERIES: [&str; 10] = [
+    "verify a password hash",
+    "refill the token bucket",
+    "create a session after login",
+    "revoke a session",
+    "check token expiry",
+    "rate limit a request",
+    "hash a new password",
+    "look up a user by name",
+    "sign a token",
+    "errors raised by authentication",
+];
+
+fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--list") {
+        println!("security: bench");
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(bench())
+}
+
+async fn serve(
+    state: cairn_services::server::AppState,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = http.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(cairn_services::server::run(state, http, grpc, 1 << 20, async move {
+        let _ = rx.await;
+    }));
+    Ok((addr, tx))
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let mut config = Config::load(None)?;
+    config.data_dir = tmp.path().join("data");
+    let engine = Engine::open(&config, "cairn bench")?;
+    engine
+        .index(
+            &root().join("fixtures/repos/acme-auth"),
+            "acme-auth",
+            &config,
+            &NoProgress,
+        )
+        .await?;
+    engine.set_groups("acme-auth", vec!["dev".into()])?;
+
+    let open = engine.state(&config);
+    let tokens = Arc::new(TokenStore::new(&config.data_dir));
+    let (_, token) = tokens.create("bench", vec!["dev".into()])?;
+    let audit = Arc::new(AuditLog::open(&AuditConfig::default(), &config.data_dir)?);
+    let secured = engine
+        .state(&config)
+        .with_auth(AuthMode::Tokens, tokens)
+        .with_audit(audit.clone());
+    let (open_addr, stop_open) = serve(open).await?;
+    let (secured_addr, stop_secured) = serve(secured).await?;
+
+    let client = reqwest::Client::new();
+    let (mut plain, mut guarded) = (Vec::new(), Vec::new());
+    let rounds = 30;
+    for round in 0..rounds {
+        for q in QUERIES {
+            let body = json!({"query": q, "k": 10});
+            // alternate which goes first, so neither always meets a warm cache
+            for first in [round % 2 == 0, round % 2 == 1] {
+                let started = Instant::now();
+                let resp = if first {
+                    client
+                        .post(format!("http://{open_addr}/v1/search"))
+                        .json(&body)
+                        .send()
+                        .await?
+                } else {
+                    client
+                        .post(format!("http://{secured_addr}/v1/search"))
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                        .await?
+                };
+                anyhow::ensure!(resp.status().is_success(), "search failed: {}", resp.status());
+                resp.bytes().await?;
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                if first { plain.push(ms) } else { guarded.push(ms) }
+            }
+        }
+    }
+    let (p50a, p99a) = (percentile(&mut plain, 50.0), percentile(&mut plain, 99.0));
+    let (p50b, p99b) = (percentile(&mut guarded, 50.0), percentile(&mut guarded, 99.0));
+    println!("## Search over HTTP, {} requests each, alternating", plain.len());
+    println!("auth none, no audit:      p50 {p50a:.2} ms  p99 {p99a:.2} ms");
+    println!("tokens + read rule + audit: p50 {p50b:.2} ms  p99 {p99b:.2} ms");
+    println!("added at p50: {:.2} ms", p50b - p50a);
+    let _ = stop_open.send(());
+    let _ = stop_secured.send(());
+    audit.close();
+    Ok(())
+}

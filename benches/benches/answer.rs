@@ -15,7 +15,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cairn_benches::{percentile, root};
+use cairn_benches::{Served, percentile, root};
 use cairn_indexer::pipeline::NoProgress;
 use cairn_services::commands::Engine;
 use cairn_services::config::{BackendConfig, Config};
@@ -124,14 +124,8 @@ async fn bench() -> anyhow::Result<()> {
             &NoProgress,
         )
         .await?;
-    let state = engine.state(&config);
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = http.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(cairn_services::server::run(state, http, grpc, 1 << 20, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = Served::start(engine.state(&config)).await?;
+    let addr = server.addr;
 
     // 1. /v1/answer
     let (mut retrieval, mut assembly, mut ttft, mut total, mut client_total) =
@@ -225,7 +219,6 @@ async fn bench() -> anyhow::Result<()> {
         c / d
     );
 
-    let _ = stop_tx.send(());
-    server.await??;
+    server.stop().await?;
     Ok(())
 }

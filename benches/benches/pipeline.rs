@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_benches::{eval_dir, percentile, root};
+use cairn_benches::{Served, eval_dir, percentile, root};
 use cairn_indexer::chunk::{Chunker, ChunkerConfig};
 use cairn_indexer::pipeline::NoProgress;
 use cairn_services::commands::Engine;
@@ -67,14 +67,8 @@ async fn bench() -> anyhow::Result<()> {
     python_reference(&corpus)?;
 
     // 4. Search latency over HTTP.
-    let state = engine.state(&config);
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = http.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(cairn_services::server::run(state, http, grpc, 1 << 20, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = Served::start(engine.state(&config)).await?;
+    let addr = server.addr;
     let queries: Vec<String> = cairn_services::eval::load_queries(&eval_dir())?
         .into_iter()
         .map(|q| q.query)
@@ -84,8 +78,7 @@ async fn bench() -> anyhow::Result<()> {
         let (p50, p99, qps) = latency(addr, &queries, concurrency, 320).await?;
         println!("concurrency {concurrency:>2}: p50 {p50:.1} ms  p99 {p99:.1} ms  {qps:.1} req/s");
     }
-    let _ = stop_tx.send(());
-    server.await??;
+    server.stop().await?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_benches::{percentile, root};
+use cairn_benches::{Served, percentile, root};
 use cairn_indexer::pipeline::NoProgress;
 use cairn_services::audit::{AuditConfig, AuditLog};
 use cairn_services::auth::{AuthMode, TokenStore};
@@ -40,19 +40,6 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(bench())
 }
 
-async fn serve(
-    state: cairn_services::server::AppState,
-) -> anyhow::Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = http.local_addr()?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(cairn_services::server::run(state, http, grpc, 1 << 20, async move {
-        let _ = rx.await;
-    }));
-    Ok((addr, tx))
-}
-
 async fn bench() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut config = Config::load(None)?;
@@ -76,8 +63,9 @@ async fn bench() -> anyhow::Result<()> {
         .state(&config)
         .with_auth(AuthMode::Tokens, tokens)
         .with_audit(audit.clone());
-    let (open_addr, stop_open) = serve(open).await?;
-    let (secured_addr, stop_secured) = serve(secured).await?;
+    let open = Served::start(open).await?;
+    let secured = Served::start(secured).await?;
+    let (open_addr, secured_addr) = (open.addr, secured.addr);
 
     let client = reqwest::Client::new();
     let (mut plain, mut guarded) = (Vec::new(), Vec::new());
@@ -115,8 +103,8 @@ async fn bench() -> anyhow::Result<()> {
     println!("auth none, no audit:      p50 {p50a:.2} ms  p99 {p99a:.2} ms");
     println!("tokens + read rule + audit: p50 {p50b:.2} ms  p99 {p99b:.2} ms");
     println!("added at p50: {:.2} ms", p50b - p50a);
-    let _ = stop_open.send(());
-    let _ = stop_secured.send(());
+    open.stop().await?;
+    secured.stop().await?;
     audit.close();
     Ok(())
 }

@@ -50,3 +50,31 @@ pub fn percentile(samples: &mut [f64], q: f64) -> f64 {
     let idx = ((q / 100.0) * (samples.len() - 1) as f64).round() as usize;
     samples[idx.min(samples.len() - 1)]
 }
+
+/// A server running [`cairn_services::server::run`] on loopback ports.
+pub struct Served {
+    /// The HTTP address.
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Served {
+    /// Serves `state` on free loopback ports.
+    pub async fn start(state: cairn_services::server::AppState) -> anyhow::Result<Self> {
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = http.local_addr()?;
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(cairn_services::server::run(state, http, grpc, 1 << 20, async move {
+            let _ = rx.await;
+        }));
+        Ok(Self { addr, stop, task })
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}

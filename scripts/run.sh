@@ -35,6 +35,7 @@ elif [ -x .local/llm/llama-server ] && [ -f .local/llm/SmolLM2-135M-Instruct.Q4_
         echo 'name = "smollm2"'
         echo "base_url = \"http://127.0.0.1:$LLM_PORT/v1\""
         echo 'model = "smollm2"'
+        echo 'max_sensitivity = "restricted"  # a process on this machine'
         echo 'context_tokens = 4096'
     } >"$cfg"
     args=(--config "$cfg")

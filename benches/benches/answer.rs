@@ -111,6 +111,7 @@ async fn bench() -> anyhow::Result<()> {
         name: "smollm2".into(),
         base_url: format!("{base}/v1"),
         model: "smollm2".into(),
+        max_sensitivity: cairn_services::config::Sensitivity::Restricted,
         context_tokens: 2048,
         answer_tokens: 128,
         ..Default::default()

@@ -34,6 +34,10 @@ pub struct RepoRecord {
     /// Groups whose members may read it (besides `admin`); none: admins only.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// public | internal | confidential | restricted; empty: not set
+    /// (answers treat it as `internal`).
+    #[serde(default)]
+    pub sensitivity: String,
 }
 
 /// Reads and writes `repos.json`.

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditLog, AuditResult};
 use crate::auth::Access;
+use crate::config::Sensitivity;
 use crate::context::{Context, ContextService, Piece, estimate_tokens};
 use crate::error::ServiceError;
 use crate::llm::{ChatMessage, ChatParams, ChatStream, Delta, LlmClient};
@@ -161,6 +162,33 @@ impl AnswerService {
         self
     }
 
+    /// Sensitivity routing: refuses (403, audited as a denial) when the
+    /// context holds code from a repo more sensitive than `backend` may
+    /// receive. Checked before anything is sent.
+    fn route(&self, backend: &crate::config::BackendConfig, context: &Context) -> Result<(), ServiceError> {
+        let repos = self.context.search().registry().load()?;
+        let worst = context
+            .pieces
+            .iter()
+            .map(|p| {
+                let level = repos
+                    .get(&p.repo)
+                    .map_or(Sensitivity::Restricted, |r| Sensitivity::of_repo(&r.sensitivity));
+                (level, p.repo.as_str())
+            })
+            .max_by_key(|(level, _)| *level);
+        match worst {
+            Some((level, repo)) if level > backend.max_sensitivity => Err(ServiceError::forbidden(format!(
+                "backend {} may receive {} code at most, and the context for this question holds {} code from repo {repo:?}; \
+                 name a backend allowed for it, or narrow `repos`",
+                backend.name,
+                backend.max_sensitivity.as_str(),
+                level.as_str()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn record(
         &self,
         surface: &'static str,
@@ -231,6 +259,7 @@ impl AnswerService {
             .saturating_sub(estimate_tokens(SYSTEM_PROMPT) + estimate_tokens(&query) + TEMPLATE_TOKENS);
         let context = self.context.assemble_for(access, &query, request.repos, budget).await?;
         trail.context(&context);
+        self.route(cfg, &context)?;
         let messages = vec![
             ChatMessage::new("system", system_message(&context)),
             ChatMessage::new("user", query),
@@ -334,6 +363,7 @@ impl AnswerService {
         trail.query = Some(query.clone());
         let context = self.context.assemble_for(access, &query, Vec::new(), budget).await?;
         trail.context(&context);
+        self.route(cfg, &context)?;
         let mut messages = request.messages;
         let ours = system_message(&context);
         match messages.first_mut() {

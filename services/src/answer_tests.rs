@@ -159,6 +159,8 @@ fn backend(name: &str, base_url: &str) -> BackendConfig {
         name: name.into(),
         base_url: base_url.into(),
         model: "fake-model".into(),
+        // a local backend: trusted with everything unless a test says otherwise
+        max_sensitivity: crate::config::Sensitivity::Restricted,
         context_tokens: 4096,
         retries: 2,
         retry_backoff_ms: 10,
@@ -800,4 +802,106 @@ async fn no_surface_returns_a_chunk_from_a_repo_the_caller_cannot_read() {
     // stop the server (and close the store) before the data dir goes away
     drop(tx);
     served.await.unwrap().unwrap();
+}
+
+/// Sensitivity routing: a context holding code more sensitive than the
+/// backend may receive is refused before anything is sent (403, audited as a
+/// denial); a backend allowed for it answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_go_only_to_backends_allowed_for_every_piece() {
+    use crate::audit::{AuditConfig, AuditLog};
+    use crate::config::Sensitivity;
+
+    let (url, fake) = fake_backend(Behaviour::Reply).await;
+    let cloud = BackendConfig {
+        max_sensitivity: Sensitivity::Internal,
+        ..backend("cloud", &url)
+    };
+    let local = backend("local", &url);
+    let config = Config {
+        backends: vec![cloud, local],
+        ..Default::default()
+    };
+    let data = tempfile::tempdir().unwrap();
+    let dir = DataDir::open(data.path(), "test").unwrap();
+    let engine = Engine::with_embedder(&config, dir, Arc::new(HashEmbedder::new(64))).unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/repos");
+    engine
+        .index(
+            &fixtures.join("acme-auth"),
+            "acme-auth",
+            &config,
+            &cairn_indexer::pipeline::NoProgress,
+        )
+        .await
+        .unwrap();
+    engine.set_sensitivity("acme-auth", Sensitivity::Confidential).unwrap();
+    let audit = Arc::new(AuditLog::open(&AuditConfig::default(), data.path()).unwrap());
+    let state = engine.state(&config).with_audit(audit.clone());
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = http.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(async move {
+        let _engine = engine;
+        crate::server::run(state, http, grpc, 1 << 20, async move {
+            let _ = rx.await;
+        })
+        .await
+    });
+
+    let (status, body) = post(
+        &format!("http://{addr}/v1/answer"),
+        json!({"query": "verify a password hash", "backend": "cloud"}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("backend cloud may receive internal code at most"),
+        "{body}"
+    );
+    assert!(body.contains("confidential code from repo \\\"acme-auth\\\""), "{body}");
+    let (status, body) = post(
+        &format!("http://{addr}/v1/chat/completions"),
+        json!({"model": "cloud", "messages": [{"role": "user", "content": "verify a password hash"}]}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 0, "nothing reached the backend");
+
+    let (status, body) = post(
+        &format!("http://{addr}/v1/answer"),
+        json!({"query": "verify a password hash", "backend": "local"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+
+    drop(tx);
+    served.await.unwrap().unwrap();
+    audit.close();
+    let log = std::fs::read_to_string(data.path().join("audit/audit.jsonl")).unwrap();
+    let records: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "request")
+        .collect();
+    let decisions: Vec<(&str, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["surface"].as_str().unwrap(),
+                r["decision"].as_str().unwrap(),
+                r["backend"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("http.answer", "deny", "cloud"),
+            ("http.chat_completions", "deny", "cloud"),
+            ("http.answer", "allow", "local")
+        ]
+    );
 }

@@ -98,16 +98,17 @@ impl Engine {
         )
         .await?;
         let source = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        // re-indexing keeps the readers the repo had
-        let groups = self
+        // re-indexing keeps the readers and the sensitivity the repo had
+        let (groups, sensitivity) = self
             .data
             .registry()
             .load()?
             .remove(repo)
-            .map(|r| r.groups)
+            .map(|r| (r.groups, r.sensitivity))
             .unwrap_or_default();
         self.data.registry().put(RepoRecord {
             groups,
+            sensitivity,
             name: repo.to_string(),
             source: source.display().to_string(),
             indexed_commit: report.commit.clone(),
@@ -130,6 +131,18 @@ impl Engine {
             .remove(repo)
             .with_context(|| format!("unknown repo {repo:?}"))?;
         record.groups = groups;
+        registry.put(record)?;
+        Ok(())
+    }
+
+    /// Sets the sensitivity of `repo` (answers route on it).
+    pub fn set_sensitivity(&self, repo: &str, sensitivity: crate::config::Sensitivity) -> anyhow::Result<()> {
+        let registry = self.data.registry();
+        let mut record = registry
+            .load()?
+            .remove(repo)
+            .with_context(|| format!("unknown repo {repo:?}"))?;
+        record.sensitivity = sensitivity.as_str().to_string();
         registry.put(record)?;
         Ok(())
     }

@@ -65,7 +65,9 @@ impl Default for AnswerConfig {
     }
 }
 
-/// Highest data sensitivity a backend may receive (routing uses it; stored here).
+/// Data sensitivity: of a repo (`cairn index --sensitivity`), and the most a
+/// backend may receive (`max_sensitivity`). An answer goes only to a backend
+/// allowed for every piece of its context.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Sensitivity {
@@ -75,6 +77,40 @@ pub enum Sensitivity {
     Internal,
     Confidential,
     Restricted,
+}
+
+impl Sensitivity {
+    /// What a repo indexed without `--sensitivity` counts as.
+    pub const REPO_DEFAULT: Sensitivity = Sensitivity::Internal;
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public" => Some(Self::Public),
+            "internal" => Some(Self::Internal),
+            "confidential" => Some(Self::Confidential),
+            "restricted" => Some(Self::Restricted),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Internal => "internal",
+            Self::Confidential => "confidential",
+            Self::Restricted => "restricted",
+        }
+    }
+
+    /// A repo's sensitivity from its registry record (unset or unknown:
+    /// [`Self::REPO_DEFAULT`], or `restricted` for an unknown word, to fail closed).
+    pub fn of_repo(record: &str) -> Self {
+        if record.is_empty() {
+            Self::REPO_DEFAULT
+        } else {
+            Self::parse(record).unwrap_or(Self::Restricted)
+        }
+    }
 }
 
 /// One OpenAI-compatible chat-completions backend (vLLM, llama.cpp server,

@@ -9,7 +9,7 @@ use cairn_indexer::pipeline::Progress;
 use cairn_services::audit::{self, AuditLog};
 use cairn_services::auth::{self, AuthMode, TokenStore};
 use cairn_services::commands::Engine;
-use cairn_services::config::Config;
+use cairn_services::config::{Config, Sensitivity};
 use cairn_services::search::SearchRequest;
 use cairn_services::{eval, server, telemetry};
 use clap::{Parser, Subcommand};
@@ -43,6 +43,9 @@ enum Command {
         /// Groups whose members may read it (comma-separated), besides `admin`. Kept on re-index when omitted; none: admins only.
         #[arg(long, value_name = "A,B")]
         groups: Option<String>,
+        /// public | internal | confidential | restricted: answers go only to backends whose max_sensitivity allows it. Kept on re-index when omitted; unset counts as internal.
+        #[arg(long, value_name = "LEVEL")]
+        sensitivity: Option<String>,
     },
     /// Search the index.
     Search {
@@ -180,15 +183,31 @@ fn main() -> std::process::ExitCode {
 
 async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyhow::Result<()> {
     match command {
-        Command::Index { path, repo, groups } => {
+        Command::Index {
+            path,
+            repo,
+            groups,
+            sensitivity,
+        } => {
             cairn_services::commands::validate_repo_name(&repo)?;
             let groups = groups.as_deref().map(auth::parse_groups).transpose()?;
+            let sensitivity = sensitivity
+                .as_deref()
+                .map(|s| {
+                    Sensitivity::parse(s).with_context(|| {
+                        format!("invalid --sensitivity {s:?}: use public, internal, confidential or restricted")
+                    })
+                })
+                .transpose()?;
             let engine = Engine::open(&config, "cairn index")?;
             let bar = Bar::new();
             let report = engine.index(&path, &repo, &config, &bar).await?;
             bar.0.finish_and_clear();
             if let Some(groups) = groups {
                 engine.set_groups(&repo, groups)?;
+            }
+            if let Some(s) = sensitivity {
+                engine.set_sensitivity(&repo, s)?;
             }
             let skipped: Vec<String> = report
                 .skipped

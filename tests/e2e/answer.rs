@@ -192,7 +192,7 @@ async fn answers_through_a_real_llama_server() {
     let mut f = std::fs::File::create(&config).unwrap();
     write!(
         f,
-        "[[backends]]\nname = \"smollm2\"\nbase_url = \"{}\"\nmodel = \"smollm2\"\ncontext_tokens = 1024\nanswer_tokens = 128\nfirst_token_timeout_ms = 120000\n",
+        "[[backends]]\nname = \"smollm2\"\nbase_url = \"{}\"\nmodel = \"smollm2\"\nmax_sensitivity = \"restricted\"\ncontext_tokens = 1024\nanswer_tokens = 128\nfirst_token_timeout_ms = 120000\n",
         llama.base_url
     )
     .unwrap();

@@ -110,6 +110,7 @@ mod tests {
             last_indexed_at: "2026-01-01T00:00:00Z".into(),
             embedder: "m".into(),
             groups: vec!["g".into()],
+            sensitivity: "internal".into(),
         };
         r.put(rec.clone()).unwrap();
         assert_eq!(r.load().unwrap()["a"], rec);

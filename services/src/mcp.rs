@@ -90,6 +90,12 @@ fn schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
     rmcp::handler::server::common::schema_for_input::<T>().unwrap_or_else(|e| panic!("tool input schema: {e}"))
 }
 
+/// The caller's access and the tool's arguments, or why the call is refused
+/// (no credentials checked, or malformed arguments).
+fn begin<T: DeserializeOwned>(parts: &http::request::Parts, args: JsonObject) -> Result<(Access, T), ServiceError> {
+    Ok((access_of(parts)?, parse(args)?))
+}
+
 /// Tool arguments, or the error that says why they are wrong.
 fn parse<T: DeserializeOwned>(args: JsonObject) -> Result<T, ServiceError> {
     serde_json::from_value(serde_json::Value::Object(args))
@@ -142,12 +148,8 @@ impl CodeTools {
         Extension(parts): Extension<http::request::Parts>,
         Parameters(args): Parameters<JsonObject>,
     ) -> Result<CallToolResult, ErrorData> {
-        let access = match access_of(&parts) {
-            Ok(a) => a,
-            Err(e) => return Ok(tool_error(e)),
-        };
-        let args: SearchCodeArgs = match parse(args) {
-            Ok(a) => a,
+        let (access, args): (Access, SearchCodeArgs) = match begin(&parts, args) {
+            Ok(begun) => begun,
             Err(e) => return Ok(tool_error(e)),
         };
         let request = SearchRequest {
@@ -193,12 +195,8 @@ impl CodeTools {
         Parameters(args): Parameters<JsonObject>,
     ) -> Result<CallToolResult, ErrorData> {
         let started = std::time::Instant::now();
-        let access = match access_of(&parts) {
-            Ok(a) => a,
-            Err(e) => return Ok(tool_error(e)),
-        };
-        let args: ReadCodeArgs = match parse(args) {
-            Ok(a) => a,
+        let (access, args): (Access, ReadCodeArgs) = match begin(&parts, args) {
+            Ok(begun) => begun,
             Err(e) => return Ok(tool_error(e)),
         };
         // the read rule first: a repo the caller cannot read answers like a missing one
@@ -262,13 +260,10 @@ impl CodeTools {
         Parameters(args): Parameters<JsonObject>,
     ) -> Result<CallToolResult, ErrorData> {
         let started = std::time::Instant::now();
-        let access = match access_of(&parts) {
-            Ok(a) => a,
+        let (access, ListReposArgs {}) = match begin(&parts, args) {
+            Ok(begun) => begun,
             Err(e) => return Ok(tool_error(e)),
         };
-        if let Err(e) = parse::<ListReposArgs>(args) {
-            return Ok(tool_error(e));
-        }
         // only the repos this caller may read
         let readable = self.state.search.repos_in_scope(&access, &[]);
         let repos: Vec<_> = match self.state.code.list_repos() {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,25 +41,61 @@ pub struct RepoRecord {
     pub sensitivity: String,
 }
 
+/// What identifies one version of `repos.json` on disk: it is replaced by
+/// rename, so a new version has a new inode (and usually a new mtime/size).
+type Stamp = (Option<std::time::SystemTime>, u64, u64);
+type Repos = BTreeMap<String, RepoRecord>;
+
 /// Reads and writes `repos.json`.
+///
+/// Reads are served from the last parsed version while the file's stamp is
+/// unchanged (one `stat` per call), so the search path, which consults the
+/// registry several times per request, parses it only after a write. Clones
+/// share the cache.
 #[derive(Debug, Clone)]
 pub struct Registry {
     path: PathBuf,
+    cache: Arc<Mutex<Option<(Stamp, Repos)>>>,
+}
+
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(meta);
+    #[cfg(not(unix))]
+    let ino = 0;
+    (meta.modified().ok(), meta.len(), ino)
 }
 
 impl Registry {
     pub fn new(path: PathBuf) -> Self {
-        Self { path }
+        Self {
+            path,
+            cache: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// All repositories by name (empty when the file does not exist yet).
     pub fn load(&self) -> Result<BTreeMap<String, RepoRecord>> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| IndexError::Store(format!("corrupt registry {}: {e}", self.path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(IndexError::io(format!("failed to read {}", self.path.display()), e)),
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(IndexError::io(format!("failed to read {}", self.path.display()), e)),
+        };
+        let now = stamp(&meta);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, repos)) = cache.as_ref()
+            && *seen == now
+        {
+            return Ok(repos.clone());
         }
+        let repos: BTreeMap<String, RepoRecord> = match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| IndexError::Store(format!("corrupt registry {}: {e}", self.path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(IndexError::io(format!("failed to read {}", self.path.display()), e)),
+        };
+        *cache = Some((now, repos.clone()));
+        Ok(repos)
     }
 
     /// Inserts or replaces one record.
@@ -130,5 +167,24 @@ mod tests {
         .unwrap();
         let rec = &Registry::new(path).load().unwrap()["a"];
         assert!(rec.secrets_redacted.is_empty() && !rec.redact_secrets);
+    }
+
+    #[test]
+    fn cached_reads_see_writes_from_other_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = Registry::new(dir.path().join("repos.json"));
+        let writer = Registry::new(dir.path().join("repos.json"));
+        let rec = |name: &str, chunks: usize| RepoRecord {
+            name: name.into(),
+            chunks,
+            ..RepoRecord::default()
+        };
+        writer.put(rec("a", 1)).unwrap();
+        assert_eq!(reader.load().unwrap()["a"].chunks, 1);
+        // same size, written right away: the rename still gives a new version
+        writer.put(rec("a", 2)).unwrap();
+        assert_eq!(reader.load().unwrap()["a"].chunks, 2);
+        assert!(writer.remove("a").unwrap());
+        assert!(reader.load().unwrap().is_empty());
     }
 }

@@ -15,6 +15,7 @@
 //! - [`sparse`]: code-aware BM25 term vectors.
 //! - [`store`]: the [`store::VectorStore`] trait and the embedded `qdrant-edge` backend.
 //! - [`pipeline`]: chunk → embed → store, with deterministic point ids.
+//! - [`repo`]: a followed repository ([`repo::RepoSpec`]) and one run of it ([`repo::RepoIndexer`]).
 //! - [`datadir`]: the locked data directory; [`registry`]: indexed repositories.
 //! - [`error`]: [`IndexError`] and its [`ErrorKind`].
 
@@ -23,6 +24,7 @@ pub mod embed;
 pub mod error;
 pub mod pipeline;
 pub mod registry;
+pub mod repo;
 pub mod secrets;
 pub mod source;
 pub mod sparse;

@@ -8,9 +8,9 @@ use anyhow::Context;
 use cairn_indexer::chunk::{Chunker, ChunkerConfig};
 use cairn_indexer::datadir::DataDir;
 use cairn_indexer::embed::{Embed, EmbedderConfig, OnnxEmbedder};
-use cairn_indexer::pipeline::{IndexOptions, IndexReport, Progress, index_snapshot};
-use cairn_indexer::registry::RepoRecord;
-use cairn_indexer::source::{self, FileLimits};
+use cairn_indexer::pipeline::{IndexOptions, IndexReport};
+use cairn_indexer::repo::{RepoIndexer, RepoSpec, RunProgress};
+use cairn_indexer::source::FileLimits;
 use cairn_indexer::store::VectorStore;
 use cairn_indexer::store::edge::EdgeStore;
 
@@ -68,6 +68,24 @@ impl Engine {
         })
     }
 
+    /// The repo indexer over this engine's store, with the config's limits.
+    pub fn repo_indexer(&self, config: &Config) -> RepoIndexer {
+        let mut options = IndexOptions::new("");
+        options.limits = FileLimits {
+            max_file_bytes: config.index.max_file_bytes,
+        };
+        options.group_size = config.index.group_size;
+        options.redact_secrets = config.index.redact_secrets;
+        RepoIndexer {
+            root: self.data.root().to_path_buf(),
+            registry: self.data.registry(),
+            chunker: self.chunker.clone(),
+            embedder: self.embedder.clone(),
+            store: self.store.clone(),
+            options,
+        }
+    }
+
     /// Indexes `path` as repository `repo`, replacing its previous points,
     /// and records it in the registry.
     pub async fn index(
@@ -75,52 +93,15 @@ impl Engine {
         path: &Path,
         repo: &str,
         config: &Config,
-        progress: &dyn Progress,
+        progress: &dyn RunProgress,
     ) -> anyhow::Result<IndexReport> {
         validate_repo_name(repo)?;
-        let limits = FileLimits {
-            max_file_bytes: config.index.max_file_bytes,
-        };
-        let p = path.to_path_buf();
-        let snapshot = tokio::task::spawn_blocking(move || source::read(&p, &limits))
-            .await
-            .context("source reader failed")??;
-        let mut options = IndexOptions::new(repo);
-        options.group_size = config.index.group_size;
-        options.redact_secrets = config.index.redact_secrets;
-        let report = index_snapshot(
-            snapshot,
-            &options,
-            self.chunker.clone(),
-            self.embedder.clone(),
-            self.store.clone(),
-            progress,
-        )
-        .await?;
-        let source = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        // re-indexing keeps the readers and the sensitivity the repo had
-        let (groups, sensitivity) = self
-            .data
-            .registry()
-            .load()?
-            .remove(repo)
-            .map(|r| (r.groups, r.sensitivity))
-            .unwrap_or_default();
-        self.data.registry().put(RepoRecord {
-            groups,
-            sensitivity,
+        let spec = RepoSpec {
             name: repo.to_string(),
-            source: source.display().to_string(),
-            indexed_commit: report.commit.clone(),
-            files: report.files,
-            chunks: report.chunks,
-            skipped: report.skipped.clone(),
-            secrets_redacted: report.secrets.clone(),
-            redact_secrets: report.redact_secrets,
-            last_indexed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            embedder: self.embedder.fingerprint().to_string(),
-        })?;
-        Ok(report)
+            url: path.display().to_string(),
+            ..Default::default()
+        };
+        Ok(self.repo_indexer(config).run(&spec, false, progress).await?.index)
     }
 
     /// Sets the groups that may read `repo` (besides `admin`).

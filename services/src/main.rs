@@ -532,6 +532,8 @@ impl Bar {
     }
 }
 
+impl cairn_indexer::repo::RunProgress for Bar {}
+
 impl Progress for Bar {
     fn start(&self, files: usize) {
         self.0.set_length(files as u64);

@@ -13,9 +13,11 @@ use cairn_indexer::repo::{RepoIndexer, RepoSpec, RunProgress};
 use cairn_indexer::source::FileLimits;
 use cairn_indexer::store::VectorStore;
 use cairn_indexer::store::edge::EdgeStore;
+use cairn_indexer::store::qdrant::QdrantStore;
 
 use crate::config::Config;
 use crate::server::AppState;
+use crate::store_config::StoreKind;
 
 /// An open index: the locked data dir, the embedder and the store.
 ///
@@ -53,7 +55,10 @@ impl Engine {
 
     /// Opens the store in a locked data dir with a given embedder.
     pub fn with_embedder(config: &Config, data: DataDir, embedder: Arc<dyn Embed>) -> anyhow::Result<Self> {
-        let store = EdgeStore::open(&data.edge_store(), embedder.dim())?;
+        let store: Arc<dyn VectorStore> = match config.store.kind {
+            StoreKind::Edge => Arc::new(EdgeStore::open(&data.edge_store(), embedder.dim())?),
+            StoreKind::Qdrant => Arc::new(QdrantStore::new(config.store.qdrant_settings(), embedder.dim())?),
+        };
         let chunker = Chunker::new(ChunkerConfig {
             max_chars: config.index.chunk_max_chars,
             merge_chars: config.index.chunk_merge_chars,
@@ -63,7 +68,7 @@ impl Engine {
         Ok(Self {
             data,
             embedder,
-            store: Arc::new(store),
+            store,
             chunker: Arc::new(chunker),
         })
     }

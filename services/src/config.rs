@@ -37,6 +37,8 @@ pub struct Config {
     pub log: LogConfig,
     pub audit: crate::audit::AuditConfig,
     pub auth: crate::auth::AuthConfig,
+    /// The vector store (`[store]`): embedded (default) or a Qdrant server.
+    pub store: crate::store_config::StoreConfig,
 }
 
 /// Context assembly and answer post-processing.
@@ -258,6 +260,7 @@ impl Default for Config {
             log: LogConfig::default(),
             audit: crate::audit::AuditConfig::default(),
             auth: crate::auth::AuthConfig::default(),
+            store: crate::store_config::StoreConfig::default(),
         }
     }
 }
@@ -372,6 +375,7 @@ impl Config {
                 }
             }
         }
+        config.store.resolve_key(env, &mut errors);
         if let Err(ConfigError(more)) = config.validate() {
             errors.extend(more);
         }
@@ -421,6 +425,7 @@ impl Config {
                 .push("search.rrf_k, dense_weight, sparse_weight and items_weight must be non-negative numbers".into());
         }
         self.audit.validate(&mut errors);
+        self.store.validate(&mut errors);
         if let Some(m) = &self.embed.model
             && (m.max_length == 0 || m.max_length > 8192)
         {

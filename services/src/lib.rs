@@ -18,6 +18,7 @@
 //! - [`mcp`]: the MCP server (`search_code`, `read_code`, `list_repos`) at `/mcp`;
 //!   [`continue_provider`]: Continue's http context provider.
 //! - [`commands`]: `cairn index|search|serve|eval` as library functions.
+//! - [`store_config`]: `[store]`; [`store_admin`]: `cairn store copy|snapshot|restore`.
 //! - [`eval`]: the retrieval-quality eval.
 //! - [`telemetry`]: logging setup.
 
@@ -41,4 +42,6 @@ pub mod openai;
 pub mod sanitize;
 pub mod search;
 pub mod server;
+pub mod store_admin;
+pub mod store_config;
 pub mod telemetry;

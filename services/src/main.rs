@@ -84,6 +84,9 @@ enum Command {
     /// API tokens (`[auth] mode = "tokens"`); works while `cairn serve` runs.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Vector store tools: copy between backends, snapshot and restore the embedded store.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Measure retrieval quality on an eval set (corpus/ + queries.jsonl).
     Eval {
         /// Eval directory.
@@ -125,6 +128,34 @@ enum TokenCommand {
 }
 
 #[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy every point (vectors included) from one store to another without re-embedding.
+    Copy {
+        /// Source: edge:DATA_DIR or qdrant:URL[#collection].
+        #[arg(long)]
+        from: String,
+        /// Target: edge:DATA_DIR or qdrant:URL[#collection] (created if missing).
+        #[arg(long)]
+        to: String,
+    },
+    /// Copy the embedded store, repo registry, token store and audit keys of the data dir into a new directory (stop `cairn serve` first).
+    Snapshot {
+        /// Directory to create.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Check a snapshot's hashes, then copy it into the data dir.
+    Restore {
+        /// Snapshot directory (made by `cairn store snapshot`).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// Replace the data dir's store, registry and tokens if it has them.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Check the hash chain through audit log files (oldest first) and, given the public key, every checkpoint's signature; report the first modified, deleted, inserted or reordered record and exit 1.
     Verify {
@@ -135,6 +166,51 @@ enum AuditCommand {
         #[arg(long, value_name = "HEX|FILE")]
         public_key: Option<String>,
     },
+}
+
+async fn store_command(cmd: StoreCommand, config: &Config) -> anyhow::Result<()> {
+    use cairn_services::store_admin::{self, Endpoint};
+    match cmd {
+        StoreCommand::Copy { from, to } => {
+            let from: Endpoint = from.parse()?;
+            let to: Endpoint = to.parse()?;
+            // vectors must have the configured model's dimension
+            let embedder = cairn_services::commands::load_embedder(config)?;
+            let report = store_admin::copy(&from, &to, config, cairn_indexer::embed::Embed::dim(&embedder)).await?;
+            println!("copied {} points", report.points);
+            Ok(())
+        }
+        StoreCommand::Snapshot { out } => {
+            if config.store.kind == cairn_services::store_config::StoreKind::Qdrant {
+                anyhow::bail!(
+                    "[store] kind = \"qdrant\": take snapshots with Qdrant's own snapshot API \
+                     (POST /collections/{}/snapshots); `cairn store snapshot` backs up the embedded store",
+                    config.store.collection
+                );
+            }
+            let data = cairn_indexer::datadir::DataDir::open(&config.data_dir, "cairn store snapshot")?;
+            let m = store_admin::snapshot(&data, &out)?;
+            let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+            println!(
+                "snapshot of {} in {}: {} files, {bytes} bytes",
+                config.data_dir.display(),
+                out.display(),
+                m.files.len()
+            );
+            Ok(())
+        }
+        StoreCommand::Restore { from, force } => {
+            let data = cairn_indexer::datadir::DataDir::open(&config.data_dir, "cairn store restore")?;
+            let m = store_admin::restore(&from, &data, force)?;
+            println!(
+                "restored {} files from {} into {}",
+                m.files.len(),
+                from.display(),
+                config.data_dir.display()
+            );
+            Ok(())
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -333,6 +409,7 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
             audit.close();
             served
         }
+        Command::Store(cmd) => store_command(cmd, &config).await,
         // answered in main, before logging starts
         Command::Config(ConfigCommand::Check) | Command::Audit(_) => Ok(()),
         Command::Token(cmd) => {

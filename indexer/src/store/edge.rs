@@ -18,9 +18,12 @@ use qdrant_edge::{
     SearchRequest, SparseVector, UpdateOperation, VectorInternal, VectorPersisted, VectorStructPersisted,
     WithPayloadInterface, WithVector,
 };
+use qdrant_edge::{Record, ScrollRequest, VectorStructInternal};
 use serde_json::{Value, json};
 
-use super::{ChunkPayload, ChunkPoint, DENSE, SPARSE, ScoredChunk, SearchFilter, VectorStore, dir_prefixes};
+use super::{
+    ChunkPayload, ChunkPoint, DENSE, SPARSE, ScoredChunk, SearchFilter, VectorStore, dir_prefixes, split_payload,
+};
 use crate::error::{IndexError, Result};
 use crate::sparse::SparseVec;
 
@@ -206,6 +209,37 @@ fn to_hit(p: ScoredPoint) -> Result<ScoredChunk> {
     })
 }
 
+fn to_point(r: Record) -> Result<ChunkPoint> {
+    let map = r
+        .payload
+        .map(|p| p.0.into_iter().collect())
+        .ok_or_else(|| IndexError::Store("point without payload".into()))?;
+    let (payload, run) = split_payload(map)?;
+    let mut dense = Vec::new();
+    let mut sparse_vec = SparseVec::default();
+    if let Some(VectorStructInternal::Named(vectors)) = r.vector {
+        for (name, v) in vectors {
+            match (name.as_str(), v) {
+                (DENSE, VectorInternal::Dense(d)) => dense = d,
+                (SPARSE, VectorInternal::Sparse(s)) => {
+                    sparse_vec = SparseVec {
+                        indices: s.indices,
+                        values: s.values,
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(ChunkPoint {
+        id: r.id.to_string(),
+        run,
+        payload,
+        dense,
+        sparse: sparse_vec,
+    })
+}
+
 fn sparse(v: &SparseVec) -> Result<SparseVector> {
     SparseVector::new(v.indices.clone(), v.values.clone()).map_err(|e| store_err("invalid sparse vector", e))
 }
@@ -294,6 +328,28 @@ impl VectorStore for EdgeStore {
                 .map_err(|e| store_err("count failed", e))
         })
         .await
+    }
+
+    async fn export(&self, offset: Option<String>, limit: usize) -> Result<(Vec<ChunkPoint>, Option<String>)> {
+        let offset = offset
+            .map(|o| o.parse::<uuid::Uuid>().map(PointId::Uuid))
+            .transpose()
+            .map_err(|e| IndexError::InvalidArgument(format!("bad export offset: {e}")))?;
+        let request = ScrollRequest {
+            offset,
+            limit: Some(limit.max(1)),
+            filter: None,
+            with_payload: Some(WithPayloadInterface::Bool(true)),
+            with_vector: WithVector::Bool(true),
+            order_by: None,
+        };
+        let (records, next) = self
+            .blocking(false, move |s| {
+                s.scroll(request).map_err(|e| store_err("scroll failed", e))
+            })
+            .await?;
+        let points = records.into_iter().map(to_point).collect::<Result<Vec<_>>>()?;
+        Ok((points, next.map(|n| n.to_string())))
     }
 
     async fn flush(&self) -> Result<()> {

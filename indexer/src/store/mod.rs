@@ -7,8 +7,10 @@
 //!
 //! # Layout
 //! - [`edge`]: the embedded backend on `qdrant-edge`, persisted in the data dir.
+//! - [`qdrant`]: a Qdrant server or cluster over gRPC (`qdrant-client`).
 
 pub mod edge;
+pub mod qdrant;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -50,6 +52,19 @@ pub struct ChunkPoint {
     pub payload: ChunkPayload,
     pub dense: Vec<f32>,
     pub sparse: SparseVec,
+}
+
+/// Splits a stored payload into the chunk payload and the run id
+/// (the `dirs` field is derived, so it is dropped).
+pub fn split_payload(mut map: serde_json::Map<String, serde_json::Value>) -> Result<(ChunkPayload, String)> {
+    let run = match map.remove("run") {
+        Some(serde_json::Value::String(r)) => r,
+        _ => String::new(),
+    };
+    map.remove("dirs");
+    let payload = serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| crate::error::IndexError::Store(format!("malformed payload: {e}")))?;
+    Ok((payload, run))
 }
 
 /// A search hit.
@@ -118,6 +133,16 @@ pub trait VectorStore: Send + Sync {
     async fn search_sparse(&self, vector: SparseVec, filter: &SearchFilter, limit: usize) -> Result<Vec<ScoredChunk>>;
     /// Number of points passing `filter`.
     async fn count(&self, filter: &SearchFilter) -> Result<usize>;
+    /// One page of every point, vectors and run included, in id order,
+    /// starting after `offset` (a point id from the previous page); returns
+    /// the page and the offset of the next one (`None` at the end). For
+    /// copying a store to another backend without re-embedding.
+    async fn export(&self, offset: Option<String>, limit: usize) -> Result<(Vec<ChunkPoint>, Option<String>)>;
+    /// Checks the store is reachable and its collection matches (a server
+    /// backend connects lazily; the embedded one is checked when opened).
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
     /// Makes acknowledged writes durable and compacts/indexes where useful.
     async fn flush(&self) -> Result<()>;
 }

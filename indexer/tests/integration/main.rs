@@ -1,6 +1,7 @@
 //! Integration tests of the indexer: pipeline + embedded store, with the
 //! deterministic hash embedder so they need no model files.
 
+mod incremental;
 mod secrets;
 
 use std::sync::Arc;

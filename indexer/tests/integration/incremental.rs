@@ -17,8 +17,9 @@ use cairn_indexer::store::{ChunkPayload, VectorStore};
 
 /// A data directory with its store and indexer (hash embedder).
 struct Env {
-    dir: tempfile::TempDir,
+    // the indexer (and its store, which flushes on drop) goes first
     indexer: RepoIndexer,
+    dir: tempfile::TempDir,
 }
 
 impl Env {
@@ -35,7 +36,7 @@ impl Env {
             store,
             options,
         };
-        Env { dir, indexer }
+        Env { indexer, dir }
     }
 
     async fn run(&self, spec: &RepoSpec, full: bool) -> RunReport {
@@ -221,7 +222,7 @@ fn mutate(rng: &mut Rng, tree: &mut Tree) -> bool {
 /// index equals a clean index of that commit's tree.
 #[tokio::test(flavor = "multi_thread")]
 async fn random_commit_sequences_converge_to_a_clean_build() {
-    for seed in 1..=6u64 {
+    for seed in 1..=4u64 {
         let mut rng = Rng::new(seed);
         let git_dir = tempfile::tempdir().unwrap();
         let repo = init_repo(git_dir.path());
@@ -233,7 +234,7 @@ async fn random_commit_sequences_converge_to_a_clean_build() {
         };
         let incremental = Env::new();
         let mut tree = random_tree(&mut rng);
-        for step in 0..8 {
+        for step in 0..6 {
             let orphan = step > 0 && mutate(&mut rng, &mut tree);
             let head = commit(&repo, &tree, orphan);
             let report = incremental.run(&spec("prop", &url), false).await;

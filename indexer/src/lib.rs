@@ -16,9 +16,12 @@
 //! - [`store`]: the [`store::VectorStore`] trait and the embedded `qdrant-edge` backend.
 //! - [`pipeline`]: chunk → embed → store, with deterministic point ids.
 //! - [`repo`]: a followed repository ([`repo::RepoSpec`]) and one run of it ([`repo::RepoIndexer`]).
+//! - [`sync`]: resolves a repo's source, fetching remotes into bare mirrors.
+//! - [`cache`]: the embedding cache (content hash → vector), shared by all repos.
 //! - [`datadir`]: the locked data directory; [`registry`]: indexed repositories.
 //! - [`error`]: [`IndexError`] and its [`ErrorKind`].
 
+pub mod cache;
 pub mod datadir;
 pub mod embed;
 pub mod error;
@@ -29,6 +32,7 @@ pub mod secrets;
 pub mod source;
 pub mod sparse;
 pub mod store;
+pub mod sync;
 
 pub use cairn_chunk as chunk;
 pub use error::{ErrorKind, IndexError, Result};

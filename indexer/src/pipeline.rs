@@ -22,10 +22,11 @@ use std::time::Instant;
 use cairn_chunk::{CHUNKER_VERSION, Chunker};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::{EmbeddingCache, Key, key as cache_key};
 use crate::embed::Embed;
 use crate::error::{IndexError, Result};
 use crate::secrets::{self, SecretCounts};
-use crate::source::{FileLimits, SkipCounts, Snapshot};
+use crate::source::{FileLimits, SkipCounts, Snapshot, SourceFile};
 use crate::sparse;
 use crate::store::{ChunkPayload, ChunkPoint, VectorStore};
 
@@ -121,7 +122,8 @@ struct Group {
     files: usize,
 }
 
-/// Indexes a snapshot already read from a source.
+/// Indexes a snapshot already read from a source: writes every file's
+/// points, deletes the repo's points of older runs and flushes.
 pub async fn index_snapshot(
     snapshot: Snapshot,
     options: &IndexOptions,
@@ -140,25 +142,89 @@ pub async fn index_snapshot(
         redact_secrets: options.redact_secrets,
         ..Default::default()
     };
+    let written = write_files(
+        snapshot.files,
+        &snapshot.commit,
+        &run,
+        options,
+        chunker,
+        embedder,
+        store.clone(),
+        None,
+        progress,
+    )
+    .await?;
+    report.chunks = written.chunks;
+    report.tokens = written.tokens;
+    report.secrets = written.secrets;
+    store.delete_stale(&options.repo, &run).await?;
+    store.flush().await?;
+    report.seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        repo = %report.repo,
+        commit = %report.commit,
+        files = report.files,
+        chunks = report.chunks,
+        tokens = report.tokens,
+        secrets_redacted = report.secrets.values().sum::<usize>(),
+        secrets = ?report.secrets,
+        took_s = report.seconds,
+        "indexed"
+    );
+    Ok(report)
+}
+
+/// What [`write_files`] wrote.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Points written.
+    pub chunks: usize,
+    /// Model tokens embedded (cache hits cost none).
+    pub tokens: usize,
+    /// Chunks whose vectors the model computed.
+    pub embedded: usize,
+    /// Chunks whose vectors came from the embedding cache (or from an
+    /// identical chunk earlier in the same group).
+    pub reused: usize,
+    pub secrets: SecretCounts,
+}
+
+/// Chunks, embeds and writes `files` as points of run `run` at `commit`;
+/// returns once the store acknowledged every point (it neither deletes nor
+/// flushes). With a `cache`, vectors of text embedded before are reused and
+/// new ones are added to it.
+#[allow(clippy::too_many_arguments)]
+pub async fn write_files(
+    files: Vec<SourceFile>,
+    commit: &str,
+    run: &str,
+    options: &IndexOptions,
+    chunker: Arc<Chunker>,
+    embedder: Arc<dyn Embed>,
+    store: Arc<dyn VectorStore>,
+    cache: Option<Arc<EmbeddingCache>>,
+    progress: &dyn Progress,
+) -> Result<Written> {
+    let mut written = Written::default();
     let scanner = match options.redact_secrets {
         true => Some(secrets::Scanner::new()?),
         false => None,
     };
-    progress.start(snapshot.files.len());
+    progress.start(files.len());
 
     let (group_tx, group_rx) = crossbeam_channel::bounded::<Group>(4);
-    let (point_tx, mut point_rx) = tokio::sync::mpsc::channel::<Result<(Vec<ChunkPoint>, usize, usize)>>(2);
+    let (point_tx, mut point_rx) = tokio::sync::mpsc::channel::<Result<Embedded>>(2);
 
     // Stage 1: chunking.
     let repo = options.repo.clone();
     let group_size = options.group_size.max(1);
-    let commit = snapshot.commit.clone();
+    let commit = commit.to_string();
     let chunk_thread = std::thread::Builder::new()
         .name("cairn-chunk".into())
         .spawn(move || {
             let mut counts = SecretCounts::new();
             let mut group = Group::default();
-            for file in snapshot.files {
+            for file in files {
                 // Redact first: nothing downstream may see a secret value.
                 let text = match &scanner {
                     Some(scanner) => {
@@ -201,9 +267,9 @@ pub async fn index_snapshot(
         })
         .map_err(|e| IndexError::io("failed to start the chunking thread", e))?;
 
-    // Stage 2: embedding.
+    // Stage 2: embedding (cache first).
     let fingerprint = embedder.fingerprint().to_string();
-    let run_id = run.clone();
+    let run_id = run.to_string();
     let embed_thread = std::thread::Builder::new()
         .name("cairn-embed".into())
         .spawn(move || {
@@ -213,35 +279,34 @@ pub async fn index_snapshot(
             } in group_rx
             {
                 group.sort_by_key(|p| p.embed_text.len());
-                let humanized: Vec<String> = group.iter().map(|p| sparse::humanize(&p.embed_text)).collect();
-                let texts: Vec<&str> = humanized.iter().map(String::as_str).collect();
-                let embedded = match embedder.embed_documents(&texts) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        let _ = point_tx.blocking_send(Err(e));
-                        return;
+                let msg = embed_group(&group, embedder.as_ref(), &fingerprint, cache.as_deref()).map(|e| {
+                    let points: Vec<ChunkPoint> = group
+                        .into_iter()
+                        .zip(e.vectors)
+                        .map(|(p, dense)| ChunkPoint {
+                            id: point_id(
+                                &p.payload.repo,
+                                &p.payload.path,
+                                &p.payload.blob,
+                                p.payload.start_line,
+                                p.payload.end_line,
+                                &fingerprint,
+                            ),
+                            run: run_id.clone(),
+                            sparse: sparse::document_vector_with_symbol(&p.embed_text, p.payload.symbol.as_deref()),
+                            payload: p.payload,
+                            dense,
+                        })
+                        .collect();
+                    Embedded {
+                        points,
+                        files: files_done,
+                        tokens: e.tokens,
+                        embedded: e.embedded,
                     }
-                };
-                let tokens = embedded.tokens;
-                let points: Vec<ChunkPoint> = group
-                    .into_iter()
-                    .zip(embedded.vectors)
-                    .map(|(p, dense)| ChunkPoint {
-                        id: point_id(
-                            &p.payload.repo,
-                            &p.payload.path,
-                            &p.payload.blob,
-                            p.payload.start_line,
-                            p.payload.end_line,
-                            &fingerprint,
-                        ),
-                        run: run_id.clone(),
-                        sparse: sparse::document_vector_with_symbol(&p.embed_text, p.payload.symbol.as_deref()),
-                        payload: p.payload,
-                        dense,
-                    })
-                    .collect();
-                if point_tx.blocking_send(Ok((points, files_done, tokens))).is_err() {
+                });
+                let failed = msg.is_err();
+                if point_tx.blocking_send(msg).is_err() || failed {
                     return;
                 }
             }
@@ -253,16 +318,18 @@ pub async fn index_snapshot(
     let mut outcome = Ok(());
     while let Some(msg) = point_rx.recv().await {
         match msg {
-            Ok((points, files, tokens)) => {
-                let n = points.len();
-                if let Err(e) = store.upsert(points).await {
-                    outcome = Err(e);
+            Ok(e) => {
+                let n = e.points.len();
+                if let Err(err) = store.upsert(e.points).await {
+                    outcome = Err(err);
                     break;
                 }
-                files_done += files;
-                report.chunks += n;
-                report.tokens += tokens;
-                progress.advance(files_done, report.chunks);
+                files_done += e.files;
+                written.chunks += n;
+                written.tokens += e.tokens;
+                written.embedded += e.embedded;
+                written.reused += n - e.embedded;
+                progress.advance(files_done, written.chunks);
             }
             Err(e) => {
                 outcome = Err(e);
@@ -274,23 +341,81 @@ pub async fn index_snapshot(
     let chunked = chunk_thread.join();
     let _ = embed_thread.join();
     outcome?;
-    report.secrets = chunked.map_err(|_| IndexError::Internal("the chunking thread panicked".into()))?;
+    written.secrets = chunked.map_err(|_| IndexError::Internal("the chunking thread panicked".into()))?;
+    Ok(written)
+}
 
-    store.delete_stale(&options.repo, &run).await?;
-    store.flush().await?;
-    report.seconds = started.elapsed().as_secs_f64();
-    tracing::info!(
-        repo = %report.repo,
-        commit = %report.commit,
-        files = report.files,
-        chunks = report.chunks,
-        tokens = report.tokens,
-        secrets_redacted = report.secrets.values().sum::<usize>(),
-        secrets = ?report.secrets,
-        took_s = report.seconds,
-        "indexed"
-    );
-    Ok(report)
+/// Points of one group, ready to write.
+struct Embedded {
+    points: Vec<ChunkPoint>,
+    files: usize,
+    tokens: usize,
+    embedded: usize,
+}
+
+struct GroupVectors {
+    vectors: Vec<Vec<f32>>,
+    tokens: usize,
+    embedded: usize,
+}
+
+/// Vectors for a group, in order: cached ones are read, the rest embedded
+/// once per distinct text and added to the cache.
+fn embed_group(
+    group: &[Prepared],
+    embedder: &dyn Embed,
+    fingerprint: &str,
+    cache: Option<&EmbeddingCache>,
+) -> Result<GroupVectors> {
+    let humanized: Vec<String> = group.iter().map(|p| sparse::humanize(&p.embed_text)).collect();
+    let keys: Vec<Key> = humanized.iter().map(|t| cache_key(fingerprint, t)).collect();
+    let mut vectors: Vec<Option<Vec<f32>>> = keys
+        .iter()
+        .map(|k| cache.and_then(|c| c.get(k)).filter(|v| v.len() == embedder.dim()))
+        .collect();
+    // Distinct texts still missing, in group order (which is sorted by length).
+    let mut todo: Vec<usize> = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for (i, v) in vectors.iter().enumerate() {
+        if v.is_none() && !seen.contains_key(&keys[i]) {
+            seen.insert(keys[i], todo.len());
+            todo.push(i);
+        }
+    }
+    let mut tokens = 0;
+    if !todo.is_empty() {
+        let texts: Vec<&str> = todo.iter().map(|&i| humanized[i].as_str()).collect();
+        let out = embedder.embed_documents(&texts)?;
+        if out.vectors.len() != todo.len() {
+            return Err(IndexError::Embed(format!(
+                "the model returned {} vectors for {} texts",
+                out.vectors.len(),
+                todo.len()
+            )));
+        }
+        tokens = out.tokens;
+        if let Some(cache) = cache {
+            let entries: Vec<(Key, &[f32])> = todo
+                .iter()
+                .zip(&out.vectors)
+                .map(|(&i, v)| (keys[i], v.as_slice()))
+                .collect();
+            // The cache only saves work: failing to extend it fails nothing.
+            if let Err(e) = cache.put_all(&entries) {
+                tracing::warn!(error = %e, "failed to extend the embedding cache");
+            }
+        }
+        for (i, v) in vectors.iter_mut().enumerate() {
+            if v.is_none() {
+                *v = Some(out.vectors[seen[&keys[i]]].clone());
+            }
+        }
+    }
+    Ok(GroupVectors {
+        vectors: vectors.into_iter().map(Option::unwrap_or_default).collect(),
+        tokens,
+        embedded: todo.len(),
+    })
 }
 
 #[cfg(test)]

@@ -8,17 +8,22 @@
 //! its checkpoint (the registry record) only after the store acknowledged
 //! every write; [`RepoIndexer::remove`] purges a repo.
 
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
-use cairn_chunk::Chunker;
+use cairn_chunk::{CHUNKER_VERSION, Chunker};
+use serde::{Deserialize, Serialize};
 
+use crate::cache::{EmbeddingCache, write_atomic};
 use crate::embed::Embed;
 use crate::error::{IndexError, Result};
-use crate::pipeline::{IndexOptions, IndexReport, Progress, index_snapshot};
+use crate::pipeline::{EMBED_TEXT_VERSION, IndexOptions, IndexReport, Progress, write_files};
 use crate::registry::{Registry, RepoRecord};
-use crate::source;
-use crate::store::VectorStore;
+use crate::source::{self, FileLimits, SkipCounts, SkipReason, SourceFile};
+use crate::store::{SearchFilter, VectorStore};
+use crate::sync::{self, Resolved};
 
 /// Credentials and trust settings for a remote.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -71,10 +76,14 @@ impl RunProgress for crate::pipeline::NoProgress {}
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunReport {
-    /// The pipeline's report (files and chunks of the whole repo after the run).
+    /// The pipeline's report: files and chunks of the whole repo after the
+    /// run, tokens embedded and secrets redacted in this run.
     pub index: IndexReport,
     /// Chunks whose vectors were computed in this run (not taken from the cache).
     pub chunks_embedded: usize,
+    /// Chunks written in this run whose vectors came from the embedding
+    /// cache (identical text embedded before, in any repo or branch).
+    pub chunks_reused: usize,
     /// Files added, changed or removed since the previous checkpoint.
     pub files_changed: usize,
     /// Whether the run rebuilt the repo from nothing.
@@ -82,6 +91,30 @@ pub struct RunReport {
 }
 
 /// Indexes repos into one store and keeps their checkpoints in the registry.
+///
+/// # How a run stays correct
+/// Besides the registry record (the checkpoint), each repo has a state file,
+/// `<root>/state/<escaped name>.json`: the manifest of what the store holds
+/// (path → blob id, mode and outcome), the settings it was built with, and
+/// the paths a run is about to touch. A run
+///
+/// 1. resolves the source (fetching remotes into their mirror) and lists the
+///    new tree (path → blob id, mode), filtered by the include/exclude globs;
+/// 2. diffs it against the manifest: paths whose blob or mode differ, that
+///    appeared or disappeared, plus paths a crashed run left pending — all
+///    paths when `full`, without a state, or when the settings changed;
+/// 3. records those paths as pending (durably) before touching the store;
+/// 4. writes the points of the added/changed files, deletes the other
+///    points of the touched paths, and moves the `commit` payload of every
+///    other point of the repo to the new commit ([`VectorStore::set_commit`]),
+///    then flushes;
+/// 5. only then writes the new manifest and the registry record.
+///
+/// Diffing against the manifest rather than against the old commit's tree
+/// needs no old objects, so force-pushes and rewritten or garbage-collected
+/// history converge without a full rebuild. Point ids do not contain the
+/// commit, so after any run the store holds exactly the ids and payloads a
+/// clean build of the same commit holds. One run per repo at a time.
 #[derive(Clone)]
 pub struct RepoIndexer {
     /// The data directory (mirrors and caches live below it).
@@ -94,6 +127,265 @@ pub struct RepoIndexer {
     pub options: IndexOptions,
 }
 
+/// What the manifest knows of one path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct FileState {
+    /// Git blob id (blake3 of the content for plain directories).
+    blob: String,
+    /// Git file mode.
+    mode: u32,
+    /// `None`: indexed; else why it was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    skipped: Option<SkipReason>,
+}
+
+/// The durable state of one repo (see [`RepoIndexer`]).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RepoState {
+    /// What the points were built with besides the content.
+    settings: String,
+    /// The commit the manifest describes (empty for plain directories).
+    commit: String,
+    /// What the store holds, by path.
+    files: BTreeMap<String, FileState>,
+    /// Paths a run started touching and did not finish.
+    #[serde(default)]
+    pending: BTreeSet<String>,
+    /// A full rebuild started and did not finish.
+    #[serde(default)]
+    pending_full: bool,
+}
+
+const MODE_LINK: u32 = 0o120000;
+const MODE_SUBMODULE: u32 = 0o160000;
+const MODE_FILE: u32 = 0o100644;
+
+/// One path of the tree being indexed.
+struct Entry {
+    blob: String,
+    mode: u32,
+}
+
+/// Include/exclude globs of a spec.
+struct Scope {
+    include: Option<globset::GlobSet>,
+    exclude: globset::GlobSet,
+}
+
+impl Scope {
+    fn new(spec: &RepoSpec) -> Result<Self> {
+        let build = |globs: &[String]| -> Result<globset::GlobSet> {
+            let mut b = globset::GlobSetBuilder::new();
+            let mut errors = Vec::new();
+            for g in globs {
+                match globset::GlobBuilder::new(g).literal_separator(true).build() {
+                    Ok(g) => {
+                        b.add(g);
+                    }
+                    Err(e) => errors.push(format!("{g:?}: {e}")),
+                }
+            }
+            if !errors.is_empty() {
+                return Err(IndexError::InvalidArgument(format!(
+                    "repo {}: invalid globs: {}",
+                    spec.name,
+                    errors.join("; ")
+                )));
+            }
+            b.build()
+                .map_err(|e| IndexError::InvalidArgument(format!("repo {}: {e}", spec.name)))
+        };
+        Ok(Self {
+            include: (!spec.include.is_empty()).then(|| build(&spec.include)).transpose()?,
+            exclude: build(&spec.exclude)?,
+        })
+    }
+
+    fn accepts(&self, path: &str) -> bool {
+        self.include.as_ref().is_none_or(|g| g.is_match(path)) && !self.exclude.is_match(path)
+    }
+}
+
+fn state_path(root: &Path, name: &str) -> PathBuf {
+    root.join("state").join(format!("{}.json", sync::escape(name)))
+}
+
+fn load_state(path: &Path) -> Result<Option<RepoState>> {
+    match std::fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable repo state: rebuilding the repo");
+                Ok(None)
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(IndexError::io(format!("failed to read {}", path.display()), e)),
+    }
+}
+
+fn save_state(path: &Path, state: &RepoState) -> Result<()> {
+    let bytes = serde_json::to_vec(state).map_err(|e| IndexError::Internal(e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+fn blocking_err(e: tokio::task::JoinError) -> IndexError {
+    IndexError::Internal(format!("a blocking indexing task failed: {e}"))
+}
+
+/// Lists the tree of `commit` in `repo`: path → (blob, mode), in scope only.
+fn git_entries(repo_path: &Path, commit: &str, scope: &Scope) -> Result<BTreeMap<String, Entry>> {
+    let err = |e: git2::Error| IndexError::Source {
+        path: repo_path.to_path_buf(),
+        message: e.message().to_string(),
+    };
+    let repo = git2::Repository::open(repo_path).map_err(err)?;
+    let oid = git2::Oid::from_str(commit).map_err(err)?;
+    let tree = repo.find_commit(oid).and_then(|c| c.tree()).map_err(err)?;
+    let mut out = BTreeMap::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() == Some(git2::ObjectType::Tree) {
+            return git2::TreeWalkResult::Ok;
+        }
+        let Some(name) = entry.name() else {
+            tracing::warn!(dir, "skipping a path that is not UTF-8");
+            return git2::TreeWalkResult::Ok;
+        };
+        let path = format!("{dir}{name}");
+        if scope.accepts(&path) {
+            out.insert(
+                path,
+                Entry {
+                    blob: entry.id().to_string(),
+                    mode: entry.filemode() as u32,
+                },
+            );
+        }
+        git2::TreeWalkResult::Ok
+    })
+    .map_err(err)?;
+    Ok(out)
+}
+
+/// Lists a plain directory like [`source::read_dir`] does: path → (blake3
+/// of the content, mode), in scope only. Unreadable files get an empty blob.
+fn dir_entries(root: &Path, scope: &Scope) -> BTreeMap<String, Entry> {
+    let mut out = BTreeMap::new();
+    let walker = ignore::WalkBuilder::new(root)
+        .follow_links(false)
+        .require_git(false)
+        .hidden(true)
+        .build();
+    for entry in walker.flatten() {
+        let Some(ft) = entry.file_type() else { continue };
+        if !ft.is_file() && !ft.is_symlink() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+        let Some(rel) = rel
+            .components()
+            .map(|c| c.as_os_str().to_str())
+            .collect::<Option<Vec<_>>>()
+            .map(|c| c.join("/"))
+        else {
+            tracing::warn!(path = %entry.path().display(), "skipping a path that is not UTF-8");
+            continue;
+        };
+        if !scope.accepts(&rel) {
+            continue;
+        }
+        let (blob, mode) = if ft.is_symlink() {
+            (String::new(), MODE_LINK)
+        } else {
+            let blob = std::fs::read(entry.path())
+                .map(|b| blake3::hash(&b).to_hex().to_string())
+                .unwrap_or_default();
+            (blob, MODE_FILE)
+        };
+        out.insert(rel, Entry { blob, mode });
+    }
+    out
+}
+
+/// Reads the touched paths that still exist: the files to index, and the
+/// manifest entry of every one of them.
+fn read_touched(
+    resolved: &Resolved,
+    entries: &BTreeMap<String, Entry>,
+    touched: &BTreeSet<String>,
+    limits: &FileLimits,
+) -> Result<(Vec<SourceFile>, BTreeMap<String, FileState>)> {
+    let repo = match resolved {
+        Resolved::Git { repo, .. } => Some(git2::Repository::open(repo).map_err(|e| IndexError::Source {
+            path: repo.clone(),
+            message: e.message().to_string(),
+        })?),
+        Resolved::Dir(_) => None,
+    };
+    let odb = repo
+        .as_ref()
+        .map(|r| r.odb())
+        .transpose()
+        .map_err(|e| IndexError::Source {
+            path: PathBuf::new(),
+            message: e.message().to_string(),
+        })?;
+    let mut files = Vec::new();
+    let mut states = BTreeMap::new();
+    for path in touched {
+        let Some(entry) = entries.get(path) else { continue };
+        let mut state = FileState {
+            blob: entry.blob.clone(),
+            mode: entry.mode,
+            skipped: None,
+        };
+        let bytes: std::result::Result<Vec<u8>, SkipReason> = match entry.mode {
+            MODE_LINK => Err(SkipReason::Symlink),
+            MODE_SUBMODULE => Err(SkipReason::Submodule),
+            _ => match (&repo, &odb, resolved) {
+                (Some(repo), Some(odb), _) => match git2::Oid::from_str(&entry.blob) {
+                    // Size first: a huge blob is never loaded.
+                    Ok(oid) => match odb.read_header(oid) {
+                        Ok((size, _)) if size > limits.max_file_bytes => Err(SkipReason::Oversized),
+                        Ok(_) => repo
+                            .find_blob(oid)
+                            .map(|b| b.content().to_vec())
+                            .map_err(|_| SkipReason::Unreadable),
+                        Err(_) => Err(SkipReason::Unreadable),
+                    },
+                    Err(_) => Err(SkipReason::Unreadable),
+                },
+                (_, _, Resolved::Dir(root)) => {
+                    let full = root.join(path);
+                    match std::fs::metadata(&full) {
+                        Ok(m) if m.len() > limits.max_file_bytes as u64 => Err(SkipReason::Oversized),
+                        Ok(_) => std::fs::read(&full).map_err(|_| SkipReason::Unreadable),
+                        Err(_) => Err(SkipReason::Unreadable),
+                    }
+                }
+                _ => Err(SkipReason::Unreadable),
+            },
+        };
+        let text = bytes.and_then(|bytes| {
+            if matches!(resolved, Resolved::Dir(_)) {
+                // What was read is what gets indexed: its hash is the blob.
+                state.blob = blake3::hash(&bytes).to_hex().to_string();
+            }
+            source::classify(path, &bytes, limits)
+        });
+        match text {
+            Ok(text) => files.push(SourceFile {
+                path: path.clone(),
+                blob: state.blob.clone(),
+                text,
+            }),
+            Err(reason) => state.skipped = Some(reason),
+        }
+        states.insert(path.clone(), state);
+    }
+    Ok((files, states))
+}
+
 impl RepoIndexer {
     /// Brings `spec` up to date: syncs its source, indexes what changed since
     /// the last checkpoint (everything when `full` or when there is none) and
@@ -101,45 +393,189 @@ impl RepoIndexer {
     ///
     /// The registry record keeps the `groups` and `sensitivity` it had.
     pub async fn run(&self, spec: &RepoSpec, full: bool, progress: &dyn RunProgress) -> Result<RunReport> {
-        // Until the tree diff lands every run rebuilds the repo.
-        let _ = full;
-        let path = PathBuf::from(&spec.url);
-        if spec.url.contains("://") {
-            return Err(IndexError::InvalidArgument(format!(
-                "repo {}: remote URLs are not supported yet ({})",
-                spec.name, spec.url
-            )));
-        }
-        progress.phase(Phase::Indexing);
-        let limits = self.options.limits.clone();
-        let p = path.clone();
-        let snapshot = tokio::task::spawn_blocking(move || source::read(&p, &limits))
+        let started = Instant::now();
+        let scope = Scope::new(spec)?;
+        progress.phase(Phase::Syncing);
+        let (root, s) = (self.root.clone(), spec.clone());
+        let resolved = tokio::task::spawn_blocking(move || sync::resolve(&root, &s))
             .await
-            .map_err(|e| IndexError::Internal(format!("source reader failed: {e}")))??;
+            .map_err(blocking_err)??;
+        progress.phase(Phase::Indexing);
+        let (commit, source_dir) = match &resolved {
+            Resolved::Git { repo, commit } => (commit.clone(), repo.clone()),
+            Resolved::Dir(dir) => (String::new(), dir.clone()),
+        };
+
+        let (r, sc) = (resolved.clone(), scope);
+        let entries = tokio::task::spawn_blocking(move || match &r {
+            Resolved::Git { repo, commit } => git_entries(repo, commit, &sc),
+            Resolved::Dir(dir) => Ok(dir_entries(dir, &sc)),
+        })
+        .await
+        .map_err(blocking_err)??;
+
+        let state_file = state_path(&self.root, &spec.name);
+        let settings = self.settings(spec);
+        let record = self.registry.load()?.remove(&spec.name);
+        let previous = load_state(&state_file)?;
+        let mut state = match previous {
+            Some(st)
+                if !full
+                    && !st.pending_full
+                    && st.settings == settings
+                    && record
+                        .as_ref()
+                        .is_some_and(|r| r.embedder == self.embedder.fingerprint()) =>
+            {
+                st
+            }
+            Some(st) if !full && !st.pending_full => {
+                tracing::info!(repo = %spec.name, "index settings or model changed: rebuilding the repo");
+                RepoState {
+                    pending_full: true,
+                    ..Default::default()
+                }
+            }
+            _ => RepoState {
+                pending_full: true,
+                ..Default::default()
+            },
+        };
+        let full = state.pending_full;
+        let mut touched: BTreeSet<String> = std::mem::take(&mut state.pending);
+        if full {
+            touched.extend(entries.keys().cloned());
+        } else {
+            for (path, e) in &entries {
+                if state
+                    .files
+                    .get(path)
+                    .is_none_or(|f| f.blob != e.blob || f.mode != e.mode)
+                {
+                    touched.insert(path.clone());
+                }
+            }
+            touched.extend(state.files.keys().filter(|p| !entries.contains_key(*p)).cloned());
+        }
+        if !full
+            && touched.is_empty()
+            && state.commit == commit
+            && record.as_ref().is_some_and(|r| r.indexed_commit == commit)
+        {
+            // Nothing changed: the checkpoint is already here.
+            let record = record.unwrap_or_default();
+            return Ok(RunReport {
+                index: IndexReport {
+                    repo: spec.name.clone(),
+                    commit,
+                    files: record.files,
+                    chunks: record.chunks,
+                    skipped: record.skipped,
+                    redact_secrets: record.redact_secrets,
+                    seconds: started.elapsed().as_secs_f64(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            });
+        }
+        // Durably note what is about to change before the store changes.
+        state.pending = touched.clone();
+        state.settings = settings;
+        save_state(&state_file, &state)?;
+
+        let limits = self.options.limits.clone();
+        let (r, t) = (resolved.clone(), touched.clone());
+        let (files, states, entries) =
+            tokio::task::spawn_blocking(move || read_touched(&r, &entries, &t, &limits).map(|(f, s)| (f, s, entries)))
+                .await
+                .map_err(blocking_err)??;
+
         let mut options = self.options.clone();
         options.repo = spec.name.clone();
-        let report = index_snapshot(
-            snapshot,
+        let run = uuid::Uuid::new_v4().to_string();
+        let cache = match EmbeddingCache::shared(&self.root) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "embedding cache unavailable: embedding everything");
+                None
+            }
+        };
+        let written = write_files(
+            files,
+            &commit,
+            &run,
             &options,
             self.chunker.clone(),
             self.embedder.clone(),
             self.store.clone(),
+            cache.clone(),
             progress,
         )
         .await?;
-        let source = std::fs::canonicalize(&path).unwrap_or(path);
-        let (groups, sensitivity) = self
-            .registry
-            .load()?
-            .remove(&spec.name)
-            .map(|r| (r.groups, r.sensitivity))
-            .unwrap_or_default();
+        if full {
+            self.store.delete_stale(&spec.name, &run).await?;
+        } else {
+            let paths: Vec<String> = touched.iter().cloned().collect();
+            self.store.delete_paths(&spec.name, &paths, &run).await?;
+            if state.commit != commit {
+                self.store.set_commit(&spec.name, &commit).await?;
+            }
+        }
+        self.store.flush().await?;
+        if let Some(cache) = &cache
+            && let Err(e) = cache.sync()
+        {
+            tracing::warn!(error = %e, "failed to sync the embedding cache");
+        }
+
+        // The store holds the new tree: record it, then move the checkpoint.
+        if full {
+            state.files.clear();
+        }
+        for path in &touched {
+            match states.get(path) {
+                Some(s) => state.files.insert(path.clone(), s.clone()),
+                None => state.files.remove(path),
+            };
+        }
+        debug_assert_eq!(state.files.len(), entries.len());
+        state.commit = commit.clone();
+        state.pending.clear();
+        state.pending_full = false;
+        save_state(&state_file, &state)?;
+
+        let mut skipped = SkipCounts::new();
+        for f in state.files.values() {
+            if let Some(reason) = f.skipped {
+                *skipped.entry(reason).or_default() += 1;
+            }
+        }
+        let files = state.files.values().filter(|f| f.skipped.is_none()).count();
+        let chunks = self
+            .store
+            .count(&SearchFilter {
+                repos: vec![spec.name.clone()],
+                ..Default::default()
+            })
+            .await?;
+        let report = IndexReport {
+            repo: spec.name.clone(),
+            commit: commit.clone(),
+            files,
+            chunks,
+            tokens: written.tokens,
+            skipped,
+            secrets: written.secrets,
+            redact_secrets: options.redact_secrets,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        let (groups, sensitivity) = record.map(|r| (r.groups, r.sensitivity)).unwrap_or_default();
         self.registry.put(RepoRecord {
             groups,
             sensitivity,
             name: spec.name.clone(),
-            source: source.display().to_string(),
-            indexed_commit: report.commit.clone(),
+            source: source_dir.display().to_string(),
+            indexed_commit: commit,
             files: report.files,
             chunks: report.chunks,
             skipped: report.skipped.clone(),
@@ -148,21 +584,67 @@ impl RepoIndexer {
             last_indexed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             embedder: self.embedder.fingerprint().to_string(),
         })?;
-        let chunks = report.chunks;
-        let files = report.files;
+        tracing::info!(
+            repo = %report.repo,
+            commit = %report.commit,
+            full,
+            files_changed = touched.len(),
+            files = report.files,
+            chunks = report.chunks,
+            chunks_embedded = written.embedded,
+            chunks_reused = written.reused,
+            tokens = report.tokens,
+            took_s = report.seconds,
+            "indexed"
+        );
         Ok(RunReport {
             index: report,
-            chunks_embedded: chunks,
-            files_changed: files,
-            full: true,
+            chunks_embedded: written.embedded,
+            chunks_reused: written.reused,
+            files_changed: touched.len(),
+            full,
         })
     }
 
-    /// Purges `name`: its points, mirror, cache entries and registry record.
-    /// Removing a repo that is not indexed is not an error.
+    /// What the points of `spec` depend on besides file content: a change
+    /// rebuilds the repo.
+    fn settings(&self, spec: &RepoSpec) -> String {
+        let c = self.chunker.config();
+        format!(
+            "v1|embedder={}|chunker={CHUNKER_VERSION}.{EMBED_TEXT_VERSION}:{}:{}:{}:{}:{}|max_file_bytes={}|redact={}|include={:?}|exclude={:?}",
+            self.embedder.fingerprint(),
+            c.max_chars,
+            c.merge_chars,
+            c.container_chars,
+            c.window_lines,
+            c.window_overlap,
+            self.options.limits.max_file_bytes,
+            self.options.redact_secrets,
+            spec.include,
+            spec.exclude,
+        )
+    }
+
+    /// Purges `name`: its points, mirror, state and registry record.
+    /// Removing a repo that is not indexed is not an error. (Embedding cache
+    /// entries are keyed by content and shared by every repo, so they stay.)
     pub async fn remove(&self, name: &str) -> Result<()> {
         self.store.delete_repo(name).await?;
         self.store.flush().await?;
+        for (path, dir) in [
+            (state_path(&self.root, name), false),
+            (sync::mirror_path(&self.root, name), true),
+        ] {
+            let removed = match dir {
+                true => std::fs::remove_dir_all(&path),
+                false => std::fs::remove_file(&path),
+            };
+            match removed {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(IndexError::io(format!("failed to remove {}", path.display()), e)),
+            }
+        }
         self.registry.remove(name)?;
         Ok(())
     }

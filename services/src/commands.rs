@@ -7,9 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use cairn_indexer::chunk::{Chunker, ChunkerConfig};
 use cairn_indexer::datadir::DataDir;
-use cairn_indexer::embed::{Embed, EmbedderConfig, OnnxEmbedder};
+use cairn_indexer::embed::{Embed, EmbedderConfig, HashEmbedder, OnnxEmbedder};
 use cairn_indexer::pipeline::{IndexOptions, IndexReport};
-use cairn_indexer::repo::{RepoIndexer, RepoSpec, RunProgress};
+use cairn_indexer::repo::{RepoIndexer, RepoSpec, RunProgress, RunReport};
 use cairn_indexer::source::FileLimits;
 use cairn_indexer::store::VectorStore;
 use cairn_indexer::store::edge::EdgeStore;
@@ -30,6 +30,9 @@ pub struct Engine {
     pub data: DataDir,
 }
 
+/// Dimension of the test embedder (`[embed] kind = "hash"`).
+pub const HASH_EMBED_DIM: usize = 64;
+
 /// Loads the configured ONNX embedder.
 pub fn load_embedder(config: &Config) -> anyhow::Result<OnnxEmbedder> {
     let ec = EmbedderConfig {
@@ -49,7 +52,10 @@ impl Engine {
     /// then loads the model and opens the store.
     pub fn open(config: &Config, holder: &str) -> anyhow::Result<Self> {
         let data = DataDir::open(&config.data_dir, holder)?;
-        let embedder: Arc<dyn Embed> = Arc::new(load_embedder(config)?);
+        let embedder: Arc<dyn Embed> = match config.embed.kind {
+            crate::config::EmbedKind::Onnx => Arc::new(load_embedder(config)?),
+            crate::config::EmbedKind::Hash => Arc::new(HashEmbedder::new(HASH_EMBED_DIM)),
+        };
         Self::with_embedder(config, data, embedder)
     }
 
@@ -91,8 +97,8 @@ impl Engine {
         }
     }
 
-    /// Indexes `path` as repository `repo`, replacing its previous points,
-    /// and records it in the registry.
+    /// Brings repository `repo` up to date with `path` (incrementally: only
+    /// what changed since its last checkpoint) and records it in the registry.
     pub async fn index(
         &self,
         path: &Path,
@@ -100,13 +106,25 @@ impl Engine {
         config: &Config,
         progress: &dyn RunProgress,
     ) -> anyhow::Result<IndexReport> {
+        Ok(self.index_run(path, repo, config, progress).await?.index)
+    }
+
+    /// [`Engine::index`] with the whole run report (chunks embedded and
+    /// reused, files changed, whether it rebuilt).
+    pub async fn index_run(
+        &self,
+        path: &Path,
+        repo: &str,
+        config: &Config,
+        progress: &dyn RunProgress,
+    ) -> anyhow::Result<RunReport> {
         validate_repo_name(repo)?;
         let spec = RepoSpec {
             name: repo.to_string(),
             url: path.display().to_string(),
             ..Default::default()
         };
-        Ok(self.repo_indexer(config).run(&spec, false, progress).await?.index)
+        Ok(self.repo_indexer(config).run(&spec, false, progress).await?)
     }
 
     /// Sets the groups that may read `repo` (besides `admin`).

@@ -195,9 +195,24 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
 }
 
+/// Which embedder `[embed]` configures.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedKind {
+    /// The ONNX model of `model_dir`.
+    #[default]
+    Onnx,
+    /// The deterministic test embedder ([`cairn_indexer::embed::HashEmbedder`]).
+    Hash,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbedConfig {
+    /// `onnx` (default): the model below through ONNX Runtime. `hash`: a
+    /// small deterministic bag-of-tokens embedder (64 dimensions, no model
+    /// files) meant only for tests; its vectors carry little meaning.
+    pub kind: EmbedKind,
     /// `libonnxruntime.so` to load; relative paths are looked up from the
     /// working directory, then from the project the binary was built in.
     pub runtime_library: PathBuf,
@@ -278,6 +293,7 @@ impl Default for ServerConfig {
 impl Default for EmbedConfig {
     fn default() -> Self {
         Self {
+            kind: EmbedKind::Onnx,
             runtime_library: PathBuf::from(DEFAULT_RUNTIME),
             model_dir: PathBuf::from(DEFAULT_MODEL),
             threads: 0,

@@ -277,7 +277,8 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
                 .transpose()?;
             let engine = Engine::open(&config, "cairn index")?;
             let bar = Bar::new();
-            let report = engine.index(&path, &repo, &config, &bar).await?;
+            let run = engine.index_run(&path, &repo, &config, &bar).await?;
+            let report = &run.index;
             bar.0.finish_and_clear();
             if let Some(groups) = groups {
                 engine.set_groups(&repo, groups)?;
@@ -307,7 +308,14 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
                 },
                 report.seconds
             );
-            println!("secrets redacted: {}", secrets_summary(&report));
+            println!(
+                "{}: {} files changed, {} chunks embedded, {} reused from the cache",
+                if run.full { "full build" } else { "incremental" },
+                run.files_changed,
+                run.chunks_embedded,
+                run.chunks_reused
+            );
+            println!("secrets redacted: {}", secrets_summary(report));
             Ok(())
         }
         Command::Search {

@@ -7,6 +7,7 @@ mod answer;
 mod audit;
 mod auth;
 mod cli;
+mod crash;
 mod embed;
 mod mcp;
 mod secrets;

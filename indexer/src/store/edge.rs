@@ -14,9 +14,9 @@ use parking_lot::RwLock;
 use qdrant_edge::{
     CountRequest, CreateIndex, Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
     EdgeVectorParamsBuilder, FieldIndexOperations, Filter, Modifier, NamedQuery, Payload, PayloadFieldSchema,
-    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum, ScoredPoint,
-    SearchRequest, SparseVector, UpdateOperation, VectorInternal, VectorPersisted, VectorStructPersisted,
-    WithPayloadInterface, WithVector,
+    PayloadOps, PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum,
+    ScoredPoint, ScrollRequest, SearchRequest, SetPayloadOp, SparseVector, UpdateOperation, VectorInternal,
+    VectorPersisted, VectorStructPersisted, WithPayloadInterface, WithVector,
 };
 use qdrant_edge::{Record, ScrollRequest, VectorStructInternal};
 use serde_json::{Value, json};
@@ -28,7 +28,7 @@ use crate::error::{IndexError, Result};
 use crate::sparse::SparseVec;
 
 /// Payload fields with a keyword index.
-const INDEXED_FIELDS: &[&str] = &["repo", "language", "dirs", "run"];
+const INDEXED_FIELDS: &[&str] = &["repo", "language", "dirs", "run", "path"];
 
 /// `qdrant-edge` shard in a directory.
 pub struct EdgeStore {
@@ -301,6 +301,79 @@ impl VectorStore for EdgeStore {
         let op = UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter));
         self.blocking(false, move |s| s.update(op).map_err(|e| store_err("delete failed", e)))
             .await
+    }
+
+    async fn delete_paths(&self, repo: &str, paths: &[String], keep_run: &str) -> Result<()> {
+        // Bounded filters: a huge change is deleted in slices.
+        for slice in paths.chunks(1024) {
+            let filter: Filter = serde_json::from_value(json!({
+                "must": [
+                    {"key": "repo", "match": {"value": repo}},
+                    {"key": "path", "match": {"any": slice}},
+                ],
+                "must_not": [{"key": "run", "match": {"value": keep_run}}],
+            }))
+            .map_err(|e| store_err("invalid filter", e))?;
+            let op = UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter));
+            self.blocking(false, move |s| s.update(op).map_err(|e| store_err("delete failed", e)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn set_commit(&self, repo: &str, commit: &str) -> Result<()> {
+        let filter: Filter = serde_json::from_value(json!({
+            "must": [{"key": "repo", "match": {"value": repo}}],
+            "must_not": [{"key": "commit", "match": {"value": commit}}],
+        }))
+        .map_err(|e| store_err("invalid filter", e))?;
+        let payload = Payload([("commit".to_string(), json!(commit))].into_iter().collect());
+        let op = UpdateOperation::PayloadOperation(PayloadOps::SetPayload(SetPayloadOp {
+            payload,
+            points: None,
+            filter: Some(filter),
+            key: None,
+        }));
+        self.blocking(false, move |s| {
+            s.update(op).map_err(|e| store_err("set payload failed", e))
+        })
+        .await
+    }
+
+    async fn scroll_repo(&self, repo: &str) -> Result<Vec<(String, ChunkPayload)>> {
+        let filter: Filter = serde_json::from_value(json!({"must": [{"key": "repo", "match": {"value": repo}}]}))
+            .map_err(|e| store_err("invalid filter", e))?;
+        let mut out = Vec::new();
+        let mut offset = None;
+        loop {
+            let request = ScrollRequest {
+                offset,
+                limit: Some(1024),
+                filter: Some(filter.clone()),
+                with_payload: Some(WithPayloadInterface::Bool(true)),
+                with_vector: WithVector::Bool(false),
+                order_by: None,
+            };
+            let (records, next) = self
+                .blocking(false, move |s| {
+                    s.scroll(request).map_err(|e| store_err("scroll failed", e))
+                })
+                .await?;
+            for r in records {
+                let payload = r
+                    .payload
+                    .ok_or_else(|| IndexError::Store("point without payload".into()))?;
+                let payload: ChunkPayload = serde_json::from_value(Value::Object(payload.0.into_iter().collect()))
+                    .map_err(|e| store_err("malformed payload", e))?;
+                out.push((r.id.to_string(), payload));
+            }
+            match next {
+                Some(n) => offset = Some(n),
+                None => break,
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     async fn search_dense(&self, vector: Vec<f32>, filter: &SearchFilter, limit: usize) -> Result<Vec<ScoredChunk>> {

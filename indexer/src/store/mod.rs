@@ -127,6 +127,16 @@ pub trait VectorStore: Send + Sync {
     async fn delete_stale(&self, repo: &str, keep_run: &str) -> Result<()>;
     /// Deletes every point of `repo`.
     async fn delete_repo(&self, repo: &str) -> Result<()>;
+    /// Deletes the points of `repo` whose `path` is one of `paths` and that
+    /// were not written by run `keep_run` (an incremental run's changed and
+    /// removed files).
+    async fn delete_paths(&self, repo: &str, paths: &[String], keep_run: &str) -> Result<()>;
+    /// Sets the `commit` payload of every point of `repo` (an incremental
+    /// run moves the points of unchanged files to the new commit).
+    async fn set_commit(&self, repo: &str, commit: &str) -> Result<()>;
+    /// Every point of `repo` as (id, payload), sorted by id: for checks and
+    /// tests, not for the query path.
+    async fn scroll_repo(&self, repo: &str) -> Result<Vec<(String, ChunkPayload)>>;
     /// Nearest neighbours of a dense query vector.
     async fn search_dense(&self, vector: Vec<f32>, filter: &SearchFilter, limit: usize) -> Result<Vec<ScoredChunk>>;
     /// Best BM25 matches of a sparse query vector.

@@ -26,7 +26,9 @@ use qdrant_client::qdrant::{
     ScalarQuantizationBuilder, ScoredPoint, SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder,
     Vector, VectorInput, VectorParamsBuilder, VectorsConfigBuilder, point_id::PointIdOptions, vectors_config,
 };
-use qdrant_client::qdrant::{RetrievedPoint, ScrollPointsBuilder, vector_output, vectors_output};
+use qdrant_client::qdrant::{
+    RetrievedPoint, ScrollPointsBuilder, SetPayloadPointsBuilder, vector_output, vectors_output,
+};
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use serde_json::{Value, json};
 
@@ -37,7 +39,7 @@ use crate::error::{IndexError, Result};
 use crate::sparse::SparseVec;
 
 /// Payload fields with a keyword index (the same as the embedded backend's).
-const INDEXED_FIELDS: &[&str] = &["repo", "language", "dirs", "run"];
+const INDEXED_FIELDS: &[&str] = &["repo", "language", "dirs", "run", "path"];
 
 /// How to reach and lay out the collection.
 #[derive(Debug, Clone, PartialEq)]
@@ -438,6 +440,68 @@ impl VectorStore for QdrantStore {
     async fn delete_repo(&self, repo: &str) -> Result<()> {
         self.delete_by(Filter::must([Condition::matches("repo", repo.to_string())]))
             .await
+    }
+
+    async fn delete_paths(&self, repo: &str, paths: &[String], keep_run: &str) -> Result<()> {
+        // bounded filters: a huge change is deleted in slices
+        for slice in paths.chunks(1024) {
+            let filter = Filter {
+                must: vec![
+                    Condition::matches("repo", repo.to_string()),
+                    Condition::matches("path", slice.to_vec()),
+                ],
+                must_not: vec![Condition::matches("run", keep_run.to_string())],
+                ..Default::default()
+            };
+            self.delete_by(filter).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_commit(&self, repo: &str, commit: &str) -> Result<()> {
+        self.ready().await?;
+        let filter = Filter {
+            must: vec![Condition::matches("repo", repo.to_string())],
+            must_not: vec![Condition::matches("commit", commit.to_string())],
+            ..Default::default()
+        };
+        let mut payload = Payload::new();
+        payload.insert("commit", commit.to_string());
+        let request = SetPayloadPointsBuilder::new(&self.settings.collection, payload)
+            .points_selector(filter)
+            .wait(true)
+            .build();
+        self.retry("set payload", || self.client.set_payload(request.clone()))
+            .await?;
+        Ok(())
+    }
+
+    async fn scroll_repo(&self, repo: &str) -> Result<Vec<(String, ChunkPayload)>> {
+        self.ready().await?;
+        let mut out = Vec::new();
+        let mut offset: Option<PointId> = None;
+        loop {
+            let mut request = ScrollPointsBuilder::new(&self.settings.collection)
+                .filter(Filter::must([Condition::matches("repo", repo.to_string())]))
+                .limit(1024)
+                .with_payload(true)
+                .with_vectors(false);
+            if let Some(o) = offset.take() {
+                request = request.offset(o);
+            }
+            let request = request.build();
+            let response = self.retry("scroll", || self.client.scroll(request.clone())).await?;
+            for p in response.result {
+                let point = to_point(p)?;
+                out.push((point.id, point.payload));
+            }
+            match response.next_page_offset {
+                Some(n) => offset = Some(n),
+                None => break,
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     async fn search_dense(&self, vector: Vec<f32>, filter: &SearchFilter, limit: usize) -> Result<Vec<ScoredChunk>> {

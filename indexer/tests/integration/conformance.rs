@@ -184,9 +184,44 @@ async fn conformance(store: Arc<dyn VectorStore>) {
     assert!(store.upsert(vec![bad]).await.is_err());
     assert!(store.search_dense(vec![1.0; DIM + 1], &all, 1).await.is_err());
 
+    // incremental-run operations: commit moves, per-path deletes, scrolls
+    store.set_commit("beta", "d00d").await.unwrap();
+    let beta = store.scroll_repo("beta").await.unwrap();
+    assert_eq!(beta.len(), 2);
+    assert!(beta.windows(2).all(|w| w[0].0 < w[1].0), "sorted by id");
+    assert!(beta.iter().all(|(_, p)| p.commit == "d00d"));
+    assert!(
+        store
+            .scroll_repo("alpha")
+            .await
+            .unwrap()
+            .iter()
+            .all(|(_, p)| p.commit == "c0ffee")
+    );
+    store
+        .upsert(vec![point("beta", "src/new.rs", "rust", "r3", 5, 6)])
+        .await
+        .unwrap();
+    store
+        .delete_paths("beta", &["src/a.rs".into(), "src/new.rs".into()], "r3")
+        .await
+        .unwrap();
+    let beta: Vec<String> = store
+        .scroll_repo("beta")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| p.path)
+        .collect();
+    let mut beta = beta;
+    beta.sort();
+    // src/a.rs (older run) is gone; src/new.rs (the kept run) and README.md stay
+    assert_eq!(beta, ["README.md", "src/new.rs"]);
+
     store.delete_repo("beta").await.unwrap();
     store.flush().await.unwrap();
     assert_eq!(store.count(&all).await.unwrap(), 1);
+    assert!(store.scroll_repo("beta").await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

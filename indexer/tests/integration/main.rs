@@ -2,6 +2,7 @@
 //! deterministic hash embedder so they need no model files.
 
 mod conformance;
+mod incremental;
 mod secrets;
 
 use std::sync::Arc;

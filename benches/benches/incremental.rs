@@ -1,0 +1,135 @@
+//! Commit-to-searchable (`cargo bench -p cairn-benches --bench incremental`):
+//! a generated git repository of `CAIRN_BENCH_FILES` files (default 5,000)
+//! is indexed once with the real model; then, `CAIRN_BENCH_COMMITS` times
+//! (default 20), one file gets a new function in a new commit and the bench
+//! times `RepoIndexer::run` (through `Engine::index_run`) until `/v1/search`
+//! over HTTP returns the new function. It prints p50/p95/max and the chunks
+//! embedded per change; nothing here asserts a time.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use cairn_benches::{Served, percentile};
+use cairn_indexer::pipeline::NoProgress;
+use cairn_services::commands::Engine;
+use cairn_services::config::Config;
+
+fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--list") {
+        println!("incremental: bench");
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(bench())
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new("git")
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .status()?;
+    anyhow::ensure!(status.success(), "git {args:?} failed");
+    Ok(())
+}
+
+fn file_text(i: usize, extra: Option<usize>) -> String {
+    let mut text = format!(
+        "//! Module {i} of the generated service.\n\n/// Loads record {i} from the store.\n\
+         pub fn load_record_{i}(id: u64) -> Option<u64> {{\n    id.checked_mul({i}).map(|v| v + 1)\n}}\n"
+    );
+    if let Some(n) = extra {
+        text += &format!(
+            "\n/// Computes the zebra quota {n} for a warehouse shelf.\n\
+             pub fn zebra_quota_{n}_for_shelf(shelf: u32) -> u32 {{\n    shelf.wrapping_mul({n}).rotate_left(3)\n}}\n"
+        );
+    }
+    text
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let files = env_usize("CAIRN_BENCH_FILES", 5000);
+    let commits = env_usize("CAIRN_BENCH_COMMITS", 20);
+    let tmp = tempfile::tempdir()?;
+    let repo = tmp.path().join("repo");
+    for i in 0..files {
+        let path = repo.join(format!("src/m{}/f{i}.rs", i % 50));
+        std::fs::create_dir_all(path.parent().unwrap_or(&repo))?;
+        std::fs::write(path, file_text(i, None))?;
+    }
+    git(&repo, &["init", "-q", "-b", "main"])?;
+    git(&repo, &["add", "-A"])?;
+    git(&repo, &["commit", "-q", "-m", "init"])?;
+
+    let mut config = Config::load(None)?;
+    config.data_dir = tmp.path().join("data");
+    let engine = Engine::open(&config, "cairn bench")?;
+    let started = Instant::now();
+    let first = engine.index_run(&repo, "gen", &config, &NoProgress).await?;
+    println!(
+        "## Initial build: {} files, {} chunks in {:.1}s",
+        first.index.files,
+        first.index.chunks,
+        started.elapsed().as_secs_f64()
+    );
+
+    let server = Served::start(engine.state(&config)).await?;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v1/search", server.addr);
+    let mut took = Vec::new();
+    let mut embedded = Vec::new();
+    for n in 0..commits {
+        let i = (n * 7919) % files;
+        let rel = format!("src/m{}/f{i}.rs", i % 50);
+        std::fs::write(repo.join(&rel), file_text(i, Some(n)))?;
+        git(&repo, &["commit", "-q", "-am", "one file"])?;
+        let symbol = format!("zebra_quota_{n}_for_shelf");
+        let query = format!("zebra quota {n} for a warehouse shelf");
+        let started = Instant::now();
+        let run = engine.index_run(&repo, "gen", &config, &NoProgress).await?;
+        let mut found = false;
+        for _ in 0..100 {
+            let v: serde_json::Value = client
+                .post(&url)
+                .json(&serde_json::json!({"query": query, "k": 5, "repos": ["gen"]}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let hits = v["results"].as_array().cloned().unwrap_or_default();
+            if hits
+                .iter()
+                .any(|h| h["content"].as_str().is_some_and(|c| c.contains(&symbol)))
+            {
+                found = true;
+                break;
+            }
+        }
+        anyhow::ensure!(found, "search never returned {symbol}");
+        took.push(started.elapsed().as_secs_f64() * 1000.0);
+        embedded.push(run.chunks_embedded);
+    }
+    let (p50, p95) = (percentile(&mut took, 50.0), percentile(&mut took, 95.0));
+    let max = took.last().copied().unwrap_or(0.0);
+    println!("## Commit to searchable ({files} files, {commits} one-file commits)");
+    println!("run + search: p50 {p50:.0} ms  p95 {p95:.0} ms  max {max:.0} ms");
+    println!(
+        "chunks embedded per one-file change: min {} max {} (the changed file has 2-3 chunks)",
+        embedded.iter().min().unwrap_or(&0),
+        embedded.iter().max().unwrap_or(&0)
+    );
+    server.stop().await?;
+    Ok(())
+}

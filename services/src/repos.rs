@@ -354,7 +354,7 @@ pub fn matching_repos<'a>(repos: impl IntoIterator<Item = &'a crate::config::Rep
     repos
         .into_iter()
         .filter(|r| {
-            let same_repo = urls.contains(&normalize_url(&r.url)) || push.names.iter().any(|n| *n == r.name);
+            let same_repo = urls.contains(&normalize_url(&r.url)) || push.names.contains(&r.name);
             let followed = r.branch.as_ref().or(push.default_branch.as_ref());
             let same_branch = match (&push.branch, followed) {
                 (None, _) => false,

@@ -12,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         set_protoc(protoc);
     }
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    let protos = ["cairn/v1/retrieval.proto"];
+    let protos = ["cairn/v1/retrieval.proto", "cairn/v1/indexer.proto"];
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("cairn_v1_descriptor.bin"))
         .compile_protos(&protos, &["."])?;

@@ -2,7 +2,7 @@
 //! generated from `proto/cairn/v1/*.proto` by `build.rs` at build time.
 //!
 //! # Layout
-//! - [`v1`]: messages and the `Retrieval` service (client and server).
+//! - [`v1`]: messages and the `Retrieval` and `Indexer` services (client and server).
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
 
 /// Messages and services of package `cairn.v1`.

@@ -39,6 +39,244 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// The vector store (`[store]`): embedded (default) or a Qdrant server.
     pub store: crate::store_config::StoreConfig,
+    /// Repos the daemon follows (`[[repos]]`).
+    pub repos: Vec<RepoConfig>,
+    /// When the daemon starts, purge every indexed repo that `[[repos]]`
+    /// does not list (repos indexed with `cairn index` included). Off: they
+    /// stay until `DELETE /v1/repos/{name}` or `cairn repo remove`.
+    pub prune: bool,
+    /// The daemon's scheduler (`[indexer]`).
+    pub indexer: IndexerConfig,
+    /// Webhook secrets (`[webhooks]`).
+    pub webhooks: WebhookConfig,
+}
+
+/// One repository the daemon follows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepoConfig {
+    /// Name its points are filed under (`acme/auth` style names allowed).
+    pub name: String,
+    /// `https://`, `ssh://`, `file://` URL, or a local path (a git repo, or a
+    /// plain directory, which is watched for changes).
+    pub url: String,
+    /// Branch to follow; unset: the remote HEAD.
+    pub branch: Option<String>,
+    /// Interval between runs (`10m`, `1h30m`); default `15m` unless `cron` is set.
+    pub every: Option<String>,
+    /// 5-field cron expression in UTC, instead of `every`.
+    pub cron: Option<String>,
+    /// Globs of paths to index (empty: everything).
+    pub include: Vec<String>,
+    /// Globs of paths never to index.
+    pub exclude: Vec<String>,
+    /// Set on the repo's record; unset keeps what it has (`internal` when none).
+    pub sensitivity: Option<Sensitivity>,
+    /// Groups that may read it (besides `admin`).
+    pub groups: Vec<String>,
+    /// Principals or groups that may trigger a reindex or remove it (besides `admin`).
+    pub maintainers: Vec<String>,
+    /// Environment variable holding an HTTPS token.
+    pub token_env: Option<String>,
+    /// Private key for ssh:// remotes.
+    pub ssh_key: Option<PathBuf>,
+    /// Extra CA certificates (PEM) for HTTPS.
+    pub ca_bundle: Option<PathBuf>,
+    /// known_hosts file for ssh:// remotes.
+    pub known_hosts: Option<PathBuf>,
+    /// HTTP(S) proxy URL.
+    pub proxy: Option<String>,
+}
+
+/// Default interval of a repo without `every` or `cron`.
+pub const DEFAULT_EVERY: &str = "15m";
+
+impl RepoConfig {
+    /// The repo's schedule (call after [`Config::validate`]; a bad value
+    /// falls back to the default interval).
+    pub fn schedule(&self) -> crate::schedule::Schedule {
+        use crate::schedule::{Cron, Schedule, parse_duration};
+        if let Some(c) = self.cron.as_deref().and_then(|c| Cron::parse(c).ok()) {
+            return Schedule::Cron(c);
+        }
+        let every = self.every.as_deref().unwrap_or(DEFAULT_EVERY);
+        Schedule::Every(parse_duration(every).unwrap_or(std::time::Duration::from_secs(900)))
+    }
+
+    /// What the indexer needs to know about it.
+    pub fn spec(&self) -> cairn_indexer::repo::RepoSpec {
+        cairn_indexer::repo::RepoSpec {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            branch: self.branch.clone(),
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            credentials: cairn_indexer::repo::Credentials {
+                token_env: self.token_env.clone(),
+                ssh_key: self.ssh_key.clone(),
+                ca_bundle: self.ca_bundle.clone(),
+                known_hosts: self.known_hosts.clone(),
+                proxy: self.proxy.clone(),
+            },
+        }
+    }
+
+    /// Whether `url` is a local path (no scheme).
+    pub fn is_local(&self) -> bool {
+        !self.url.contains("://")
+    }
+
+    fn validate(&self, i: usize, errors: &mut Vec<String>) {
+        let at = if self.name.is_empty() {
+            format!("repos[{i}]")
+        } else {
+            format!("repos.{}", self.name)
+        };
+        if let Err(e) = crate::commands::validate_repo_name(&self.name) {
+            errors.push(format!("{at}.name: {e}"));
+        }
+        let url = self.url.as_str();
+        if url.is_empty() {
+            errors.push(format!("{at}.url: must not be empty"));
+        } else if url.contains("://")
+            && !["https://", "http://", "ssh://", "file://"]
+                .iter()
+                .any(|s| url.starts_with(s))
+        {
+            errors.push(format!(
+                "{at}.url: {url:?} must be an https://, ssh://, file:// URL or a local path"
+            ));
+        }
+        if self.branch.as_deref().is_some_and(|b| {
+            b.is_empty() || b.starts_with('-') || b.contains("..") || b.chars().any(|c| c.is_whitespace() || c == ':')
+        }) {
+            errors.push(format!("{at}.branch: {:?} is not a valid branch name", self.branch));
+        }
+        match (&self.every, &self.cron) {
+            (Some(_), Some(_)) => errors.push(format!("{at}: set either every or cron, not both")),
+            (Some(e), None) => match crate::schedule::parse_duration(e) {
+                Ok(d) if d.as_secs() < 1 => errors.push(format!("{at}.every: must be at least 1s")),
+                Ok(_) => {}
+                Err(err) => errors.push(format!("{at}.every: {err}")),
+            },
+            (None, Some(c)) => {
+                if let Err(err) = crate::schedule::Cron::parse(c) {
+                    errors.push(format!("{at}.cron: {err}"));
+                }
+            }
+            (None, None) => {}
+        }
+        for (key, globs) in [("include", &self.include), ("exclude", &self.exclude)] {
+            for g in globs {
+                if g.is_empty() {
+                    errors.push(format!("{at}.{key}: empty glob"));
+                }
+            }
+        }
+        for g in self.groups.iter().chain(&self.maintainers) {
+            if let Err(e) = crate::auth::parse_groups(g) {
+                errors.push(format!("{at}: {e}"));
+            }
+        }
+        if self
+            .token_env
+            .as_deref()
+            .is_some_and(|v| v.is_empty() || v.starts_with("CAIRN_"))
+        {
+            errors.push(format!(
+                "{at}.token_env: name a non-empty variable that is not CAIRN_* (those are configuration keys)"
+            ));
+        }
+        if self.proxy.as_deref().is_some_and(|p| !p.contains("://")) {
+            errors.push(format!(
+                "{at}.proxy: {:?} must be a URL like http://proxy:3128",
+                self.proxy
+            ));
+        }
+        for (key, path) in [
+            ("ssh_key", &self.ssh_key),
+            ("ca_bundle", &self.ca_bundle),
+            ("known_hosts", &self.known_hosts),
+        ] {
+            if let Some(p) = path
+                && !p.is_file()
+            {
+                errors.push(format!("{at}.{key}: {} is not a readable file", p.display()));
+            }
+        }
+    }
+}
+
+/// `[indexer]`: the daemon's scheduler.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexerConfig {
+    /// Runs at the same time, across all repos.
+    pub concurrency: usize,
+    /// Up to this fraction of a repo's interval is added at random to each
+    /// wait, so repos on the same schedule do not start together.
+    pub jitter: f64,
+    /// First wait after a failed run; doubles with each failure in a row.
+    pub backoff: String,
+    /// Longest wait after failures.
+    pub max_backoff: String,
+    /// Quiet time after the last change in a watched local directory before it is reindexed.
+    pub debounce_ms: u64,
+}
+
+impl Default for IndexerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 1,
+            jitter: 0.1,
+            backoff: "30s".into(),
+            max_backoff: "1h".into(),
+            debounce_ms: 400,
+        }
+    }
+}
+
+impl IndexerConfig {
+    /// `backoff` and `max_backoff` parsed (defaults when invalid; validation reports them).
+    pub fn backoff_bounds(&self) -> (std::time::Duration, std::time::Duration) {
+        let p = |s: &str, d: u64| crate::schedule::parse_duration(s).unwrap_or(std::time::Duration::from_secs(d));
+        (p(&self.backoff, 30), p(&self.max_backoff, 3600))
+    }
+}
+
+/// `[webhooks]`: where each provider's secret is read from. A provider
+/// whose variable is unset (or not named) refuses every call.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Variable holding the GitHub webhook secret (`X-Hub-Signature-256`).
+    pub github_secret_env: Option<String>,
+    /// Variable holding the GitLab webhook token (`X-Gitlab-Token`).
+    pub gitlab_token_env: Option<String>,
+    /// Variable holding the Gitea webhook secret (`X-Gitea-Signature`).
+    pub gitea_secret_env: Option<String>,
+    /// The secrets read when the configuration was loaded.
+    #[serde(skip)]
+    pub secrets: WebhookSecrets,
+}
+
+/// Webhook secrets, never shown in logs.
+#[derive(Clone, PartialEq, Default)]
+pub struct WebhookSecrets {
+    pub github: Option<String>,
+    pub gitlab: Option<String>,
+    pub gitea: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("WebhookSecrets")
+            .field("github", &shown(&self.github))
+            .field("gitlab", &shown(&self.gitlab))
+            .field("gitea", &shown(&self.gitea))
+            .finish()
+    }
 }
 
 /// Context assembly and answer post-processing.
@@ -276,6 +514,10 @@ impl Default for Config {
             audit: crate::audit::AuditConfig::default(),
             auth: crate::auth::AuthConfig::default(),
             store: crate::store_config::StoreConfig::default(),
+            repos: Vec::new(),
+            prune: false,
+            indexer: IndexerConfig::default(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -392,6 +634,22 @@ impl Config {
             }
         }
         config.store.resolve_key(env, &mut errors);
+        let lookup = |var: &Option<String>, key: &str, errors: &mut Vec<String>| {
+            let var = var.as_deref().filter(|v| !v.is_empty())?;
+            match env.iter().find(|(k, _)| k == var) {
+                Some((_, v)) if !v.is_empty() => Some(v.clone()),
+                _ => {
+                    errors.push(format!("webhooks.{key}: environment variable {var} is not set"));
+                    None
+                }
+            }
+        };
+        let w = &config.webhooks;
+        config.webhooks.secrets = WebhookSecrets {
+            github: lookup(&w.github_secret_env, "github_secret_env", &mut errors),
+            gitlab: lookup(&w.gitlab_token_env, "gitlab_token_env", &mut errors),
+            gitea: lookup(&w.gitea_secret_env, "gitea_secret_env", &mut errors),
+        };
         if let Err(ConfigError(more)) = config.validate() {
             errors.extend(more);
         }
@@ -503,6 +761,43 @@ impl Config {
             }
             if b.retries > 10 {
                 errors.push(format!("{at}.retries: at most 10"));
+            }
+        }
+        let mut repo_names = std::collections::HashSet::new();
+        for (i, r) in self.repos.iter().enumerate() {
+            r.validate(i, &mut errors);
+            if !r.name.is_empty() && !repo_names.insert(r.name.as_str()) {
+                errors.push(format!("repos.{}.name: defined twice", r.name));
+            }
+        }
+        if self.indexer.concurrency == 0 || self.indexer.concurrency > 64 {
+            errors.push("indexer.concurrency: must be between 1 and 64".into());
+        }
+        if !(0.0..=1.0).contains(&self.indexer.jitter) {
+            errors.push("indexer.jitter: must be a fraction between 0 and 1".into());
+        }
+        for (key, v) in [
+            ("backoff", &self.indexer.backoff),
+            ("max_backoff", &self.indexer.max_backoff),
+        ] {
+            match crate::schedule::parse_duration(v) {
+                Ok(d) if d.is_zero() => errors.push(format!("indexer.{key}: must be at least 1s")),
+                Ok(_) => {}
+                Err(e) => errors.push(format!("indexer.{key}: {e}")),
+            }
+        }
+        if self.indexer.debounce_ms == 0 || self.indexer.debounce_ms > 60_000 {
+            errors.push("indexer.debounce_ms: must be between 1 and 60000".into());
+        }
+        for (key, var) in [
+            ("github_secret_env", &self.webhooks.github_secret_env),
+            ("gitlab_token_env", &self.webhooks.gitlab_token_env),
+            ("gitea_secret_env", &self.webhooks.gitea_secret_env),
+        ] {
+            if var.as_deref().is_some_and(|v| v.starts_with("CAIRN_")) {
+                errors.push(format!(
+                    "webhooks.{key}: CAIRN_* variables are configuration keys; name another variable"
+                ));
             }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
@@ -681,6 +976,124 @@ api_key_env = "MISSING_KEY"
         std::fs::write(&f, "[[backends]]\nname = \"x\"\nbogus = 1\n").unwrap();
         let e = Config::load_from(Some(&f), &[]).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn repos_are_read_and_validated_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            r#"
+prune = true
+[indexer]
+concurrency = 2
+jitter = 0.2
+[webhooks]
+github_secret_env = "GH_SECRET"
+
+[[repos]]
+name = "acme/auth"
+url = "https://git.internal/acme/auth.git"
+branch = "main"
+every = "10m"
+include = ["src/**"]
+exclude = ["**/vendor/**"]
+sensitivity = "confidential"
+groups = ["payments"]
+maintainers = ["alice", "payments-leads"]
+token_env = "GIT_TOKEN"
+proxy = "http://proxy:3128"
+
+[[repos]]
+name = "docs"
+url = "/srv/docs"
+cron = "0 */2 * * *"
+"#,
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&f), &env(&[("GH_SECRET", "s3cret")])).unwrap();
+        assert!(c.prune);
+        assert_eq!(c.indexer.concurrency, 2);
+        assert_eq!(c.webhooks.secrets.github.as_deref(), Some("s3cret"));
+        assert!(!format!("{c:?}").contains("s3cret"), "secrets never show in logs");
+        let r = &c.repos[0];
+        assert_eq!(r.sensitivity, Some(Sensitivity::Confidential));
+        assert_eq!(r.maintainers, ["alice", "payments-leads"]);
+        assert_eq!(
+            r.schedule(),
+            crate::schedule::Schedule::Every(std::time::Duration::from_secs(600))
+        );
+        assert!(matches!(c.repos[1].schedule(), crate::schedule::Schedule::Cron(_)));
+        assert!(c.repos[1].is_local() && !r.is_local());
+        let spec = r.spec();
+        assert_eq!(spec.credentials.token_env.as_deref(), Some("GIT_TOKEN"));
+        assert_eq!(spec.branch.as_deref(), Some("main"));
+        // a repo without every or cron runs every 15 minutes
+        let d = Config {
+            repos: vec![RepoConfig {
+                name: "x".into(),
+                url: "/x".into(),
+                ..Default::default()
+            }],
+            ..Config::default()
+        };
+        assert_eq!(
+            d.repos[0].schedule(),
+            crate::schedule::Schedule::Every(std::time::Duration::from_secs(900))
+        );
+
+        std::fs::write(
+            &f,
+            r#"
+[indexer]
+concurrency = 0
+jitter = 2.0
+[webhooks]
+gitlab_token_env = "NOPE_UNSET"
+[[repos]]
+name = "dup"
+url = "/a"
+every = "10 minutes"
+[[repos]]
+name = "dup"
+url = "gopher://x"
+every = "1m"
+cron = "* * *"
+[[repos]]
+name = ".bad"
+url = ""
+cron = "61 * * * *"
+groups = ["has space"]
+ssh_key = "/no/such/key"
+"#,
+        )
+        .unwrap();
+        let e = Config::load_from(Some(&f), &[]).unwrap_err();
+        let text = e.to_string();
+        for needle in [
+            "indexer.concurrency",
+            "indexer.jitter",
+            "NOPE_UNSET",
+            "repos.dup.every",
+            "defined twice",
+            "gopher://x",
+            "either every or cron",
+            "repos..bad.name",
+            "repos..bad.url",
+            "minute",
+            "has space",
+            "ssh_key",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        assert_eq!(e.0.len(), 12, "{text}");
+        std::fs::write(&f, "[[repos]]\nname = \"x\"\nurl = \"/x\"\nbogus = 1\n").unwrap();
+        let e = Config::load_from(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        std::fs::write(&f, "[[repos]]\nname = \"x\"\nurl = \"/x\"\nsensitivity = \"secret\"\n").unwrap();
+        let e = Config::load_from(Some(&f), &[]).unwrap_err().to_string();
+        assert!(e.contains("secret"), "{e}");
     }
 
     #[test]

@@ -1,10 +1,15 @@
-//! gRPC transport: `cairn.v1.Retrieval`, plus the standard health and
+//! gRPC transport: `cairn.v1.Retrieval` and `cairn.v1.Indexer`, plus the standard health and
 //! reflection services.
 
+use cairn_proto::v1::indexer_server::{Indexer, IndexerServer};
 use cairn_proto::v1::retrieval_server::{Retrieval, RetrievalServer};
 use cairn_proto::v1::{
     AnswerDone as PbAnswerDone, AnswerEvent as PbAnswerEvent, AnswerRequest as PbAnswerRequest, Citation,
     SearchRequest as PbSearchRequest, SearchResponse as PbSearchResponse, SearchResult, answer_event,
+};
+use cairn_proto::v1::{
+    GetRepoRequest, ListReposRequest, ListReposResponse, ReindexRequest, ReindexResponse, RepoStatus as PbRepoStatus,
+    WatchRequest,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -13,6 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::answer::{AnswerEvent, AnswerRequest};
 use crate::auth::Access;
+use crate::daemon::RepoStatus;
 use crate::search::{DEFAULT_K, SearchRequest};
 use crate::server::AppState;
 
@@ -127,5 +133,122 @@ impl Retrieval for RetrievalService {
                 .collect(),
             took_ms: resp.took_ms,
         }))
+    }
+}
+
+/// `cairn.v1.Indexer` over the daemon.
+pub struct IndexerService {
+    state: AppState,
+}
+
+impl IndexerService {
+    /// The service behind [`AuthInterceptor`].
+    pub fn new(state: AppState) -> InterceptedService<IndexerServer<Self>, AuthInterceptor> {
+        IndexerServer::with_interceptor(Self { state: state.clone() }, AuthInterceptor(state))
+    }
+}
+
+fn pb_status(s: RepoStatus) -> PbRepoStatus {
+    let p = s.progress.unwrap_or_default();
+    PbRepoStatus {
+        name: s.name,
+        state: s.state.as_str().to_string(),
+        head_commit: s.head_commit.unwrap_or_default(),
+        indexed_commit: s.indexed_commit.unwrap_or_default(),
+        files: s.files as u64,
+        chunks: s.chunks as u64,
+        skipped: s.skipped.into_iter().map(|(k, v)| (k, v as u64)).collect(),
+        last_indexed_at: s.last_indexed_at.unwrap_or_default(),
+        last_error: s.last_error.unwrap_or_default(),
+        configured: s.configured,
+        files_total: p.files_total as u64,
+        files_done: p.files_done as u64,
+        chunks_done: p.chunks_done as u64,
+    }
+}
+
+#[tonic::async_trait]
+impl Indexer for IndexerService {
+    type WatchStream = BoxStream<'static, Result<PbRepoStatus, Status>>;
+
+    async fn list_repos(&self, request: Request<ListReposRequest>) -> Result<Response<ListReposResponse>, Status> {
+        let access = access_of(&request)?;
+        let started = std::time::Instant::now();
+        let result = self.state.list_repos(&access);
+        let names = result
+            .as_ref()
+            .map(|r| r.iter().map(|s| s.name.clone()).collect())
+            .unwrap_or_default();
+        self.state
+            .audit_repos("grpc.repos.list", &access, names, result.as_ref().err(), started);
+        Ok(Response::new(ListReposResponse {
+            repos: result?.into_iter().map(pb_status).collect(),
+        }))
+    }
+
+    async fn get_repo(&self, request: Request<GetRepoRequest>) -> Result<Response<PbRepoStatus>, Status> {
+        let access = access_of(&request)?;
+        let name = request.into_inner().name;
+        let started = std::time::Instant::now();
+        let result = self.state.get_repo(&access, &name);
+        self.state
+            .audit_repos("grpc.repos.get", &access, vec![name], result.as_ref().err(), started);
+        Ok(Response::new(pb_status(result?)))
+    }
+
+    async fn reindex(&self, request: Request<ReindexRequest>) -> Result<Response<ReindexResponse>, Status> {
+        let access = access_of(&request)?;
+        let r = request.into_inner();
+        let started = std::time::Instant::now();
+        let result = self.state.reindex_repo(&access, &r.name, r.full);
+        self.state.audit_repos(
+            "grpc.repos.reindex",
+            &access,
+            vec![r.name],
+            result.as_ref().err(),
+            started,
+        );
+        Ok(Response::new(ReindexResponse {
+            repo: Some(pb_status(result?)),
+        }))
+    }
+
+    async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let access = access_of(&request)?;
+        let wanted = request.into_inner().repos;
+        let started = std::time::Instant::now();
+        let daemon = self
+            .state
+            .daemon
+            .clone()
+            .ok_or_else(|| Status::unavailable("the indexer daemon is not running in this process"))?;
+        // subscribe first, so no change between the snapshot and the stream is lost
+        let events = daemon.subscribe();
+        let result = wanted
+            .iter()
+            .try_for_each(|name| self.state.get_repo(&access, name).map(|_| ()))
+            .and_then(|()| self.state.list_repos(&access));
+        let current = result.as_ref().cloned().unwrap_or_default();
+        let readable: Vec<String> = current.iter().map(|s| s.name.clone()).collect();
+        self.state.audit_repos(
+            "grpc.repos.watch",
+            &access,
+            readable.clone(),
+            result.as_ref().err(),
+            started,
+        );
+        result?;
+        let keep = move |s: &RepoStatus| readable.contains(&s.name) && (wanted.is_empty() || wanted.contains(&s.name));
+        let first: Vec<Result<PbRepoStatus, Status>> =
+            current.into_iter().filter(&keep).map(|s| Ok(pb_status(s))).collect();
+        let changes = tokio_stream::wrappers::BroadcastStream::new(events).filter_map(move |item| {
+            let out = match item {
+                Ok(s) if keep(&s) => Some(Ok::<_, Status>(pb_status(s))),
+                // a slow reader skips the changes it missed; the next one carries the whole status
+                _ => None,
+            };
+            futures::future::ready(out)
+        });
+        Ok(Response::new(Box::pin(futures::stream::iter(first).chain(changes))))
     }
 }

@@ -29,9 +29,19 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/chat/completions", post(crate::openai::chat_completions))
         .route("/v1/models", get(crate::openai::models))
         .route("/v1/continue/context", post(crate::continue_provider::handler))
+        .route("/v1/repos", get(crate::repos::list))
+        .route(
+            "/v1/repos/{*name}",
+            get(crate::repos::get)
+                .post(crate::repos::post)
+                .delete(crate::repos::delete),
+        )
+        .route("/metrics", get(crate::repos::metrics))
         // every route above needs credentials (when auth is on)
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/healthz", get(healthz))
+        // webhooks authenticate by the provider's signature, not a bearer token
+        .route("/v1/webhooks/{provider}", post(crate::repos::webhook))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

@@ -17,9 +17,12 @@
 //! - [`code`]: [`code::CodeService`], indexed repositories and files as indexed.
 //! - [`mcp`]: the MCP server (`search_code`, `read_code`, `list_repos`) at `/mcp`;
 //!   [`continue_provider`]: Continue's http context provider.
+//! - [`daemon`]: [`daemon::Daemon`], the indexer daemon (schedules, triggers, watcher, status);
+//!   [`metrics`]: its Prometheus metrics; [`repos`]: the repo status/reindex/remove API and webhooks.
 //! - [`commands`]: `cairn index|search|serve|eval` as library functions.
 //! - [`store_config`]: `[store]`; [`store_admin`]: `cairn store copy|snapshot|restore`.
 //! - [`eval`]: the retrieval-quality eval.
+//! - [`schedule`]: `every`/`cron` schedules, jitter and backoff of the daemon.
 //! - [`telemetry`]: logging setup.
 
 pub mod answer;
@@ -32,14 +35,18 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod continue_provider;
+pub mod daemon;
 pub mod error;
 pub mod eval;
 pub mod grpc;
 pub mod http;
 pub mod llm;
 pub mod mcp;
+pub mod metrics;
 pub mod openai;
+pub mod repos;
 pub mod sanitize;
+pub mod schedule;
 pub mod search;
 pub mod server;
 pub mod store_admin;

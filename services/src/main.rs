@@ -1,4 +1,4 @@
-//! The `cairn` binary: `index`, `search`, `serve` and `eval`.
+//! The `cairn` binary: `index`, `search`, `serve` (services and the indexer daemon), `indexer`, `repo`, `eval`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,9 +10,12 @@ use cairn_services::audit::{self, AuditLog};
 use cairn_services::auth::{self, AuthMode, TokenStore};
 use cairn_services::commands::Engine;
 use cairn_services::config::{Config, Sensitivity};
+use cairn_services::daemon::Daemon;
+use cairn_services::metrics::{Metrics, TimedEmbedder};
 use cairn_services::search::SearchRequest;
 use cairn_services::{eval, server, telemetry};
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -66,7 +69,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Serve the HTTP and gRPC APIs.
+    /// Serve the HTTP and gRPC APIs and run the indexer daemon for the config's [[repos]].
     Serve {
         /// HTTP listen address (default 127.0.0.1:7700).
         #[arg(long, value_name = "ADDR")]
@@ -75,6 +78,12 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         grpc: Option<String>,
     },
+    /// Run only the indexer daemon for the [[repos]] in the config (for a
+    /// Qdrant-server deployment; refused with the embedded store: use `cairn serve`).
+    Indexer,
+    /// Indexed repositories.
+    #[command(subcommand)]
+    Repo(RepoCommand),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -98,6 +107,16 @@ enum Command {
         /// Print metrics as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Purge a repo: its points, mirror, cache entries and status (needs the
+    /// data dir: while `cairn serve` runs, use `DELETE /v1/repos/{name}`).
+    Remove {
+        /// The repo's name.
+        name: String,
     },
 }
 
@@ -402,22 +421,55 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
             }
             let tokens = Arc::new(TokenStore::new(&config.data_dir));
             let audit = Arc::new(AuditLog::open(&config.audit, &config.data_dir)?);
+            let shutdown = CancellationToken::new();
+            let daemon = start_daemon(&engine, &config, shutdown.clone()).await?;
+            let signal = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                signal.cancel();
+            });
             let served = server::run(
                 engine
                     .state(&config)
                     .with_audit(audit.clone())
-                    .with_auth(config.auth.mode, tokens),
+                    .with_auth(config.auth.mode, tokens)
+                    .with_daemon(daemon.clone(), config.webhooks.secrets.clone()),
                 http,
                 grpc,
                 config.server.max_body_bytes,
-                shutdown_signal(),
+                shutdown.clone().cancelled_owned(),
             )
             .await;
+            shutdown.cancel();
+            // a run in progress finishes (or is abandoned after the grace period)
+            daemon.wait().await;
             // every queued record, and a signed checkpoint, before exit
             audit.close();
             served
         }
         Command::Store(cmd) => store_command(cmd, &config).await,
+        Command::Indexer => {
+            config.validate()?;
+            anyhow::bail!(
+                "`cairn indexer` runs only the indexer, for split deployments, which need the repo registry and \
+                 checkpoints shared through the Qdrant server; that shared metadata is not built yet, so the \
+                 registry in {} is read by one process: run `cairn serve --config FILE`, which runs the daemon \
+                 and the services together (with either store)",
+                config.data_dir.display()
+            )
+        }
+        Command::Repo(RepoCommand::Remove { name }) => {
+            let engine = Engine::open(&config, "cairn repo remove")
+                .context("while `cairn serve` runs, remove repos with DELETE /v1/repos/{name}")?;
+            let existed = engine.data.registry().load()?.contains_key(&name);
+            engine.repo_indexer(&config).remove(&name).await?;
+            if existed {
+                println!("removed {name}");
+            } else {
+                println!("{name} was not indexed; nothing left of it");
+            }
+            Ok(())
+        }
         // answered in main, before logging starts
         Command::Config(ConfigCommand::Check) | Command::Audit(_) => Ok(()),
         Command::Token(cmd) => {
@@ -563,6 +615,26 @@ async fn eval_in(dir: &Path, queries: &[eval::Query], reuse: bool, json: bool, c
         );
     }
     Ok(())
+}
+
+/// Starts the indexer daemon over `engine` for `config.repos`; it stops
+/// when `shutdown` is cancelled.
+async fn start_daemon(engine: &Engine, config: &Config, shutdown: CancellationToken) -> anyhow::Result<Daemon> {
+    let metrics = Arc::new(Metrics::default());
+    let mut indexer = engine.repo_indexer(config);
+    indexer.embedder = Arc::new(TimedEmbedder {
+        inner: indexer.embedder.clone(),
+        metrics: metrics.clone(),
+    });
+    let daemon = Daemon::start(indexer, config, metrics, shutdown).await?;
+    if !config.repos.is_empty() {
+        tracing::info!(
+            repos = config.repos.len(),
+            concurrency = config.indexer.concurrency,
+            "indexer daemon started"
+        );
+    }
+    Ok(daemon)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -30,6 +30,10 @@ pub struct AppState {
     pub auth: AuthMode,
     pub tokens: Option<Arc<TokenStore>>,
     pub code: CodeService,
+    /// The indexer daemon, when this process runs one (`cairn serve`).
+    pub daemon: Option<crate::daemon::Daemon>,
+    /// Webhook secrets read from the environment at start-up.
+    pub webhook_secrets: crate::config::WebhookSecrets,
 }
 
 impl AppState {
@@ -63,6 +67,8 @@ impl AppState {
             audit: Arc::new(AuditLog::disabled()),
             auth: AuthMode::None,
             tokens: None,
+            daemon: None,
+            webhook_secrets: crate::config::WebhookSecrets::default(),
         }
     }
 
@@ -93,6 +99,13 @@ impl AppState {
                 }
             }
         }
+    }
+
+    /// Serves the repo API, webhooks and `/metrics` from `daemon`.
+    pub fn with_daemon(mut self, daemon: crate::daemon::Daemon, secrets: crate::config::WebhookSecrets) -> Self {
+        self.daemon = Some(daemon);
+        self.webhook_secrets = secrets;
+        self
     }
 
     /// Records every request in `audit`.
@@ -187,6 +200,9 @@ pub async fn run(
     health_reporter
         .set_serving::<cairn_proto::v1::retrieval_server::RetrievalServer<crate::grpc::RetrievalService>>()
         .await;
+    health_reporter
+        .set_serving::<cairn_proto::v1::indexer_server::IndexerServer<crate::grpc::IndexerService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(cairn_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -197,7 +213,8 @@ pub async fn run(
         tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(crate::grpc::RetrievalService::new(state))
+            .add_service(crate::grpc::RetrievalService::new(state.clone()))
+            .add_service(crate::grpc::IndexerService::new(state))
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = grpc_rx.wait_for(|v| *v).await;
             }),

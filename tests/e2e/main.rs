@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod cli;
 mod crash;
+mod daemon;
 mod embed;
 mod mcp;
 mod secrets;
@@ -110,8 +111,14 @@ impl Server {
 
     /// Starts `cairn serve` with extra global arguments (`--config FILE`).
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`Server::start_with`] with extra environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
         let mut child = cairn()
+            .envs(env.iter().copied())
             .args(extra)
             .args([
                 "--data-dir",

@@ -18,7 +18,7 @@ use qdrant_edge::{
     ScoredPoint, ScrollRequest, SearchRequest, SetPayloadOp, SparseVector, UpdateOperation, VectorInternal,
     VectorPersisted, VectorStructPersisted, WithPayloadInterface, WithVector,
 };
-use qdrant_edge::{Record, ScrollRequest, VectorStructInternal};
+use qdrant_edge::{Record, VectorStructInternal};
 use serde_json::{Value, json};
 
 use super::{

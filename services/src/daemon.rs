@@ -1,0 +1,780 @@
+//! The indexer daemon: keeps the `[[repos]]` of the configuration fresh.
+//!
+//! One worker task per repo waits for its next scheduled time (`every` or
+//! `cron`, with jitter), a trigger (reindex call, webhook, a change in a
+//! watched local directory) or shutdown, then takes a slot of the global
+//! concurrency limit and runs [`RepoIndexer::run`]. A repo runs at most once
+//! at a time; triggers that arrive during a run queue exactly one follow-up
+//! run (a [`Notify`] holds at most one permit). A failed run puts the repo
+//! in `error` and retries it after an exponential backoff; other repos go on.
+//!
+//! A repo with no checkpoint (no registry record) is indexed as soon as the
+//! daemon starts. Repos indexed with `cairn index` get a worker (without a
+//! schedule) the first time they are triggered.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_indexer::pipeline::Progress;
+use cairn_indexer::registry::RepoRecord;
+use cairn_indexer::repo::{Phase, RepoIndexer, RepoSpec, RunProgress};
+use serde::Serialize;
+use tokio::sync::{Notify, Semaphore, broadcast};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Access;
+use crate::config::{Config, IndexerConfig, RepoConfig};
+use crate::error::ServiceError;
+use crate::metrics::{Metrics, RepoGauges};
+use crate::schedule::{Schedule, backoff, with_jitter};
+
+/// How long a run in progress may go on after shutdown was asked for before
+/// it is abandoned (its checkpoint has not moved, so nothing is lost).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// What a repo is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    #[default]
+    Idle,
+    Syncing,
+    Indexing,
+    /// The last run failed (`last_error` says why); retried after a backoff.
+    Error,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Syncing => "syncing",
+            Self::Indexing => "indexing",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Progress of the run in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct RunProgressInfo {
+    pub files_total: usize,
+    pub files_done: usize,
+    pub chunks_done: usize,
+}
+
+/// The status of one repo (`GET /v1/repos/{name}`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepoStatus {
+    pub name: String,
+    pub state: RunState,
+    /// The newest commit known of the source (from the last run or a webhook).
+    pub head_commit: Option<String>,
+    /// The commit whose index is durable (the checkpoint).
+    pub indexed_commit: Option<String>,
+    pub files: usize,
+    pub chunks: usize,
+    /// Files not indexed, by reason.
+    pub skipped: BTreeMap<String, usize>,
+    pub last_indexed_at: Option<String>,
+    pub last_error: Option<String>,
+    /// Whether `[[repos]]` lists it (it then runs on a schedule).
+    pub configured: bool,
+    /// Present while a run is indexing.
+    pub progress: Option<RunProgressInfo>,
+}
+
+/// Why a trigger or removal was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DaemonError {
+    /// Neither configured nor indexed.
+    UnknownRepo(String),
+    /// Indexed but the source it came from is not a local path the daemon can reindex.
+    NotReindexable(String),
+    /// The daemon is shutting down.
+    ShuttingDown,
+}
+
+impl From<DaemonError> for ServiceError {
+    fn from(e: DaemonError) -> Self {
+        match e {
+            DaemonError::UnknownRepo(n) => ServiceError::not_found(format!("unknown repo {n:?}")),
+            DaemonError::NotReindexable(n) => ServiceError::invalid(format!(
+                "repo {n:?} is not in [[repos]] and was not indexed from a local path; add it to the configuration"
+            )),
+            DaemonError::ShuttingDown => ServiceError::unavailable("the indexer is shutting down"),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct WorkerState {
+    state: RunState,
+    last_error: Option<String>,
+    failures: u32,
+    pending_full: bool,
+    head_commit: Option<String>,
+    progress: Option<RunProgressInfo>,
+}
+
+struct Worker {
+    notify: Notify,
+    state: Mutex<WorkerState>,
+    /// Held during a run and a removal, so they never overlap.
+    run_lock: tokio::sync::Mutex<()>,
+    /// Stops this worker (its repo was removed).
+    stop: CancellationToken,
+}
+
+struct Inner {
+    indexer: RepoIndexer,
+    settings: IndexerConfig,
+    configured: BTreeMap<String, RepoConfig>,
+    workers: Mutex<HashMap<String, Arc<Worker>>>,
+    permits: Semaphore,
+    waiting: AtomicUsize,
+    running: AtomicUsize,
+    metrics: Arc<Metrics>,
+    events: broadcast::Sender<RepoStatus>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// The running daemon; clones share it.
+#[derive(Clone)]
+pub struct Daemon(Arc<Inner>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn random_unit() -> f64 {
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Daemon {
+    /// Starts the daemon over `indexer` for `config.repos`: prunes repos no
+    /// longer configured (with `prune = true`), applies the configured
+    /// groups and sensitivity to existing records, starts one worker per
+    /// repo (indexing at once those without a checkpoint) and a watcher
+    /// for each local directory. Everything stops when `shutdown` is
+    /// cancelled; [`Daemon::wait`] waits for that.
+    pub async fn start(
+        indexer: RepoIndexer,
+        config: &Config,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let (events, _) = broadcast::channel(256);
+        let inner = Inner {
+            settings: config.indexer.clone(),
+            configured: config.repos.iter().map(|r| (r.name.clone(), r.clone())).collect(),
+            workers: Mutex::new(HashMap::new()),
+            permits: Semaphore::new(config.indexer.concurrency.max(1)),
+            waiting: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            metrics,
+            events,
+            shutdown,
+            tasks: TaskTracker::new(),
+            indexer,
+        };
+        let daemon = Self(Arc::new(inner));
+        let records = daemon.0.indexer.registry.load()?;
+        if config.prune {
+            for name in records.keys().filter(|n| !daemon.0.configured.contains_key(*n)) {
+                tracing::info!(repo = %name, "pruning a repo that [[repos]] does not list");
+                daemon.0.indexer.remove(name).await?;
+            }
+        }
+        for (name, repo) in &daemon.0.configured {
+            daemon.apply_access(repo)?;
+            let first = !records.contains_key(name);
+            daemon.spawn_worker(repo.spec(), Some(repo.schedule()), first);
+            let path = Path::new(&repo.url);
+            if repo.is_local() && path.is_dir() && !cairn_indexer::source::is_git_repo(path) {
+                daemon.watch(name.clone(), path.to_path_buf())?;
+            }
+        }
+        daemon.0.tasks.close();
+        Ok(daemon)
+    }
+
+    /// Waits until every worker and watcher stopped (after shutdown).
+    pub async fn wait(&self) {
+        self.0.tasks.wait().await;
+    }
+
+    /// The configuration of a repo listed in `[[repos]]`.
+    pub fn configured(&self, name: &str) -> Option<&RepoConfig> {
+        self.0.configured.get(name)
+    }
+
+    /// Every repo `[[repos]]` lists.
+    pub fn configured_repos(&self) -> impl Iterator<Item = &RepoConfig> {
+        self.0.configured.values()
+    }
+
+    /// Status events: one on every state change and progress step.
+    pub fn subscribe(&self) -> broadcast::Receiver<RepoStatus> {
+        self.0.events.subscribe()
+    }
+
+    /// Whether `access` may read `name` (its record's groups, or the
+    /// configured groups before its first run). `None`: no such repo.
+    pub fn readable(&self, access: &Access, name: &str) -> anyhow::Result<Option<bool>> {
+        let records = self.0.indexer.registry.load()?;
+        Ok(match (records.get(name), self.0.configured.get(name)) {
+            (Some(r), _) => Some(access.can_read(r)),
+            (None, Some(c)) => Some(access.can_read(&RepoRecord {
+                groups: c.groups.clone(),
+                ..RepoRecord::default()
+            })),
+            (None, None) => None,
+        })
+    }
+
+    /// Whether `access` may reindex or remove `name`: no authentication,
+    /// an admin, or one of its configured `maintainers` (a principal or a group).
+    pub fn writable(&self, access: &Access, name: &str) -> bool {
+        !access.enforced
+            || access.principal.is_admin()
+            || self.0.configured.get(name).is_some_and(|c| {
+                c.maintainers
+                    .iter()
+                    .any(|m| *m == access.principal.name || access.principal.groups.contains(m))
+            })
+    }
+
+    /// Every configured or indexed repo, by name.
+    pub fn list(&self) -> anyhow::Result<Vec<RepoStatus>> {
+        let records = self.0.indexer.registry.load()?;
+        let mut names: Vec<&String> = records.keys().chain(self.0.configured.keys()).collect();
+        names.sort();
+        names.dedup();
+        Ok(names.into_iter().map(|n| self.status_of(n, records.get(n))).collect())
+    }
+
+    /// One repo's status, `None` when it is neither configured nor indexed.
+    pub fn status(&self, name: &str) -> anyhow::Result<Option<RepoStatus>> {
+        let records = self.0.indexer.registry.load()?;
+        if !records.contains_key(name) && !self.0.configured.contains_key(name) {
+            return Ok(None);
+        }
+        Ok(Some(self.status_of(name, records.get(name))))
+    }
+
+    fn status_of(&self, name: &str, record: Option<&RepoRecord>) -> RepoStatus {
+        let worker = lock(&self.0.workers).get(name).cloned();
+        let (state, last_error, head, progress) = match &worker {
+            Some(w) => {
+                let s = lock(&w.state);
+                (s.state, s.last_error.clone(), s.head_commit.clone(), s.progress)
+            }
+            None => (RunState::Idle, None, None, None),
+        };
+        let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let indexed = record.and_then(|r| nonempty(&r.indexed_commit));
+        RepoStatus {
+            name: name.to_string(),
+            state,
+            head_commit: head.or_else(|| indexed.clone()),
+            indexed_commit: indexed,
+            files: record.map_or(0, |r| r.files),
+            chunks: record.map_or(0, |r| r.chunks),
+            skipped: record
+                .map(|r| r.skipped.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect())
+                .unwrap_or_default(),
+            last_indexed_at: record.and_then(|r| nonempty(&r.last_indexed_at)),
+            last_error,
+            configured: self.0.configured.contains_key(name),
+            progress,
+        }
+    }
+
+    /// Asks for a run of `name` (a rebuild when `full`). A run in progress
+    /// finishes first; any number of triggers during it add one run.
+    pub fn trigger(&self, name: &str, full: bool) -> Result<(), DaemonError> {
+        self.trigger_at(name, full, None)
+    }
+
+    /// [`Daemon::trigger`] that also records the source's new head commit
+    /// (from a webhook payload).
+    pub fn trigger_at(&self, name: &str, full: bool, head: Option<String>) -> Result<(), DaemonError> {
+        if self.0.shutdown.is_cancelled() {
+            return Err(DaemonError::ShuttingDown);
+        }
+        let existing = lock(&self.0.workers).get(name).cloned();
+        let worker = match existing {
+            Some(w) => w,
+            None => {
+                // an indexed repo that is not configured: reindex it from where it came
+                let record = self
+                    .0
+                    .indexer
+                    .registry
+                    .load()
+                    .ok()
+                    .and_then(|mut r| r.remove(name))
+                    .ok_or_else(|| DaemonError::UnknownRepo(name.to_string()))?;
+                if record.source.is_empty() || record.source.contains("://") || !Path::new(&record.source).exists() {
+                    return Err(DaemonError::NotReindexable(name.to_string()));
+                }
+                let spec = RepoSpec {
+                    name: name.to_string(),
+                    url: record.source,
+                    ..RepoSpec::default()
+                };
+                self.spawn_worker(spec, None, false)
+            }
+        };
+        {
+            let mut s = lock(&worker.state);
+            s.pending_full |= full;
+            if head.is_some() {
+                s.head_commit = head;
+            }
+        }
+        worker.notify.notify_one();
+        Ok(())
+    }
+
+    /// Purges `name` (points, mirror, cache entries, record), after any run
+    /// of it in progress. A configured repo is indexed again at its next
+    /// scheduled time; another one's worker stops.
+    pub async fn remove(&self, name: &str) -> anyhow::Result<bool> {
+        let existed = self.0.indexer.registry.load()?.contains_key(name);
+        let worker = lock(&self.0.workers).get(name).cloned();
+        match worker {
+            Some(w) => {
+                let _guard = w.run_lock.lock().await;
+                self.0.indexer.remove(name).await?;
+                *lock(&w.state) = WorkerState::default();
+                if !self.0.configured.contains_key(name) {
+                    w.stop.cancel();
+                    lock(&self.0.workers).remove(name);
+                }
+            }
+            None => self.0.indexer.remove(name).await?,
+        }
+        tracing::info!(repo = %name, "repo removed");
+        Ok(existed || self.0.configured.contains_key(name))
+    }
+
+    /// The Prometheus text of the daemon's metrics, with per-repo series
+    /// for the repos in `visible` only.
+    pub fn metrics_text(&self, visible: &[String]) -> String {
+        let now = chrono::Utc::now();
+        let gauges: Vec<RepoGauges> = self
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| visible.contains(&s.name))
+            .map(|s| RepoGauges {
+                lag_seconds: s
+                    .last_indexed_at
+                    .as_deref()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| (now - t.with_timezone(&chrono::Utc)).num_milliseconds().max(0) as f64 / 1000.0),
+                behind: s.head_commit != s.indexed_commit,
+                name: s.name,
+            })
+            .collect();
+        self.0.metrics.render(
+            self.0.waiting.load(Ordering::Relaxed),
+            self.0.running.load(Ordering::Relaxed),
+            &gauges,
+            visible,
+        )
+    }
+
+    /// Sets the configured groups (and sensitivity, when given) on the
+    /// repo's record, if it has one.
+    fn apply_access(&self, repo: &RepoConfig) -> anyhow::Result<()> {
+        let registry = &self.0.indexer.registry;
+        let Some(mut record) = registry.load()?.remove(&repo.name) else {
+            return Ok(());
+        };
+        let mut groups = repo.groups.clone();
+        groups.sort();
+        groups.dedup();
+        let sensitivity = repo
+            .sensitivity
+            .map_or(record.sensitivity.clone(), |s| s.as_str().to_string());
+        if record.groups != groups || record.sensitivity != sensitivity {
+            record.groups = groups;
+            record.sensitivity = sensitivity;
+            registry.put(record)?;
+        }
+        Ok(())
+    }
+
+    fn spawn_worker(&self, spec: RepoSpec, schedule: Option<Schedule>, run_now: bool) -> Arc<Worker> {
+        let worker = Arc::new(Worker {
+            notify: Notify::new(),
+            state: Mutex::new(WorkerState::default()),
+            run_lock: tokio::sync::Mutex::new(()),
+            stop: self.0.shutdown.child_token(),
+        });
+        lock(&self.0.workers).insert(spec.name.clone(), worker.clone());
+        let daemon = self.clone();
+        let w = worker.clone();
+        self.0
+            .tasks
+            .spawn(async move { daemon.worker_loop(spec, schedule, w, run_now).await });
+        worker
+    }
+
+    fn next_due(&self, schedule: Option<&Schedule>) -> Option<Instant> {
+        schedule.map(|s| {
+            let delay = with_jitter(s.delay_from(chrono::Utc::now()), self.0.settings.jitter, random_unit());
+            Instant::now() + delay
+        })
+    }
+
+    async fn worker_loop(self, spec: RepoSpec, schedule: Option<Schedule>, worker: Arc<Worker>, run_now: bool) {
+        let mut due = if run_now {
+            Some(Instant::now())
+        } else {
+            self.next_due(schedule.as_ref())
+        };
+        let stop = worker.stop.clone();
+        loop {
+            let sleep = async {
+                match due {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = worker.notify.notified() => {}
+                _ = sleep => {}
+            }
+            self.0.waiting.fetch_add(1, Ordering::Relaxed);
+            let permit = tokio::select! {
+                p = self.0.permits.acquire() => p,
+                _ = stop.cancelled() => {
+                    self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+            let Ok(_permit) = permit else { return };
+            let full = std::mem::take(&mut lock(&worker.state).pending_full);
+            let ok = self.run_once(&spec, full, &worker).await;
+            due = match ok {
+                Some(true) => self.next_due(schedule.as_ref()),
+                Some(false) => {
+                    let failures = lock(&worker.state).failures;
+                    let (base, max) = self.0.settings.backoff_bounds();
+                    let wait = backoff(failures, base, max);
+                    tracing::info!(repo = %spec.name, failures, retry_in_s = wait.as_secs(), "retrying after backoff");
+                    Some(Instant::now() + wait)
+                }
+                None => return,
+            };
+        }
+    }
+
+    /// One run; `None` when it was abandoned at shutdown.
+    async fn run_once(&self, spec: &RepoSpec, full: bool, worker: &Arc<Worker>) -> Option<bool> {
+        let _guard = worker.run_lock.lock().await;
+        let name = spec.name.as_str();
+        self.0.running.fetch_add(1, Ordering::Relaxed);
+        let progress = StatusProgress {
+            daemon: self.clone(),
+            worker: worker.clone(),
+            name: name.to_string(),
+        };
+        progress.set(|s| {
+            s.state = RunState::Syncing;
+            s.progress = None;
+        });
+        let started = Instant::now();
+        let shutdown = self.0.shutdown.clone();
+        let outcome = tokio::select! {
+            r = self.0.indexer.run(spec, full, &progress) => Some(r),
+            _ = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => None,
+        };
+        self.0.running.fetch_sub(1, Ordering::Relaxed);
+        let seconds = started.elapsed().as_secs_f64();
+        let m = &self.0.metrics;
+        let ok = match outcome {
+            None => {
+                tracing::warn!(repo = %name, "run abandoned at shutdown; its checkpoint did not move");
+                return None;
+            }
+            Some(Ok(report)) => {
+                m.run_seconds.observe(seconds);
+                m.runs_ok.fetch_add(1, Ordering::Relaxed);
+                m.files_indexed.fetch_add(report.index.files as u64, Ordering::Relaxed);
+                m.chunks_indexed
+                    .fetch_add(report.index.chunks as u64, Ordering::Relaxed);
+                m.chunks_embedded
+                    .fetch_add(report.chunks_embedded as u64, Ordering::Relaxed);
+                if let Some(repo) = self.0.configured.get(name)
+                    && let Err(e) = self.apply_access(repo)
+                {
+                    tracing::error!(repo = %name, error = %e, "failed to set the repo's groups");
+                }
+                tracing::info!(
+                    repo = %name,
+                    commit = %report.index.commit,
+                    files = report.index.files,
+                    chunks = report.index.chunks,
+                    chunks_embedded = report.chunks_embedded,
+                    files_changed = report.files_changed,
+                    full = report.full,
+                    took_ms = (seconds * 1000.0) as u64,
+                    "indexed"
+                );
+                let commit = report.index.commit;
+                progress.set(|s| {
+                    s.state = RunState::Idle;
+                    s.last_error = None;
+                    s.failures = 0;
+                    s.progress = None;
+                    if !commit.is_empty() {
+                        s.head_commit = Some(commit);
+                    }
+                });
+                true
+            }
+            Some(Err(e)) => {
+                m.run_seconds.observe(seconds);
+                m.failed(name);
+                let message = e.to_string();
+                tracing::error!(repo = %name, error = %message, "indexing run failed");
+                progress.set(|s| {
+                    s.state = RunState::Error;
+                    s.last_error = Some(message);
+                    s.failures = s.failures.saturating_add(1);
+                    s.progress = None;
+                });
+                false
+            }
+        };
+        Some(ok)
+    }
+
+    /// Watches a local directory: after `debounce_ms` without further
+    /// changes, triggers a run.
+    fn watch(&self, name: String, path: PathBuf) -> anyhow::Result<()> {
+        use notify::{EventKind, RecursiveMode, Watcher};
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(64);
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(e) = event
+                && matches!(
+                    e.kind,
+                    EventKind::Create(_)
+                        | EventKind::Modify(_)
+                        | EventKind::Remove(_)
+                        | EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write))
+                )
+            {
+                // a full channel already holds a pending change
+                let _ = tx.try_send(());
+            }
+        })?;
+        watcher.watch(&path, RecursiveMode::Recursive)?;
+        tracing::info!(repo = %name, path = %path.display(), "watching a local directory");
+        let debounce = Duration::from_millis(self.0.settings.debounce_ms);
+        let daemon = self.clone();
+        let stop = self.0.shutdown.clone();
+        self.0.tasks.spawn(async move {
+            let _watcher = watcher;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    ev = rx.recv() => if ev.is_none() { return },
+                }
+                loop {
+                    match tokio::time::timeout(debounce, rx.recv()).await {
+                        Ok(Some(())) => continue,
+                        Ok(None) => return,
+                        Err(_) => break,
+                    }
+                }
+                tracing::debug!(repo = %name, "local directory changed");
+                if daemon.trigger(&name, false).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Feeds a run's phase and progress into the worker's state and the event stream.
+struct StatusProgress {
+    daemon: Daemon,
+    worker: Arc<Worker>,
+    name: String,
+}
+
+impl StatusProgress {
+    fn set(&self, f: impl FnOnce(&mut WorkerState)) {
+        f(&mut lock(&self.worker.state));
+        if self.daemon.0.events.receiver_count() > 0
+            && let Ok(Some(status)) = self.daemon.status(&self.name)
+        {
+            let _ = self.daemon.0.events.send(status);
+        }
+    }
+}
+
+impl Progress for StatusProgress {
+    fn start(&self, files: usize) {
+        self.set(|s| {
+            s.progress = Some(RunProgressInfo {
+                files_total: files,
+                ..RunProgressInfo::default()
+            })
+        });
+    }
+
+    fn advance(&self, files_done: usize, chunks_done: usize) {
+        self.set(|s| {
+            let p = s.progress.get_or_insert_with(RunProgressInfo::default);
+            p.files_done = files_done;
+            p.chunks_done = chunks_done;
+        });
+    }
+}
+
+impl RunProgress for StatusProgress {
+    fn phase(&self, phase: Phase) {
+        self.set(|s| {
+            s.state = match phase {
+                Phase::Syncing => RunState::Syncing,
+                Phase::Indexing => RunState::Indexing,
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_indexer::datadir::DataDir;
+    use cairn_indexer::embed::{Embed, Embedded, HashEmbedder};
+
+    use crate::commands::Engine;
+
+    /// A deterministic embedder slow enough that a run is still going when
+    /// the test triggers more.
+    struct Slow(HashEmbedder);
+
+    impl Embed for Slow {
+        fn dim(&self) -> usize {
+            self.0.dim()
+        }
+        fn fingerprint(&self) -> &str {
+            self.0.fingerprint()
+        }
+        fn embed_documents(&self, texts: &[&str]) -> cairn_indexer::error::Result<Embedded> {
+            std::thread::sleep(Duration::from_millis(300));
+            self.0.embed_documents(texts)
+        }
+        fn embed_query(&self, text: &str) -> cairn_indexer::error::Result<Vec<f32>> {
+            self.0.embed_query(text)
+        }
+    }
+
+    async fn until(what: &str, mut f: impl FnMut() -> bool) {
+        for _ in 0..600 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn triggers_during_a_run_queue_one_follow_up_and_failures_do_not_stop_others() {
+        let data = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("a.rs"), "fn alpha() -> u32 { 1 }\n").unwrap();
+        let repo = |name: &str, url: &str| RepoConfig {
+            name: name.into(),
+            url: url.into(),
+            every: Some("1h".into()),
+            groups: vec!["dev".into()],
+            sensitivity: Some(crate::config::Sensitivity::Confidential),
+            ..RepoConfig::default()
+        };
+        let mut config = Config {
+            repos: vec![
+                repo("local", src.path().to_str().unwrap()),
+                repo("remote", "https://git.invalid/x.git"),
+            ],
+            ..Config::default()
+        };
+        config.indexer.backoff = "1h".into();
+        config.indexer.debounce_ms = 100;
+        let dir = DataDir::open(data.path(), "test").unwrap();
+        let engine = Engine::with_embedder(&config, dir, Arc::new(Slow(HashEmbedder::new(32)))).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let shutdown = CancellationToken::new();
+        let daemon = Daemon::start(engine.repo_indexer(&config), &config, metrics.clone(), shutdown.clone())
+            .await
+            .unwrap();
+        let status = |n: &str| daemon.status(n).unwrap().unwrap();
+
+        // both had no checkpoint: both run at once; the remote one fails, the local one is indexed
+        until("the first runs", || {
+            status("local").last_indexed_at.is_some() && status("remote").state == RunState::Error
+        })
+        .await;
+        assert!(status("remote").last_error.is_some());
+        assert_eq!(status("local").state, RunState::Idle);
+        let record = engine.data.registry().load().unwrap().remove("local").unwrap();
+        assert_eq!(record.groups, ["dev"], "configured groups reach the record");
+        assert_eq!(record.sensitivity, "confidential");
+        assert_eq!(metrics.runs_failed.load(Ordering::Relaxed), 1);
+        let runs = || metrics.runs_ok.load(Ordering::Relaxed);
+        assert_eq!(runs(), 1);
+
+        // five triggers during one run: exactly one follow-up run
+        daemon.trigger("local", false).unwrap();
+        until("the run to start", || status("local").state != RunState::Idle).await;
+        for _ in 0..5 {
+            daemon.trigger("local", false).unwrap();
+        }
+        until("two more runs", || {
+            runs() == 3 && status("local").state == RunState::Idle
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(runs(), 3, "no run beyond the one follow-up");
+
+        // a watched directory: a saved file is reindexed without a trigger
+        std::fs::write(src.path().join("b.rs"), "fn beta() -> u32 { 2 }\n").unwrap();
+        until("the watcher's run", || {
+            runs() >= 4 && status("local").state == RunState::Idle
+        })
+        .await;
+        until("b.rs indexed", || status("local").files == 2).await;
+
+        assert_eq!(
+            daemon.trigger("nope", false),
+            Err(DaemonError::UnknownRepo("nope".into()))
+        );
+        assert!(daemon.remove("local").await.unwrap());
+        assert!(status("local").indexed_commit.is_none() && status("local").last_indexed_at.is_none());
+        shutdown.cancel();
+        daemon.wait().await;
+        assert_eq!(daemon.trigger("local", false), Err(DaemonError::ShuttingDown));
+    }
+}

@@ -1,0 +1,549 @@
+//! The repo API shared by HTTP and gRPC (status, reindex, remove, with the
+//! read rule and the writer rule), its HTTP handlers, the webhook endpoints
+//! and `/metrics`.
+//!
+//! Reading a repo's status needs read access to it; a repo that does not
+//! exist and one that is not readable get the same 403 when authentication
+//! is on. Reindexing and removing need an admin or one of the repo's
+//! configured `maintainers`.
+//!
+//! Webhooks (`POST /v1/webhooks/github|gitlab|gitea`) need no bearer token:
+//! they authenticate by the provider's signature (GitHub and Gitea: an
+//! HMAC-SHA256 of the body; GitLab: a shared token), checked in constant
+//! time, and trigger every configured repo whose clone URL or name and
+//! branch match the push.
+
+use std::time::Instant;
+
+use axum::Extension;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::audit::AuditEvent;
+use crate::auth::{Access, Principal};
+use crate::daemon::{Daemon, RepoStatus};
+use crate::error::ServiceError;
+use crate::server::AppState;
+
+fn internal(e: anyhow::Error) -> ServiceError {
+    ServiceError::internal(format!("{e:#}"))
+}
+
+impl AppState {
+    fn daemon(&self) -> Result<&Daemon, ServiceError> {
+        self.daemon
+            .as_ref()
+            .ok_or_else(|| ServiceError::unavailable("the indexer daemon is not running in this process"))
+    }
+
+    /// Read access to `name`, or the 403 that does not tell a missing repo
+    /// from an unreadable one (404 without authentication).
+    fn check_read(&self, access: &Access, name: &str) -> Result<(), ServiceError> {
+        match self.daemon()?.readable(access, name).map_err(internal)? {
+            Some(true) => Ok(()),
+            None if !access.enforced => Err(ServiceError::not_found(format!("unknown repo {name:?}"))),
+            _ => Err(ServiceError::forbidden(format!(
+                "repo {name:?} does not exist or is not readable with these credentials"
+            ))),
+        }
+    }
+
+    fn check_write(&self, access: &Access, name: &str) -> Result<(), ServiceError> {
+        self.check_read(access, name)?;
+        if self.daemon()?.writable(access, name) {
+            Ok(())
+        } else {
+            Err(ServiceError::forbidden(format!(
+                "only admin or a maintainer of repo {name:?} may reindex or remove it"
+            )))
+        }
+    }
+
+    /// The readable repos' status.
+    pub fn list_repos(&self, access: &Access) -> Result<Vec<RepoStatus>, ServiceError> {
+        let daemon = self.daemon()?;
+        let all = daemon.list().map_err(internal)?;
+        Ok(all
+            .into_iter()
+            .filter(|s| matches!(daemon.readable(access, &s.name), Ok(Some(true))))
+            .collect())
+    }
+
+    /// One readable repo's status.
+    pub fn get_repo(&self, access: &Access, name: &str) -> Result<RepoStatus, ServiceError> {
+        self.check_read(access, name)?;
+        self.daemon()?
+            .status(name)
+            .map_err(internal)?
+            .ok_or_else(|| ServiceError::not_found(format!("unknown repo {name:?}")))
+    }
+
+    /// Queues a run of `name` (a rebuild when `full`); returns its status.
+    pub fn reindex_repo(&self, access: &Access, name: &str, full: bool) -> Result<RepoStatus, ServiceError> {
+        self.check_write(access, name)?;
+        let daemon = self.daemon()?;
+        daemon.trigger(name, full)?;
+        tracing::info!(repo = %name, full, principal = %access.principal.name, "reindex requested");
+        self.get_repo(access, name)
+    }
+
+    /// Purges `name`.
+    pub async fn remove_repo(&self, access: &Access, name: &str) -> Result<(), ServiceError> {
+        self.check_write(access, name)?;
+        self.daemon()?.remove(name).await.map_err(internal)?;
+        tracing::info!(repo = %name, principal = %access.principal.name, "repo removed on request");
+        Ok(())
+    }
+
+    /// Records one repo API request.
+    pub fn audit_repos(
+        &self,
+        surface: &'static str,
+        access: &Access,
+        repos: Vec<String>,
+        error: Option<&ServiceError>,
+        started: Instant,
+    ) {
+        self.audit.record(AuditEvent::finished(
+            surface,
+            access,
+            None,
+            repos,
+            Vec::new(),
+            error,
+            started,
+        ));
+    }
+}
+
+/// `GET /v1/repos`.
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+) -> Result<Response, ServiceError> {
+    let started = Instant::now();
+    let result = state.list_repos(&access);
+    let names = result
+        .as_ref()
+        .map(|r| r.iter().map(|s| s.name.clone()).collect())
+        .unwrap_or_default();
+    state.audit_repos("http.repos.list", &access, names, result.as_ref().err(), started);
+    Ok(Json(json!({ "repos": result? })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReindexParams {
+    #[serde(default)]
+    full: bool,
+}
+
+/// `GET /v1/repos/{name}` (names may contain `/`).
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    Path(name): Path<String>,
+) -> Result<Response, ServiceError> {
+    let started = Instant::now();
+    let result = state.get_repo(&access, &name);
+    state.audit_repos("http.repos.get", &access, vec![name], result.as_ref().err(), started);
+    Ok(Json(result?).into_response())
+}
+
+/// `POST /v1/repos/{name}/reindex[?full=true]`: 202.
+pub async fn post(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    Path(rest): Path<String>,
+    Query(params): Query<ReindexParams>,
+) -> Result<Response, ServiceError> {
+    let Some(name) = rest.strip_suffix("/reindex") else {
+        return Err(ServiceError::not_found(
+            "no such endpoint: use POST /v1/repos/{name}/reindex",
+        ));
+    };
+    let started = Instant::now();
+    let result = state.reindex_repo(&access, name, params.full);
+    state.audit_repos(
+        "http.repos.reindex",
+        &access,
+        vec![name.to_string()],
+        result.as_ref().err(),
+        started,
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "queued": true, "full": params.full, "repo": result? })),
+    )
+        .into_response())
+}
+
+/// `DELETE /v1/repos/{name}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    Path(name): Path<String>,
+) -> Result<Response, ServiceError> {
+    let started = Instant::now();
+    let result = state.remove_repo(&access, &name).await;
+    state.audit_repos(
+        "http.repos.delete",
+        &access,
+        vec![name.clone()],
+        result.as_ref().err(),
+        started,
+    );
+    result?;
+    Ok(Json(json!({ "removed": name })).into_response())
+}
+
+/// `GET /metrics`: Prometheus text; per-repo series only for readable repos.
+pub async fn metrics(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+) -> Result<Response, ServiceError> {
+    let daemon = state.daemon()?;
+    let readable: Vec<String> = state.list_repos(&access)?.into_iter().map(|s| s.name).collect();
+    let text = daemon.metrics_text(&readable);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// A Git hosting service that sends push webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    GitHub,
+    GitLab,
+    Gitea,
+}
+
+impl Provider {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "github" => Some(Self::GitHub),
+            "gitlab" => Some(Self::GitLab),
+            "gitea" => Some(Self::Gitea),
+            _ => None,
+        }
+    }
+
+    fn surface(self) -> &'static str {
+        match self {
+            Self::GitHub => "http.webhook.github",
+            Self::GitLab => "http.webhook.gitlab",
+            Self::Gitea => "http.webhook.gitea",
+        }
+    }
+}
+
+/// Checks a webhook's signature (GitHub, Gitea) or token (GitLab) against
+/// `secret`, in constant time.
+pub fn verify_webhook(provider: Provider, secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+    use ring::hmac;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    match provider {
+        Provider::GitHub | Provider::Gitea => {
+            let (name, value) = if provider == Provider::GitHub {
+                let v = header("x-hub-signature-256").ok_or("missing X-Hub-Signature-256")?;
+                (
+                    "X-Hub-Signature-256",
+                    v.strip_prefix("sha256=")
+                        .ok_or("X-Hub-Signature-256 must start with sha256=")?,
+                )
+            } else {
+                (
+                    "X-Gitea-Signature",
+                    header("x-gitea-signature").ok_or("missing X-Gitea-Signature")?,
+                )
+            };
+            let tag = hex::decode(value).map_err(|_| format!("{name} is not hex"))?;
+            let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+            hmac::verify(&key, body, &tag).map_err(|_| format!("{name} does not match the body"))
+        }
+        Provider::GitLab => {
+            let given = header("x-gitlab-token").ok_or("missing X-Gitlab-Token")?;
+            // compare MACs of both under one key: constant time, whatever the lengths
+            let key = hmac::Key::new(hmac::HMAC_SHA256, b"cairn gitlab token comparison");
+            let want = hmac::sign(&key, secret.as_bytes());
+            hmac::verify(&key, given.as_bytes(), want.as_ref()).map_err(|_| "X-Gitlab-Token is wrong".to_string())
+        }
+    }
+}
+
+/// What a push payload says about where it happened.
+#[derive(Debug, Default, PartialEq)]
+pub struct Push {
+    /// Clone/web URLs of the pushed repository.
+    pub urls: Vec<String>,
+    /// `owner/name` style names.
+    pub names: Vec<String>,
+    /// The branch pushed (`None` for tags and other refs).
+    pub branch: Option<String>,
+    pub default_branch: Option<String>,
+    /// The new head commit.
+    pub after: Option<String>,
+}
+
+impl Push {
+    /// Reads the fields GitHub, Gitea (`repository`) and GitLab (`project`) send.
+    pub fn parse(payload: &Value) -> Self {
+        let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let mut push = Push {
+            branch: s(payload, "ref").and_then(|r| r.strip_prefix("refs/heads/").map(str::to_string)),
+            after: s(payload, "after").or_else(|| s(payload, "checkout_sha")),
+            ..Push::default()
+        };
+        for section in ["repository", "project"] {
+            let Some(r) = payload.get(section) else { continue };
+            for k in [
+                "clone_url",
+                "ssh_url",
+                "git_url",
+                "html_url",
+                "git_http_url",
+                "git_ssh_url",
+                "web_url",
+                "url",
+                "homepage",
+            ] {
+                push.urls.extend(s(r, k));
+            }
+            push.names.extend(s(r, "full_name"));
+            push.names.extend(s(r, "path_with_namespace"));
+            if push.default_branch.is_none() {
+                push.default_branch = s(r, "default_branch");
+            }
+        }
+        push
+    }
+}
+
+/// A URL reduced to `host/path` (no scheme, user, `.git` or trailing `/`;
+/// `git@host:path` read as `host/path`), lowercased, for comparison.
+pub fn normalize_url(url: &str) -> String {
+    let mut u = url.trim().to_lowercase();
+    if let Some((_, rest)) = u.split_once("://") {
+        u = rest.to_string();
+    } else if let Some((userhost, path)) = u.split_once(':')
+        && !userhost.contains('/')
+    {
+        u = format!("{userhost}/{path}");
+    }
+    if let Some((user, rest)) = u.split_once('@')
+        && !user.contains('/')
+    {
+        u = rest.to_string();
+    }
+    let u = u.trim_end_matches('/');
+    u.strip_suffix(".git").unwrap_or(u).trim_end_matches('/').to_string()
+}
+
+/// The configured repos a push concerns.
+pub fn matching_repos<'a>(repos: impl IntoIterator<Item = &'a crate::config::RepoConfig>, push: &Push) -> Vec<String> {
+    let urls: Vec<String> = push.urls.iter().map(|u| normalize_url(u)).collect();
+    repos
+        .into_iter()
+        .filter(|r| {
+            let same_repo = urls.contains(&normalize_url(&r.url)) || push.names.contains(&r.name);
+            let followed = r.branch.as_ref().or(push.default_branch.as_ref());
+            let same_branch = match (&push.branch, followed) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(b), Some(f)) => b == f,
+            };
+            same_repo && same_branch
+        })
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// `POST /v1/webhooks/{provider}`.
+pub async fn webhook(
+    State(state): State<AppState>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let Some(p) = Provider::parse(&provider) else {
+        return ServiceError::not_found("unknown webhook provider: use github, gitlab or gitea").into_response();
+    };
+    let access = Access::for_principal(Principal {
+        name: format!("webhook:{provider}"),
+        groups: Default::default(),
+    });
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let err = ServiceError::invalid(format!("failed to read the webhook body: {}", e.body_text()));
+            state.audit_repos(p.surface(), &access, Vec::new(), Some(&err), started);
+            return err.into_response();
+        }
+    };
+    let result = handle_webhook(&state, p, &headers, &body);
+    let (triggered, error) = match &result {
+        Ok(v) => (
+            v["triggered"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+            None,
+        ),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    state.audit_repos(p.surface(), &access, triggered, error, started);
+    match result {
+        Ok(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn handle_webhook(
+    state: &AppState,
+    provider: Provider,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Value, ServiceError> {
+    let secrets = &state.webhook_secrets;
+    let secret = match provider {
+        Provider::GitHub => secrets.github.as_deref(),
+        Provider::GitLab => secrets.gitlab.as_deref(),
+        Provider::Gitea => secrets.gitea.as_deref(),
+    };
+    let Some(secret) = secret else {
+        return Err(ServiceError::unauthenticated(
+            "webhooks from this provider are not configured ([webhooks] *_env names no secret)",
+        ));
+    };
+    if let Err(why) = verify_webhook(provider, secret, headers, body) {
+        tracing::warn!(?provider, why = %why, "webhook refused");
+        return Err(ServiceError::unauthenticated(format!(
+            "webhook signature check failed: {why}"
+        )));
+    }
+    let event = headers
+        .get("x-github-event")
+        .or_else(|| headers.get("x-gitea-event"))
+        .or_else(|| headers.get("x-gitlab-event"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("push")
+        .to_string();
+    if !matches!(event.as_str(), "push" | "Push Hook") {
+        return Ok(json!({ "event": event, "triggered": [] }));
+    }
+    let payload: Value =
+        serde_json::from_slice(body).map_err(|e| ServiceError::invalid(format!("webhook body is not JSON: {e}")))?;
+    let push = Push::parse(&payload);
+    let daemon = state.daemon()?;
+    let names = matching_repos(daemon.configured_repos(), &push);
+    for name in &names {
+        daemon.trigger_at(name, false, push.after.clone())?;
+        tracing::info!(repo = %name, ?provider, commit = ?push.after, "webhook triggered a run");
+    }
+    Ok(json!({ "event": event, "triggered": names }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RepoConfig;
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    fn sign(secret: &str, body: &[u8]) -> String {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+        hex::encode(ring::hmac::sign(&key, body).as_ref())
+    }
+
+    #[test]
+    fn signatures_are_checked() {
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let good = headers(&[("x-hub-signature-256", format!("sha256={}", sign("s", body)))]);
+        assert!(verify_webhook(Provider::GitHub, "s", &good, body).is_ok());
+        assert!(verify_webhook(Provider::GitHub, "other", &good, body).is_err());
+        assert!(verify_webhook(Provider::GitHub, "s", &good, b"{}").is_err());
+        assert!(verify_webhook(Provider::GitHub, "s", &HeaderMap::new(), body).is_err());
+        let raw = headers(&[("x-hub-signature-256", sign("s", body))]);
+        assert!(
+            verify_webhook(Provider::GitHub, "s", &raw, body).is_err(),
+            "the sha256= prefix is required"
+        );
+        let gitea = headers(&[("x-gitea-signature", sign("s", body))]);
+        assert!(verify_webhook(Provider::Gitea, "s", &gitea, body).is_ok());
+        assert!(verify_webhook(Provider::Gitea, "t", &gitea, body).is_err());
+        let gl = headers(&[("x-gitlab-token", "tok".into())]);
+        assert!(verify_webhook(Provider::GitLab, "tok", &gl, body).is_ok());
+        assert!(verify_webhook(Provider::GitLab, "tok2", &gl, body).is_err());
+        assert!(verify_webhook(Provider::GitLab, "to", &gl, body).is_err());
+    }
+
+    #[test]
+    fn urls_normalize() {
+        for u in [
+            "https://git.internal/Acme/Auth.git",
+            "ssh://git@git.internal/acme/auth.git",
+            "git@git.internal:acme/auth.git",
+            "https://git.internal/acme/auth/",
+            "http://user@git.internal/acme/auth",
+        ] {
+            assert_eq!(normalize_url(u), "git.internal/acme/auth", "{u}");
+        }
+    }
+
+    #[test]
+    fn pushes_match_repos_by_url_name_and_branch() {
+        let repo = |name: &str, url: &str, branch: Option<&str>| RepoConfig {
+            name: name.into(),
+            url: url.into(),
+            branch: branch.map(str::to_string),
+            ..RepoConfig::default()
+        };
+        let repos = [
+            repo("auth", "https://git.internal/acme/auth.git", Some("main")),
+            repo("auth-dev", "git@git.internal:acme/auth.git", Some("dev")),
+            repo("acme/web", "/srv/web", None),
+        ];
+        let github = Push::parse(&json!({
+            "ref": "refs/heads/main",
+            "after": "abc",
+            "repository": {"clone_url": "https://git.internal/acme/auth.git", "full_name": "acme/auth", "default_branch": "main"}
+        }));
+        assert_eq!(github.after.as_deref(), Some("abc"));
+        assert_eq!(matching_repos(&repos, &github), ["auth"]);
+        let dev = Push::parse(&json!({
+            "ref": "refs/heads/dev",
+            "repository": {"ssh_url": "git@git.internal:acme/auth.git"}
+        }));
+        assert_eq!(matching_repos(&repos, &dev), ["auth-dev"]);
+        let gitlab = Push::parse(&json!({
+            "ref": "refs/heads/trunk",
+            "checkout_sha": "def",
+            "project": {"path_with_namespace": "acme/web", "default_branch": "trunk", "git_http_url": "https://gl/acme/web.git"}
+        }));
+        assert_eq!(gitlab.after.as_deref(), Some("def"));
+        assert_eq!(matching_repos(&repos, &gitlab), ["acme/web"]);
+        let other_branch = Push::parse(&json!({
+            "ref": "refs/heads/feature",
+            "project": {"path_with_namespace": "acme/web", "default_branch": "trunk"}
+        }));
+        assert!(matching_repos(&repos, &other_branch).is_empty());
+        let tag = Push::parse(&json!({"ref": "refs/tags/v1", "repository": {"full_name": "acme/web"}}));
+        assert!(matching_repos(&repos, &tag).is_empty());
+    }
+}

@@ -37,6 +37,8 @@ pub struct Config {
     pub log: LogConfig,
     pub audit: crate::audit::AuditConfig,
     pub auth: crate::auth::AuthConfig,
+    /// Per-principal request-rate and concurrency caps (`[limits]`).
+    pub limits: crate::limits::LimitsConfig,
 }
 
 /// Context assembly and answer post-processing.
@@ -191,6 +193,8 @@ pub struct ServerConfig {
     pub grpc: String,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
+    /// TLS on both listeners (`[server.tls]`); off when `cert` is empty.
+    pub tls: crate::tls::TlsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -258,6 +262,7 @@ impl Default for Config {
             log: LogConfig::default(),
             audit: crate::audit::AuditConfig::default(),
             auth: crate::auth::AuthConfig::default(),
+            limits: crate::limits::LimitsConfig::default(),
         }
     }
 }
@@ -268,6 +273,7 @@ impl Default for ServerConfig {
             http: "127.0.0.1:7700".into(),
             grpc: "127.0.0.1:7701".into(),
             max_body_bytes: 1024 * 1024,
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }
@@ -421,6 +427,9 @@ impl Config {
                 .push("search.rrf_k, dense_weight, sparse_weight and items_weight must be non-negative numbers".into());
         }
         self.audit.validate(&mut errors);
+        self.limits.validate(&mut errors);
+        self.auth.validate(&mut errors);
+        self.server.tls.validate(&mut errors);
         if let Some(m) = &self.embed.model
             && (m.max_length == 0 || m.max_length > 8192)
         {

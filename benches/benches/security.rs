@@ -1,8 +1,8 @@
-//! What authentication and the audit log add to a search
+//! What authentication, the limits and the audit log add to a search
 //! (`cargo bench -p cairn-benches --bench security`): the fixture repo
 //! `acme-auth` with the default model, served twice from one store —
-//! `auth.mode = "none"` without an audit log, and API tokens with the audit
-//! log on — and the same queries sent to both, alternating, so that machine
+//! `auth.mode = "none"` without an audit log, and API tokens with `[limits]`
+//! (set high enough never to refuse) and the audit log on — and the same queries sent to both, alternating, so that machine
 //! load falls on both alike. Prints p50/p99 of each and the difference.
 //!
 //! It prints timings; nothing here asserts a time.
@@ -16,6 +16,7 @@ use cairn_services::audit::{AuditConfig, AuditLog};
 use cairn_services::auth::{AuthMode, TokenStore};
 use cairn_services::commands::Engine;
 use cairn_services::config::Config;
+use cairn_services::limits::LimitsConfig;
 use serde_json::json;
 
 const QUERIES: [&str; 10] = [
@@ -62,6 +63,12 @@ async fn bench() -> anyhow::Result<()> {
     let secured = engine
         .state(&config)
         .with_auth(AuthMode::Tokens, tokens)
+        // limits on (bucket and in-flight count per request) but never reached
+        .with_limits(LimitsConfig {
+            requests_per_second: 1e6,
+            burst: 1_000_000,
+            max_concurrent: 1000,
+        })
         .with_audit(audit.clone());
     let open = Served::start(open).await?;
     let secured = Served::start(secured).await?;

@@ -21,7 +21,7 @@ use crate::commands::Engine;
 use crate::config::{BackendConfig, Config};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
-enum Behaviour {
+pub(crate) enum Behaviour {
     /// Streams a fixed reply.
     Reply,
     /// Echoes the planted lines of the excerpts it was given (the lines
@@ -35,7 +35,7 @@ enum Behaviour {
     StallAfterFirst,
 }
 
-struct Fake {
+pub(crate) struct Fake {
     behaviour: Behaviour,
     calls: AtomicUsize,
     requests: std::sync::Mutex<Vec<Value>>,
@@ -130,7 +130,7 @@ async fn fake_completions(
 }
 
 /// A fake backend on a free port; returns its base URL.
-async fn fake_backend(behaviour: Behaviour) -> (String, Arc<Fake>) {
+pub(crate) async fn fake_backend(behaviour: Behaviour) -> (String, Arc<Fake>) {
     let fake = Arc::new(Fake {
         behaviour,
         calls: AtomicUsize::new(0),
@@ -154,7 +154,7 @@ async fn dead_url() -> String {
     format!("http://{addr}/v1")
 }
 
-fn backend(name: &str, base_url: &str) -> BackendConfig {
+pub(crate) fn backend(name: &str, base_url: &str) -> BackendConfig {
     BackendConfig {
         name: name.into(),
         base_url: base_url.into(),

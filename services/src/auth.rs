@@ -32,6 +32,17 @@ const TOKEN_PREFIX: &str = "cairn_";
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub mode: AuthMode,
+    /// `[auth.oidc]`: used with `mode = "oidc"`.
+    pub oidc: crate::oidc::OidcConfig,
+}
+
+impl AuthConfig {
+    /// Adds every problem to `errors`.
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        if self.mode == AuthMode::Oidc {
+            self.oidc.validate(errors);
+        }
+    }
 }
 
 /// How requests are authenticated.
@@ -44,6 +55,8 @@ pub enum AuthMode {
     None,
     /// Bearer API tokens from `cairn token create`.
     Tokens,
+    /// Bearer JWTs from an OIDC provider (`[auth.oidc]`).
+    Oidc,
 }
 
 /// Who is asking.

@@ -49,6 +49,8 @@ pub struct Config {
     pub indexer: IndexerConfig,
     /// Webhook secrets (`[webhooks]`).
     pub webhooks: WebhookConfig,
+    /// Per-principal request-rate and concurrency caps (`[limits]`).
+    pub limits: crate::limits::LimitsConfig,
 }
 
 /// One repository the daemon follows.
@@ -431,6 +433,8 @@ pub struct ServerConfig {
     pub grpc: String,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
+    /// TLS on both listeners (`[server.tls]`); off when `cert` is empty.
+    pub tls: crate::tls::TlsConfig,
 }
 
 /// Which embedder `[embed]` configures.
@@ -518,6 +522,7 @@ impl Default for Config {
             prune: false,
             indexer: IndexerConfig::default(),
             webhooks: WebhookConfig::default(),
+            limits: crate::limits::LimitsConfig::default(),
         }
     }
 }
@@ -528,6 +533,7 @@ impl Default for ServerConfig {
             http: "127.0.0.1:7700".into(),
             grpc: "127.0.0.1:7701".into(),
             max_body_bytes: 1024 * 1024,
+            tls: crate::tls::TlsConfig::default(),
         }
     }
 }
@@ -700,6 +706,9 @@ impl Config {
         }
         self.audit.validate(&mut errors);
         self.store.validate(&mut errors);
+        self.limits.validate(&mut errors);
+        self.auth.validate(&mut errors);
+        self.server.tls.validate(&mut errors);
         if let Some(m) = &self.embed.model
             && (m.max_length == 0 || m.max_length > 8192)
         {

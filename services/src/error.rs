@@ -21,6 +21,8 @@ pub enum ServiceErrorKind {
     Unauthenticated,
     Forbidden,
     Unavailable,
+    /// Over a per-principal limit (`[limits]`): 429 / `RESOURCE_EXHAUSTED`.
+    TooManyRequests,
     /// An LLM backend failed or is down (502 / `UNAVAILABLE`).
     BadGateway,
     /// An LLM backend did not answer in time (504 / `DEADLINE_EXCEEDED`).
@@ -38,6 +40,7 @@ impl ServiceErrorKind {
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
+            Self::TooManyRequests => "too_many_requests",
             Self::BadGateway => "bad_gateway",
             Self::GatewayTimeout => "gateway_timeout",
             Self::Internal => "internal",
@@ -97,6 +100,7 @@ impl ServiceError {
             ServiceErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ServiceErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ServiceErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ServiceErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
             ServiceErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ServiceErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -108,7 +112,7 @@ impl ServiceError {
         match self.kind {
             ServiceErrorKind::InvalidArgument => tonic::Code::InvalidArgument,
             ServiceErrorKind::NotFound => tonic::Code::NotFound,
-            ServiceErrorKind::PayloadTooLarge => tonic::Code::ResourceExhausted,
+            ServiceErrorKind::PayloadTooLarge | ServiceErrorKind::TooManyRequests => tonic::Code::ResourceExhausted,
             ServiceErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
             ServiceErrorKind::Forbidden => tonic::Code::PermissionDenied,
             ServiceErrorKind::Unavailable | ServiceErrorKind::BadGateway => tonic::Code::Unavailable,
@@ -159,6 +163,7 @@ impl ServiceError {
             ServiceErrorKind::PayloadTooLarge => ("invalid_request_error", "payload_too_large".into()),
             ServiceErrorKind::Unauthenticated => ("authentication_error", "invalid_api_key".into()),
             ServiceErrorKind::Forbidden => ("permission_error", "forbidden".into()),
+            ServiceErrorKind::TooManyRequests => ("rate_limit_error", "rate_limit_exceeded".into()),
             ServiceErrorKind::Unavailable | ServiceErrorKind::BadGateway | ServiceErrorKind::GatewayTimeout => {
                 ("api_error", "backend_unavailable".into())
             }

@@ -13,12 +13,12 @@ use cairn_proto::v1::{
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::answer::{AnswerEvent, AnswerRequest};
 use crate::auth::Access;
 use crate::daemon::RepoStatus;
+use crate::limits::GrpcLimit;
 use crate::search::{DEFAULT_K, SearchRequest};
 use crate::server::AppState;
 
@@ -28,23 +28,10 @@ pub struct RetrievalService {
 }
 
 impl RetrievalService {
-    /// The service behind [`AuthInterceptor`].
-    pub fn new(state: AppState) -> InterceptedService<RetrievalServer<Self>, AuthInterceptor> {
-        RetrievalServer::with_interceptor(Self { state: state.clone() }, AuthInterceptor(state))
-    }
-}
-
-/// Resolves the `authorization` metadata into an [`Access`] carried in the
-/// request's extensions, or answers `UNAUTHENTICATED`.
-#[derive(Clone)]
-pub struct AuthInterceptor(AppState);
-
-impl tonic::service::Interceptor for AuthInterceptor {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
-        let access = self.0.authenticate(header)?;
-        req.extensions_mut().insert(access);
-        Ok(req)
+    /// The service behind authentication (`authorization` metadata) and
+    /// the per-principal limits; see [`GrpcLimit`].
+    pub fn new(state: AppState) -> GrpcLimit<RetrievalServer<Self>> {
+        GrpcLimit::new(RetrievalServer::new(Self { state: state.clone() }), state)
     }
 }
 
@@ -142,9 +129,10 @@ pub struct IndexerService {
 }
 
 impl IndexerService {
-    /// The service behind [`AuthInterceptor`].
-    pub fn new(state: AppState) -> InterceptedService<IndexerServer<Self>, AuthInterceptor> {
-        IndexerServer::with_interceptor(Self { state: state.clone() }, AuthInterceptor(state))
+    /// The service behind authentication and the per-principal limits;
+    /// see [`GrpcLimit`].
+    pub fn new(state: AppState) -> GrpcLimit<IndexerServer<Self>> {
+        GrpcLimit::new(IndexerServer::new(Self { state: state.clone() }), state)
     }
 }
 

@@ -56,16 +56,24 @@ async fn not_found() -> ServiceError {
 }
 
 /// Resolves the request's credentials into an [`Access`] for the handler,
-/// or answers 401.
+/// or answers 401; then applies the principal's limits (429).
 pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let header = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match state.authenticate(header) {
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match state.authenticate_async(header.as_deref()).await {
         Ok(access) => {
+            // per-principal limits; the slot is held until the body ends
+            let permit = match state.admit(&access, crate::limits::http_surface(req.uri().path())) {
+                Ok(p) => p,
+                Err(refusal) => return crate::limits::http_refusal(refusal, state.limits.config()),
+            };
             req.extensions_mut().insert(access);
-            next.run(req).await
+            next.run(req)
+                .await
+                .map(|body| axum::body::Body::new(crate::limits::PermitBody::new(body, permit)))
         }
         Err(e) => {
             tracing::info!(path = %req.uri().path(), error = %e.message, "request refused");

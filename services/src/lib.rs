@@ -12,6 +12,9 @@
 //! - [`sanitize`]: removes images and links to unknown hosts from answers.
 //! - [`openai`]: the OpenAI-compatible gateway transport (`/v1/chat/completions`, `/v1/models`).
 //! - [`auth`]: API tokens, principals and the per-repo read rule; [`audit`]: the hash-chained audit log.
+//! - [`limits`]: per-principal request-rate and concurrency caps (429 / `RESOURCE_EXHAUSTED`).
+//! - [`oidc`]: OIDC/JWT bearer verification against a JWKS (`[auth] mode = "oidc"`).
+//! - [`tls`]: rustls (ring) on the HTTP and gRPC listeners, with optional client certificates.
 //! - [`error`]: [`error::ServiceError`] and the single kind → HTTP/gRPC table.
 //! - [`http`], [`grpc`]: thin transports; [`server`]: state and `run(…, listeners, shutdown)`.
 //! - [`code`]: [`code::CodeService`], indexed repositories and files as indexed.
@@ -40,9 +43,15 @@ pub mod error;
 pub mod eval;
 pub mod grpc;
 pub mod http;
+pub mod limits;
+#[cfg(test)]
+mod limits_tests;
 pub mod llm;
 pub mod mcp;
 pub mod metrics;
+pub mod oidc;
+#[cfg(test)]
+mod oidc_tests;
 pub mod openai;
 pub mod repos;
 pub mod sanitize;
@@ -52,3 +61,6 @@ pub mod server;
 pub mod store_admin;
 pub mod store_config;
 pub mod telemetry;
+pub mod tls;
+#[cfg(test)]
+mod tls_tests;

@@ -392,6 +392,10 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
                 config.server.grpc = g;
             }
             config.validate()?;
+            if config.server.tls.enabled() {
+                // unreadable or mismatched files: a clear error before anything starts
+                config.server.tls.server_config(&[])?;
+            }
             let engine = Engine::open(&config, "cairn serve")?;
             let http = tokio::net::TcpListener::bind(&config.server.http)
                 .await
@@ -402,7 +406,8 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
             let http_addr = http.local_addr()?;
             let grpc_addr = grpc.local_addr()?;
             tracing::info!(http = %http_addr, grpc = %grpc_addr, "serving");
-            println!("cairn is serving HTTP on http://{http_addr} and gRPC on {grpc_addr}");
+            let scheme = if config.server.tls.enabled() { "https" } else { "http" };
+            println!("cairn is serving HTTP on {scheme}://{http_addr} and gRPC on {grpc_addr}");
             println!(
                 "try:\n  curl -s http://{http_addr}/v1/search -d '{{\"query\": \"how are chunks embedded\", \"k\": 3}}'"
             );
@@ -418,7 +423,16 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
                     "authentication is OFF (auth.mode = \"none\"): every local process can read every indexed repo"
                 ),
                 AuthMode::Tokens => tracing::info!("authentication: API tokens"),
+                AuthMode::Oidc => {
+                    tracing::info!(issuer = %config.auth.oidc.issuer, "authentication: OIDC bearer tokens")
+                }
             }
+            let oidc = match config.auth.mode {
+                AuthMode::Oidc => Some(Arc::new(
+                    cairn_services::oidc::OidcVerifier::new(config.auth.oidc.clone()).await?,
+                )),
+                _ => None,
+            };
             let tokens = Arc::new(TokenStore::new(&config.data_dir));
             let audit = Arc::new(AuditLog::open(&config.audit, &config.data_dir)?);
             let shutdown = CancellationToken::new();
@@ -428,15 +442,22 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
                 shutdown_signal().await;
                 signal.cancel();
             });
-            let served = server::run(
-                engine
-                    .state(&config)
-                    .with_audit(audit.clone())
-                    .with_auth(config.auth.mode, tokens)
-                    .with_daemon(daemon.clone(), config.webhooks.secrets.clone()),
+            let state = engine
+                .state(&config)
+                .with_audit(audit.clone())
+                .with_auth(config.auth.mode, tokens)
+                .with_limits(config.limits.clone())
+                .with_daemon(daemon.clone(), config.webhooks.secrets.clone());
+            let state = match oidc {
+                Some(verifier) => state.with_oidc(verifier),
+                None => state,
+            };
+            let served = server::run_with_tls(
+                state,
                 http,
                 grpc,
                 config.server.max_body_bytes,
+                &config.server.tls,
                 shutdown.clone().cancelled_owned(),
             )
             .await;

@@ -34,6 +34,10 @@ pub struct AppState {
     pub daemon: Option<crate::daemon::Daemon>,
     /// Webhook secrets read from the environment at start-up.
     pub webhook_secrets: crate::config::WebhookSecrets,
+    /// Per-principal limits (off unless [`AppState::with_limits`]).
+    pub limits: Arc<crate::limits::Limiter>,
+    /// The JWT verifier of `auth.mode = "oidc"`.
+    pub oidc: Option<Arc<crate::oidc::OidcVerifier>>,
 }
 
 impl AppState {
@@ -69,6 +73,8 @@ impl AppState {
             tokens: None,
             daemon: None,
             webhook_secrets: crate::config::WebhookSecrets::default(),
+            limits: Arc::new(crate::limits::Limiter::off()),
+            oidc: None,
         }
     }
 
@@ -79,11 +85,49 @@ impl AppState {
         self
     }
 
+    /// Authenticates requests with OIDC bearer JWTs checked by `verifier`.
+    pub fn with_oidc(mut self, verifier: Arc<crate::oidc::OidcVerifier>) -> Self {
+        self.auth = AuthMode::Oidc;
+        self.oidc = Some(verifier);
+        self
+    }
+
+    /// [`AppState::authenticate`], and with OIDC a JWKS refresh (rate-limited)
+    /// when a token names an unknown key. The transports call this one.
+    pub async fn authenticate_async(&self, authorization: Option<&str>) -> Result<Access, ServiceError> {
+        match (self.auth, &self.oidc) {
+            (AuthMode::Oidc, Some(verifier)) => {
+                let token = authorization.and_then(bearer).ok_or_else(|| {
+                    ServiceError::unauthenticated("missing credentials: send `Authorization: Bearer <token>`")
+                })?;
+                verifier
+                    .verify_refreshing(token)
+                    .await
+                    .map(Access::for_principal)
+                    .map_err(|e| ServiceError::unauthenticated(e.to_string()))
+            }
+            _ => self.authenticate(authorization),
+        }
+    }
+
     /// What the bearer credential in `authorization` (the header's value)
     /// may read. With `auth.mode = "none"` credentials are ignored.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Access, ServiceError> {
         match self.auth {
             AuthMode::None => Ok(Access::open()),
+            AuthMode::Oidc => {
+                let token = authorization.and_then(bearer).ok_or_else(|| {
+                    ServiceError::unauthenticated("missing credentials: send `Authorization: Bearer <token>`")
+                })?;
+                let verifier = self
+                    .oidc
+                    .as_ref()
+                    .ok_or_else(|| ServiceError::internal("OIDC verifier not configured"))?;
+                verifier
+                    .verify(token)
+                    .map(Access::for_principal)
+                    .map_err(|e| ServiceError::unauthenticated(e.to_string()))
+            }
             AuthMode::Tokens => {
                 let token = authorization.and_then(bearer).ok_or_else(|| {
                     ServiceError::unauthenticated("missing credentials: send `Authorization: Bearer <token>`")
@@ -105,6 +149,12 @@ impl AppState {
     pub fn with_daemon(mut self, daemon: crate::daemon::Daemon, secrets: crate::config::WebhookSecrets) -> Self {
         self.daemon = Some(daemon);
         self.webhook_secrets = secrets;
+        self
+    }
+
+    /// Applies per-principal `[limits]`.
+    pub fn with_limits(mut self, limits: crate::limits::LimitsConfig) -> Self {
+        self.limits = Arc::new(crate::limits::Limiter::new(limits));
         self
     }
 
@@ -173,6 +223,32 @@ pub async fn run(
     max_body_bytes: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with_tls(
+        state,
+        http,
+        grpc,
+        max_body_bytes,
+        &crate::tls::TlsConfig::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`], with TLS on both listeners when `tls` is configured (the files
+/// are read before anything is served; errors name the key and path).
+pub async fn run_with_tls(
+    state: AppState,
+    http: TcpListener,
+    grpc: TcpListener,
+    max_body_bytes: usize,
+    tls: &crate::tls::TlsConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let tls_configs = if tls.enabled() {
+        Some((tls.server_config(&[b"h2", b"http/1.1"])?, tls.server_config(&[b"h2"])?))
+    } else {
+        None
+    };
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mcp_shutdown = tokio_util::sync::CancellationToken::new();
     // /mcp sits behind the same authentication as every other route; its
@@ -188,13 +264,16 @@ pub async fn run(
         ));
     let app = crate::http::router(state.clone(), max_body_bytes).merge(mcp);
     let mut http_rx = rx.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_rx.wait_for(|v| *v).await;
-            })
-            .await
-    });
+    let http_stop = async move {
+        let _ = http_rx.wait_for(|v| *v).await;
+    };
+    let http_task = match &tls_configs {
+        Some((http_tls, _)) => {
+            let listener = crate::tls::TlsListener::new(http, http_tls.clone())?;
+            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(http_stop).await })
+        }
+        None => tokio::spawn(async move { axum::serve(http, app).with_graceful_shutdown(http_stop).await }),
+    };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -208,17 +287,24 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let mut grpc_rx = rx.clone();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
-    let grpc_task = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(crate::grpc::RetrievalService::new(state.clone()))
-            .add_service(crate::grpc::IndexerService::new(state))
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = grpc_rx.wait_for(|v| *v).await;
-            }),
-    );
+    let grpc_stop = async move {
+        let _ = grpc_rx.wait_for(|v| *v).await;
+    };
+    let routes = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(crate::grpc::RetrievalService::new(state.clone()))
+        .add_service(crate::grpc::IndexerService::new(state));
+    let grpc_task = match tls_configs {
+        Some((_, grpc_tls)) => {
+            let incoming = crate::tls::TlsListener::new(grpc, grpc_tls)?.into_incoming();
+            tokio::spawn(routes.serve_with_incoming_shutdown(incoming, grpc_stop))
+        }
+        None => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+            tokio::spawn(routes.serve_with_incoming_shutdown(incoming, grpc_stop))
+        }
+    };
     shutdown.await;
     mcp_shutdown.cancel();
     let _ = tx.send(true);

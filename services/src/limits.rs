@@ -1,0 +1,424 @@
+//! Per-principal limits (`[limits]`): a request-rate token bucket and a cap on
+//! requests in flight. A refused request gets HTTP 429 with `Retry-After`, or
+//! gRPC `RESOURCE_EXHAUSTED`, and is audited as a denial.
+//!
+//! Limits apply after authentication (the principal is known) to every
+//! authenticated surface: the HTTP API (with `/mcp`, the OpenAI gateway and
+//! Continue) through [`crate::http::authenticate`], gRPC through
+//! [`GrpcLimit`]. `/healthz` and the gRPC health service are exempt. A
+//! request holds its slot until its response body ends, so an answer stream
+//! counts as in flight until its last event.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::response::IntoResponse;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditEvent, Decision};
+use crate::auth::Access;
+use crate::error::{ServiceError, ServiceErrorKind};
+use crate::server::AppState;
+
+/// `[limits]` settings; `0` turns a limit off.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Sustained requests per second per principal (the bucket's refill rate).
+    pub requests_per_second: f64,
+    /// Requests a principal may send at once before the rate applies (the
+    /// bucket's size); at least 1 when `requests_per_second` is set.
+    pub burst: u32,
+    /// Requests one principal may have in flight at once (an answer stream
+    /// counts until it ends).
+    pub max_concurrent: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 50.0,
+            burst: 100,
+            max_concurrent: 16,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// No limits at all.
+    pub fn off() -> Self {
+        Self {
+            requests_per_second: 0.0,
+            burst: 0,
+            max_concurrent: 0,
+        }
+    }
+
+    /// Adds every problem to `errors`.
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        if !self.requests_per_second.is_finite() || self.requests_per_second < 0.0 {
+            errors.push("limits.requests_per_second: must be a non-negative number (0: no rate limit)".into());
+        } else if self.requests_per_second > 0.0 && self.burst == 0 {
+            errors.push("limits.burst: must be at least 1 when limits.requests_per_second is set".into());
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Refusal {
+    /// Over the rate; a token is available again after this long.
+    Rate(Duration),
+    /// Too many requests in flight.
+    Concurrency,
+}
+
+impl Refusal {
+    /// Whole seconds to wait (`Retry-After`), at least 1.
+    pub fn retry_after_secs(self) -> u64 {
+        match self {
+            Self::Rate(d) => d.as_secs_f64().ceil().max(1.0) as u64,
+            Self::Concurrency => 1,
+        }
+    }
+
+    /// The error clients see.
+    pub fn error(self, limits: &LimitsConfig) -> ServiceError {
+        let message = match self {
+            Self::Rate(_) => format!(
+                "rate limit exceeded ({} requests per second, burst {}); retry after {} s",
+                limits.requests_per_second,
+                limits.burst,
+                self.retry_after_secs()
+            ),
+            Self::Concurrency => format!(
+                "too many requests in flight for this principal (limits.max_concurrent = {}); retry after {} s",
+                limits.max_concurrent,
+                self.retry_after_secs()
+            ),
+        };
+        ServiceError {
+            kind: ServiceErrorKind::TooManyRequests,
+            message,
+        }
+    }
+}
+
+struct Entry {
+    tokens: f64,
+    refilled: Instant,
+    in_flight: u32,
+}
+
+/// Buckets and in-flight counts per principal.
+pub struct Limiter {
+    config: LimitsConfig,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+/// Principals tracked before idle entries (no request in flight, full
+/// bucket) are dropped.
+const PRUNE_AT: usize = 10_000;
+
+impl Limiter {
+    pub fn new(config: LimitsConfig) -> Self {
+        Self {
+            config,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A limiter that admits everything.
+    pub fn off() -> Self {
+        Self::new(LimitsConfig::off())
+    }
+
+    pub fn config(&self) -> &LimitsConfig {
+        &self.config
+    }
+
+    fn is_off(&self) -> bool {
+        self.config.requests_per_second == 0.0 && self.config.max_concurrent == 0
+    }
+
+    /// Admits one request of `principal` (taking a token and an in-flight
+    /// slot, released when the [`Permit`] drops), or says why not.
+    pub fn admit(self: &Arc<Self>, principal: &str) -> Result<Permit, Refusal> {
+        if self.is_off() {
+            return Ok(Permit { slot: None });
+        }
+        let now = Instant::now();
+        let rate = self.config.requests_per_second;
+        let burst = f64::from(self.config.burst);
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= PRUNE_AT && !entries.contains_key(principal) {
+            entries.retain(|_, e| {
+                e.in_flight > 0
+                    || (rate > 0.0 && e.tokens + now.duration_since(e.refilled).as_secs_f64() * rate < burst)
+            });
+        }
+        let e = entries.entry(principal.to_string()).or_insert(Entry {
+            tokens: burst,
+            refilled: now,
+            in_flight: 0,
+        });
+        if self.config.max_concurrent > 0 && e.in_flight >= self.config.max_concurrent {
+            return Err(Refusal::Concurrency);
+        }
+        if rate > 0.0 {
+            e.tokens = (e.tokens + now.duration_since(e.refilled).as_secs_f64() * rate).min(burst);
+            e.refilled = now;
+            if e.tokens < 1.0 {
+                return Err(Refusal::Rate(Duration::from_secs_f64((1.0 - e.tokens) / rate)));
+            }
+            e.tokens -= 1.0;
+        }
+        e.in_flight += 1;
+        Ok(Permit {
+            slot: Some((self.clone(), principal.to_string())),
+        })
+    }
+}
+
+/// One admitted request's in-flight slot; released on drop.
+pub struct Permit {
+    slot: Option<(Arc<Limiter>, String)>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some((limiter, principal)) = self.slot.take() {
+            let mut entries = limiter.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = entries.get_mut(&principal) {
+                e.in_flight = e.in_flight.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl AppState {
+    /// Admits a request by `access` on `surface`, or audits the refusal and
+    /// returns it.
+    pub(crate) fn admit(&self, access: &Access, surface: &'static str) -> Result<Permit, Refusal> {
+        self.limits.admit(&access.principal.name).inspect_err(|refusal| {
+            tracing::info!(principal = %access.principal.name, surface, ?refusal, "request over the limits");
+            self.audit.record(AuditEvent {
+                principal: access.principal.name.clone(),
+                surface,
+                query: None,
+                repos_allowed: Vec::new(),
+                results: Vec::new(),
+                backend: None,
+                model: None,
+                decision: Decision::Deny,
+                outcome: ServiceErrorKind::TooManyRequests.as_str().to_string(),
+                latency_ms: 0.0,
+            });
+        })
+    }
+}
+
+/// The audit surface of an HTTP path.
+pub(crate) fn http_surface(path: &str) -> &'static str {
+    match path {
+        "/v1/search" => "http.search",
+        "/v1/context" => "http.context",
+        "/v1/answer" => "http.answer",
+        "/v1/chat/completions" => "http.chat_completions",
+        "/v1/models" => "http.models",
+        "/v1/continue/context" => "http.continue",
+        p if p == "/mcp" || p.starts_with("/mcp/") => "http.mcp",
+        _ => "http",
+    }
+}
+
+/// The 429 response: the JSON error with `Retry-After`.
+pub(crate) fn http_refusal(refusal: Refusal, limits: &LimitsConfig) -> axum::response::Response {
+    let mut resp = refusal.error(limits).into_response();
+    resp.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(refusal.retry_after_secs()),
+    );
+    resp
+}
+
+/// A response body that holds a [`Permit`] until it ends (or is dropped).
+pub struct PermitBody<B> {
+    inner: B,
+    permit: Option<Permit>,
+}
+
+impl<B> PermitBody<B> {
+    pub fn new(inner: B, permit: Permit) -> Self {
+        Self {
+            inner,
+            permit: Some(permit),
+        }
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for PermitBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.permit = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The gRPC `Retrieval` service behind authentication (the `authorization`
+/// metadata, `UNAUTHENTICATED` without it) and the per-principal limits; the
+/// caller's [`Access`] goes into the request's extensions for the handlers.
+#[derive(Clone)]
+pub struct GrpcLimit<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> GrpcLimit<S> {
+    pub fn new(inner: S, state: AppState) -> Self {
+        Self { inner, state }
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for GrpcLimit<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tower::Service<http::Request<B>> for GrpcLimit<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        // the clone is ready (the inner service always is); keep the polled one
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let header = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let access = match state.authenticate_async(header.as_deref()).await {
+                Ok(a) => a,
+                Err(e) => return Ok(tonic::Status::from(e).into_http()),
+            };
+            let permit = match state.admit(&access, grpc_surface(req.uri().path())) {
+                Ok(p) => p,
+                Err(refusal) => {
+                    let mut status: tonic::Status = refusal.error(state.limits.config()).into();
+                    if let Ok(v) = refusal.retry_after_secs().to_string().parse() {
+                        status.metadata_mut().insert("retry-after", v);
+                    }
+                    return Ok(status.into_http());
+                }
+            };
+            req.extensions_mut().insert(access);
+            let resp = inner.call(req).await?;
+            Ok(resp.map(|body| tonic::body::Body::new(PermitBody::new(body, permit))))
+        })
+    }
+}
+
+fn grpc_surface(path: &str) -> &'static str {
+    if path.ends_with("/Answer") {
+        "grpc.answer"
+    } else if path.ends_with("/Search") {
+        "grpc.search"
+    } else {
+        "grpc"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(rps: f64, burst: u32, concurrent: u32) -> Arc<Limiter> {
+        Arc::new(Limiter::new(LimitsConfig {
+            requests_per_second: rps,
+            burst,
+            max_concurrent: concurrent,
+        }))
+    }
+
+    #[test]
+    fn bucket_is_per_principal() {
+        // a refill so slow it cannot matter during the test
+        let l = limiter(0.001, 3, 0);
+        let held: Vec<_> = (0..3).map(|_| l.admit("alice").unwrap()).collect();
+        drop(held);
+        let Err(Refusal::Rate(wait)) = l.admit("alice") else {
+            panic!("the fourth request is over the burst")
+        };
+        assert!(wait > Duration::from_secs(1));
+        assert!(l.admit("bob").is_ok(), "another principal has its own bucket");
+    }
+
+    #[test]
+    fn concurrency_slots_are_released_on_drop() {
+        let l = limiter(0.0, 0, 2);
+        let a = l.admit("alice").unwrap();
+        let _b = l.admit("alice").unwrap();
+        assert_eq!(l.admit("alice").err(), Some(Refusal::Concurrency));
+        assert!(l.admit("bob").is_ok());
+        drop(a);
+        assert!(l.admit("alice").is_ok());
+    }
+
+    #[test]
+    fn off_admits_everything_and_config_is_checked() {
+        let l = Arc::new(Limiter::off());
+        for _ in 0..1000 {
+            assert!(l.admit("x").is_ok());
+        }
+        let mut errors = Vec::new();
+        LimitsConfig::default().validate(&mut errors);
+        LimitsConfig::off().validate(&mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        LimitsConfig {
+            requests_per_second: -1.0,
+            ..LimitsConfig::default()
+        }
+        .validate(&mut errors);
+        LimitsConfig {
+            requests_per_second: 1.0,
+            burst: 0,
+            max_concurrent: 0,
+        }
+        .validate(&mut errors);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(Refusal::Rate(Duration::from_millis(1)).retry_after_secs(), 1);
+        assert_eq!(Refusal::Rate(Duration::from_millis(2500)).retry_after_secs(), 3);
+    }
+}

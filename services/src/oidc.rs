@@ -1,0 +1,265 @@
+//! OIDC / JWT bearer verification (`[auth] mode = "oidc"`, settings in
+//! `[auth.oidc]`): signatures against a JWKS read from a file or fetched from
+//! a URL (cached; re-read when a token names an unknown `kid`, at most once
+//! per `jwks_refresh_secs`), `exp`/`nbf` with a small leeway, `iss` and `aud`.
+//! One claim names the principal, another its groups (a string or an array),
+//! which the read rule then uses like a token's groups.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Principal;
+
+/// Algorithms accepted in `allowed_algorithms`.
+pub const SUPPORTED_ALGORITHMS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
+
+/// `[auth.oidc]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// Expected `iss` (exactly).
+    pub issuer: String,
+    /// Expected `aud` (one of the token's audiences).
+    pub audience: String,
+    /// JWKS JSON file (`{"keys": [...]}`); re-read when it changes.
+    pub jwks_file: PathBuf,
+    /// JWKS URL (http), fetched at start and on an unknown `kid`.
+    pub jwks_url: String,
+    /// Accepted `alg` values among RS256, ES256 and EdDSA.
+    pub allowed_algorithms: Vec<String>,
+    /// The claim naming the principal.
+    pub principal_claim: String,
+    /// The claim listing the principal's groups: an array of strings, or a
+    /// string of names separated by commas or spaces.
+    pub groups_claim: String,
+    /// Clock skew allowed on `exp` and `nbf`, seconds.
+    pub leeway_secs: u64,
+    /// Least time between two JWKS refreshes caused by unknown `kid`s.
+    pub jwks_refresh_secs: u64,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            audience: String::new(),
+            jwks_file: PathBuf::new(),
+            jwks_url: String::new(),
+            allowed_algorithms: SUPPORTED_ALGORITHMS.iter().map(|a| a.to_string()).collect(),
+            principal_claim: "sub".into(),
+            groups_claim: "groups".into(),
+            leeway_secs: 30,
+            jwks_refresh_secs: 60,
+        }
+    }
+}
+
+fn algorithm(name: &str) -> Option<Algorithm> {
+    match name {
+        "RS256" => Some(Algorithm::RS256),
+        "ES256" => Some(Algorithm::ES256),
+        "EdDSA" => Some(Algorithm::EdDSA),
+        _ => None,
+    }
+}
+
+impl OidcConfig {
+    /// Adds every problem to `errors` (checked when `auth.mode = "oidc"`).
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        if self.issuer.is_empty() {
+            errors.push("auth.oidc.issuer: required with auth.mode = \"oidc\"".into());
+        }
+        if self.audience.is_empty() {
+            errors.push("auth.oidc.audience: required with auth.mode = \"oidc\"".into());
+        }
+        match (self.jwks_file.as_os_str().is_empty(), self.jwks_url.is_empty()) {
+            (true, true) => errors.push("auth.oidc: set jwks_file or jwks_url".into()),
+            (false, false) => errors.push("auth.oidc: set only one of jwks_file and jwks_url".into()),
+            _ => {}
+        }
+        if !self.jwks_url.is_empty() && !self.jwks_url.starts_with("http://") {
+            errors.push(format!(
+                "auth.oidc.jwks_url: {:?} must be an http:// URL (for https, sync the JWKS to a file and use jwks_file)",
+                self.jwks_url
+            ));
+        }
+        if self.allowed_algorithms.is_empty() {
+            errors.push("auth.oidc.allowed_algorithms: name at least one of RS256, ES256, EdDSA".into());
+        }
+        for a in &self.allowed_algorithms {
+            if algorithm(a).is_none() {
+                errors.push(format!(
+                    "auth.oidc.allowed_algorithms: {a:?} is not supported (use RS256, ES256 or EdDSA)"
+                ));
+            }
+        }
+        if self.principal_claim.is_empty() || self.groups_claim.is_empty() {
+            errors.push("auth.oidc.principal_claim and groups_claim must not be empty".into());
+        }
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The token names a key the cached JWKS does not hold.
+    #[error("the token's signing key (kid {0:?}) is not in the JWKS")]
+    UnknownKid(String),
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// Verifies bearer JWTs against the configured issuer, audience and keys.
+pub struct OidcVerifier {
+    config: OidcConfig,
+    algorithms: Vec<Algorithm>,
+    keys: RwLock<JwkSet>,
+    last_refresh: Mutex<Option<Instant>>,
+    http: reqwest::Client,
+}
+
+impl OidcVerifier {
+    /// Loads the JWKS (from the file or the URL); errors say which and why.
+    pub async fn new(config: OidcConfig) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("HTTP client for the JWKS")?;
+        let algorithms = config.allowed_algorithms.iter().filter_map(|a| algorithm(a)).collect();
+        let verifier = Self {
+            keys: RwLock::new(JwkSet { keys: Vec::new() }),
+            last_refresh: Mutex::new(None),
+            algorithms,
+            config,
+            http,
+        };
+        let keys = verifier.load().await?;
+        *verifier.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        Ok(verifier)
+    }
+
+    async fn load(&self) -> anyhow::Result<JwkSet> {
+        let bytes = if self.config.jwks_url.is_empty() {
+            let path = &self.config.jwks_file;
+            tokio::fs::read(path)
+                .await
+                .with_context(|| format!("auth.oidc.jwks_file: cannot read {}", path.display()))?
+        } else {
+            let url = &self.config.jwks_url;
+            let resp = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .with_context(|| format!("auth.oidc.jwks_url: cannot fetch {url}"))?;
+            anyhow::ensure!(
+                resp.status().is_success(),
+                "auth.oidc.jwks_url: {url} answered {}",
+                resp.status()
+            );
+            resp.bytes()
+                .await
+                .with_context(|| format!("auth.oidc.jwks_url: reading {url}"))?
+                .to_vec()
+        };
+        serde_json::from_slice(&bytes).context("auth.oidc: the JWKS is not a valid JSON Web Key Set")
+    }
+
+    /// Re-reads the JWKS unless that happened less than `jwks_refresh_secs`
+    /// ago; returns whether it did.
+    pub async fn refresh(&self) -> bool {
+        {
+            let mut last = self.last_refresh.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(self.config.jwks_refresh_secs)) {
+                return false;
+            }
+            *last = Some(now);
+        }
+        match self.load().await {
+            Ok(keys) => {
+                tracing::info!(keys = keys.keys.len(), "JWKS refreshed");
+                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "JWKS refresh failed; keeping the cached keys");
+                false
+            }
+        }
+    }
+
+    /// The principal a token stands for (keys as cached).
+    pub fn verify(&self, token: &str) -> Result<Principal, VerifyError> {
+        let invalid = |e: &dyn std::fmt::Display| VerifyError::Invalid(e.to_string());
+        let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(&e))?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(VerifyError::Invalid(format!(
+                "algorithm {:?} is not allowed",
+                header.alg
+            )));
+        }
+        let key = {
+            let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+            let jwk = match &header.kid {
+                Some(kid) => keys.find(kid).ok_or_else(|| VerifyError::UnknownKid(kid.clone()))?,
+                None if keys.keys.len() == 1 => &keys.keys[0],
+                None => return Err(VerifyError::Invalid("the token has no kid".into())),
+            };
+            DecodingKey::from_jwk(jwk).map_err(|e| invalid(&e))?
+        };
+        let mut validation = Validation::new(header.alg);
+        validation.algorithms = vec![header.alg];
+        validation.leeway = self.config.leeway_secs;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&[&self.config.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).map_err(|e| invalid(&e))?;
+        let claims = data.claims;
+        let name = claims
+            .get(&self.config.principal_claim)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                VerifyError::Invalid(format!(
+                    "the token has no string claim {:?}",
+                    self.config.principal_claim
+                ))
+            })?;
+        let groups: BTreeSet<String> = match claims.get(&self.config.groups_claim) {
+            Some(serde_json::Value::String(s)) => s
+                .split([',', ' '])
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect(),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_str())
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect(),
+            _ => BTreeSet::new(),
+        };
+        Ok(Principal {
+            name: name.to_string(),
+            groups,
+        })
+    }
+
+    /// [`Self::verify`], refreshing the keys once (rate-limited) when the
+    /// token names an unknown `kid`.
+    pub async fn verify_refreshing(&self, token: &str) -> Result<Principal, VerifyError> {
+        match self.verify(token) {
+            Err(VerifyError::UnknownKid(_)) if self.refresh().await => self.verify(token),
+            other => other,
+        }
+    }
+}

@@ -746,8 +746,10 @@ mod tests {
         let runs = || metrics.runs_ok.load(Ordering::Relaxed);
         assert_eq!(runs(), 1);
 
-        // five triggers during one run: exactly one follow-up run
-        daemon.trigger("local", false).unwrap();
+        // five triggers during one run: exactly one follow-up run. The run
+        // must have something to embed to last (runs are incremental), so
+        // it is started by an edit the watcher sees, not by a trigger.
+        std::fs::write(src.path().join("a.rs"), "fn alpha() -> u32 { 11 }\n").unwrap();
         until("the run to start", || status("local").state != RunState::Idle).await;
         for _ in 0..5 {
             daemon.trigger("local", false).unwrap();

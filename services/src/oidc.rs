@@ -20,6 +20,9 @@ use crate::auth::Principal;
 /// Algorithms accepted in `allowed_algorithms`.
 pub const SUPPORTED_ALGORITHMS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
 
+/// CA bundle trusted for an https `jwks_url` when `jwks_ca` is not set.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// `[auth.oidc]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -30,8 +33,12 @@ pub struct OidcConfig {
     pub audience: String,
     /// JWKS JSON file (`{"keys": [...]}`); re-read when it changes.
     pub jwks_file: PathBuf,
-    /// JWKS URL (http), fetched at start and on an unknown `kid`.
+    /// JWKS URL (https, or http inside a trusted network), fetched at start
+    /// and on an unknown `kid`.
     pub jwks_url: String,
+    /// PEM bundle of the CAs trusted for an https `jwks_url`; empty: the
+    /// system bundle (`/etc/ssl/certs/ca-certificates.crt`).
+    pub jwks_ca: PathBuf,
     /// Accepted `alg` values among RS256, ES256 and EdDSA.
     pub allowed_algorithms: Vec<String>,
     /// The claim naming the principal.
@@ -52,6 +59,7 @@ impl Default for OidcConfig {
             audience: String::new(),
             jwks_file: PathBuf::new(),
             jwks_url: String::new(),
+            jwks_ca: PathBuf::new(),
             allowed_algorithms: SUPPORTED_ALGORITHMS.iter().map(|a| a.to_string()).collect(),
             principal_claim: "sub".into(),
             groups_claim: "groups".into(),
@@ -84,9 +92,10 @@ impl OidcConfig {
             (false, false) => errors.push("auth.oidc: set only one of jwks_file and jwks_url".into()),
             _ => {}
         }
-        if !self.jwks_url.is_empty() && !self.jwks_url.starts_with("http://") {
+        if !self.jwks_url.is_empty() && !(self.jwks_url.starts_with("http://") || self.jwks_url.starts_with("https://"))
+        {
             errors.push(format!(
-                "auth.oidc.jwks_url: {:?} must be an http:// URL (for https, sync the JWKS to a file and use jwks_file)",
+                "auth.oidc.jwks_url: {:?} must be an https:// (or http://) URL",
                 self.jwks_url
             ));
         }
@@ -128,10 +137,34 @@ pub struct OidcVerifier {
 impl OidcVerifier {
     /// Loads the JWKS (from the file or the URL); errors say which and why.
     pub async fn new(config: OidcConfig) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
-            .build()
-            .context("HTTP client for the JWKS")?;
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false);
+        if config.jwks_url.starts_with("https://") {
+            let bundle = if config.jwks_ca.as_os_str().is_empty() {
+                PathBuf::from(SYSTEM_CA_BUNDLE)
+            } else {
+                config.jwks_ca.clone()
+            };
+            let pem = std::fs::read(&bundle)
+                .with_context(|| format!("auth.oidc.jwks_ca: cannot read the CA bundle {}", bundle.display()))?;
+            let roots = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!(
+                    "auth.oidc.jwks_ca: {} is not a PEM certificate bundle",
+                    bundle.display()
+                )
+            })?;
+            anyhow::ensure!(
+                !roots.is_empty(),
+                "auth.oidc.jwks_ca: {} holds no certificates",
+                bundle.display()
+            );
+            for root in roots {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let http = builder.build().context("HTTP client for the JWKS")?;
         let algorithms = config.allowed_algorithms.iter().filter_map(|a| algorithm(a)).collect();
         let verifier = Self {
             keys: RwLock::new(JwkSet { keys: Vec::new() }),

@@ -251,7 +251,7 @@ async fn oidc_tokens_map_groups_to_readable_repos() {
 fn oidc_settings_are_validated_together() {
     let mut errors = Vec::new();
     OidcConfig {
-        jwks_url: "https://idp/jwks".into(),
+        jwks_url: "ftp://idp/jwks".into(),
         jwks_file: "x.json".into(),
         allowed_algorithms: vec!["HS256".into()],
         ..Default::default()

@@ -219,3 +219,85 @@ async fn bad_certificate_files_stop_the_server_with_a_clear_error() {
     };
     assert!(e.to_string().contains("server.tls.cert: cannot read"), "{e:#}");
 }
+
+/// Serves `body` as the answer to every request, over TLS with the test
+/// server certificate (a stand-in identity provider's JWKS endpoint).
+async fn https_fixed_answer(dir: &Path, body: &'static str) -> std::net::SocketAddr {
+    use futures::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tls = TlsConfig {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        ..Default::default()
+    };
+    let config = tls.server_config(&[b"http/1.1"]).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let incoming = crate::tls::TlsListener::new(listener, config).unwrap().into_incoming();
+    tokio::spawn(async move {
+        let mut incoming = Box::pin(incoming);
+        while let Some(Ok(mut stream)) = incoming.next().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oidc_fetches_the_jwks_over_https_trusting_only_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let jwks = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"k1","alg":"EdDSA","use":"sig"}]}"#;
+    let addr = https_fixed_answer(dir.path(), jwks).await;
+    let config = crate::oidc::OidcConfig {
+        issuer: "https://idp.test".into(),
+        audience: "cairn".into(),
+        jwks_url: format!("https://127.0.0.1:{}/jwks", addr.port()),
+        jwks_ca: dir.path().join("ca.pem"),
+        ..Default::default()
+    };
+    let mut errors = Vec::new();
+    config.validate(&mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    crate::oidc::OidcVerifier::new(config.clone())
+        .await
+        .expect("the JWKS loads over https with the configured CA");
+
+    // a CA that did not sign the server certificate: the handshake fails
+    let other = tempfile::tempdir().unwrap();
+    certificates(other.path());
+    let untrusted = crate::oidc::OidcConfig {
+        jwks_ca: other.path().join("ca.pem"),
+        ..config.clone()
+    };
+    let err = crate::oidc::OidcVerifier::new(untrusted)
+        .await
+        .err()
+        .expect("untrusted server refused");
+    assert!(format!("{err:#}").contains("jwks_url"), "{err:#}");
+
+    let missing = crate::oidc::OidcConfig {
+        jwks_ca: dir.path().join("nope.pem"),
+        ..config
+    };
+    let err = crate::oidc::OidcVerifier::new(missing)
+        .await
+        .err()
+        .expect("missing bundle refused");
+    assert!(format!("{err:#}").contains("auth.oidc.jwks_ca"), "{err:#}");
+}

@@ -471,13 +471,20 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
         Command::Store(cmd) => store_command(cmd, &config).await,
         Command::Indexer => {
             config.validate()?;
-            anyhow::bail!(
-                "`cairn indexer` runs only the indexer, for split deployments, which need the repo registry and \
-                 checkpoints shared through the Qdrant server; that shared metadata is not built yet, so the \
-                 registry in {} is read by one process: run `cairn serve --config FILE`, which runs the daemon \
-                 and the services together (with either store)",
-                config.data_dir.display()
-            )
+            match config.store.kind {
+                cairn_services::store_config::StoreKind::Edge => anyhow::bail!(
+                    "`cairn indexer` runs only the indexer, for deployments with a Qdrant server; with the embedded \
+                     store the index in {} can be open in one process at a time, so searches and indexing must share \
+                     it: run `cairn serve --config FILE`, which runs the daemon and the services together",
+                    config.data_dir.display()
+                ),
+                cairn_services::store_config::StoreKind::Qdrant => anyhow::bail!(
+                    "`cairn indexer` needs the repo registry and checkpoints shared through the Qdrant server, \
+                     which is not built yet (they live in {}, read by one process): run `cairn serve --config FILE`, \
+                     which runs the daemon and the services together",
+                    config.data_dir.display()
+                ),
+            }
         }
         Command::Repo(RepoCommand::Remove { name }) => {
             let engine = Engine::open(&config, "cairn repo remove")

@@ -1,6 +1,6 @@
 //! Commit-to-searchable (`cargo bench -p cairn-benches --bench incremental`):
-//! a generated git repository of `CAIRN_BENCH_FILES` files (default 5,000)
-//! is indexed once with the real model; then, `CAIRN_BENCH_COMMITS` times
+//! a generated git repository of `BENCH_FILES` files (default 5,000)
+//! is indexed once with the real model; then, `BENCH_COMMITS` times
 //! (default 20), one file gets a new function in a new commit and the bench
 //! times `RepoIndexer::run` (through `Engine::index_run`) until `/v1/search`
 //! over HTTP returns the new function. It prints p50/p95/max and the chunks
@@ -45,6 +45,20 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A made-up word unique to commit `n` (letters only, so the BM25
+/// tokenizer keeps it whole), so each query has exactly one right answer.
+fn word(n: usize) -> String {
+    let mut w = String::from("zq");
+    let mut n = n;
+    loop {
+        w.push((b'a' + (n % 26) as u8) as char);
+        n /= 26;
+        if n == 0 {
+            return w;
+        }
+    }
+}
+
 fn file_text(i: usize, extra: Option<usize>) -> String {
     let mut text = format!(
         "//! Module {i} of the generated service.\n\n/// Loads record {i} from the store.\n\
@@ -52,16 +66,17 @@ fn file_text(i: usize, extra: Option<usize>) -> String {
     );
     if let Some(n) = extra {
         text += &format!(
-            "\n/// Computes the zebra quota {n} for a warehouse shelf.\n\
-             pub fn zebra_quota_{n}_for_shelf(shelf: u32) -> u32 {{\n    shelf.wrapping_mul({n}).rotate_left(3)\n}}\n"
+            "\n/// Computes the {w} quota for a warehouse shelf.\n\
+             pub fn {w}_quota_for_shelf(shelf: u32) -> u32 {{\n    shelf.wrapping_mul({n}).rotate_left(3)\n}}\n",
+            w = word(n)
         );
     }
     text
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let files = env_usize("CAIRN_BENCH_FILES", 5000);
-    let commits = env_usize("CAIRN_BENCH_COMMITS", 20);
+    let files = env_usize("BENCH_FILES", 5000);
+    let commits = env_usize("BENCH_COMMITS", 20);
     let tmp = tempfile::tempdir()?;
     let repo = tmp.path().join("repo");
     for i in 0..files {
@@ -95,8 +110,8 @@ async fn bench() -> anyhow::Result<()> {
         let rel = format!("src/m{}/f{i}.rs", i % 50);
         std::fs::write(repo.join(&rel), file_text(i, Some(n)))?;
         git(&repo, &["commit", "-q", "-am", "one file"])?;
-        let symbol = format!("zebra_quota_{n}_for_shelf");
-        let query = format!("zebra quota {n} for a warehouse shelf");
+        let symbol = format!("{}_quota_for_shelf", word(n));
+        let query = format!("{} quota for a warehouse shelf", word(n));
         let started = Instant::now();
         let run = engine.index_run(&repo, "gen", &config, &NoProgress).await?;
         let mut found = false;
@@ -117,7 +132,24 @@ async fn bench() -> anyhow::Result<()> {
                 break;
             }
         }
-        anyhow::ensure!(found, "search never returned {symbol}");
+        if !found {
+            let v: serde_json::Value = client
+                .post(&url)
+                .json(&serde_json::json!({"query": query, "k": 5, "repos": ["gen"]}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            for h in v["results"].as_array().cloned().unwrap_or_default() {
+                eprintln!(
+                    "hit {} {:?}",
+                    h["path"],
+                    h["content"].as_str().map(|c| c.chars().take(200).collect::<String>())
+                );
+            }
+            eprintln!("run: {run:?}");
+        }
+        anyhow::ensure!(found, "search never returned {symbol} ({rel})");
         took.push(started.elapsed().as_secs_f64() * 1000.0);
         embedded.push(run.chunks_embedded);
     }

@@ -92,7 +92,7 @@ impl OidcConfig {
             (false, false) => errors.push("auth.oidc: set only one of jwks_file and jwks_url".into()),
             _ => {}
         }
-        if !self.jwks_url.is_empty() && !(self.jwks_url.starts_with("http://") || self.jwks_url.starts_with("https://"))
+        if !(self.jwks_url.is_empty() || self.jwks_url.starts_with("http://") || self.jwks_url.starts_with("https://"))
         {
             errors.push(format!(
                 "auth.oidc.jwks_url: {:?} must be an https:// (or http://) URL",

@@ -61,6 +61,7 @@ type Tree = BTreeMap<String, (Vec<u8>, i32)>;
 
 fn write_tree(repo: &git2::Repository, files: &[(&str, &(Vec<u8>, i32))]) -> git2::Oid {
     let mut builder = repo.treebuilder(None).unwrap();
+    #[allow(clippy::type_complexity)]
     let mut subdirs: BTreeMap<&str, Vec<(&str, &(Vec<u8>, i32))>> = BTreeMap::new();
     for (path, entry) in files {
         match path.split_once('/') {

@@ -1,5 +1,10 @@
 //! The registry of indexed repositories: `<data dir>/repos.json`, rewritten
 //! atomically (temp file + rename) after each completed run.
+//!
+//! Every change is a read-modify-write under an exclusive lock on
+//! `repos.json.lock` (an OS file lock, so it orders threads of one process
+//! and other processes alike): two runs finishing at once, or a run and a
+//! `groups` change, never lose each other's update.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -83,8 +88,18 @@ impl Registry {
         };
         let now = stamp(&meta);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        // A version written in the last moments may share its stamp with the
+        // next one (a reused inode, the same size, the file system clock's
+        // granularity): like git's "racily clean" check, trust the cache only
+        // for a file that has been quiet for a while.
+        let settled = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(2));
         if let Some((seen, repos)) = cache.as_ref()
             && *seen == now
+            && settled
         {
             return Ok(repos.clone());
         }
@@ -100,17 +115,52 @@ impl Registry {
 
     /// Inserts or replaces one record.
     pub fn put(&self, record: RepoRecord) -> Result<()> {
-        let mut all = self.load()?;
-        all.insert(record.name.clone(), record);
-        self.save(&all)
+        self.update(&record.name.clone(), |_| Some(record))?;
+        Ok(())
     }
 
     /// Removes one record; returns whether it existed.
     pub fn remove(&self, name: &str) -> Result<bool> {
+        Ok(self.update(name, |_| None)?.is_some())
+    }
+
+    /// Replaces the record of `name` with what `change` makes of the current
+    /// one (`None`: no record / remove it), atomically with respect to every
+    /// other change; returns the record as it was before.
+    pub fn update(
+        &self,
+        name: &str,
+        change: impl FnOnce(Option<RepoRecord>) -> Option<RepoRecord>,
+    ) -> Result<Option<RepoRecord>> {
+        let _lock = self.lock()?;
         let mut all = self.load()?;
-        let existed = all.remove(name).is_some();
+        let before = all.remove(name);
+        let after = change(before.clone());
+        if after == before {
+            return Ok(before);
+        }
+        if let Some(record) = after {
+            all.insert(name.to_string(), record);
+        }
         self.save(&all)?;
-        Ok(existed)
+        Ok(before)
+    }
+
+    /// Holds the registry's write lock until dropped.
+    fn lock(&self) -> Result<std::fs::File> {
+        let path = self.path.with_extension("json.lock");
+        let io = |e| IndexError::io(format!("failed to lock {}", path.display()), e);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        file.lock().map_err(io)?;
+        Ok(file)
     }
 
     fn save(&self, all: &BTreeMap<String, RepoRecord>) -> Result<()> {
@@ -167,6 +217,43 @@ mod tests {
         .unwrap();
         let rec = &Registry::new(path).load().unwrap()["a"];
         assert!(rec.secrets_redacted.is_empty() && !rec.redact_secrets);
+    }
+
+    #[test]
+    fn concurrent_updates_from_many_handles_are_never_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repos.json");
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let r = Registry::new(path.clone());
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        // a new record per thread, and a shared counter record
+                        r.put(RepoRecord {
+                            name: format!("t{t}"),
+                            chunks: i,
+                            ..RepoRecord::default()
+                        })
+                        .unwrap();
+                        r.update("shared", |old| {
+                            let mut rec = old.unwrap_or_default();
+                            rec.name = "shared".into();
+                            rec.chunks += 1;
+                            Some(rec)
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let all = Registry::new(path).load().unwrap();
+        assert_eq!(all["shared"].chunks, 8 * 25, "no increment was lost");
+        for t in 0..8 {
+            assert_eq!(all[&format!("t{t}")].chunks, 24);
+        }
     }
 
     #[test]

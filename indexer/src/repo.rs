@@ -55,6 +55,21 @@ pub struct RepoSpec {
     /// Globs of paths never to index.
     pub exclude: Vec<String>,
     pub credentials: Credentials,
+    /// Who may read it, when the caller decides (the daemon's `[[repos]]`):
+    /// written into the registry record together with the checkpoint, so a
+    /// new repo is never visible with the wrong groups. `None`: keep the
+    /// record's groups and sensitivity (empty for a new repo: admins only).
+    pub access: Option<RepoAccess>,
+}
+
+/// The readers and sensitivity a run writes into the repo's record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RepoAccess {
+    /// Groups whose members may read it (besides `admin`).
+    pub groups: Vec<String>,
+    /// `public | internal | confidential | restricted`; `None`: keep the
+    /// record's.
+    pub sensitivity: Option<String>,
 }
 
 /// What a run is doing, for status.
@@ -569,10 +584,11 @@ impl RepoIndexer {
             redact_secrets: options.redact_secrets,
             seconds: started.elapsed().as_secs_f64(),
         };
-        let (groups, sensitivity) = record.map(|r| (r.groups, r.sensitivity)).unwrap_or_default();
-        self.registry.put(RepoRecord {
-            groups,
-            sensitivity,
+        // groups and sensitivity are whatever they are now (they may have
+        // changed during the run), read and written under the registry lock
+        let mut fresh = RepoRecord {
+            groups: Vec::new(),
+            sensitivity: String::new(),
             name: spec.name.clone(),
             source: source_dir.display().to_string(),
             indexed_commit: commit,
@@ -583,6 +599,19 @@ impl RepoIndexer {
             redact_secrets: report.redact_secrets,
             last_indexed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             embedder: self.embedder.fingerprint().to_string(),
+        };
+        self.registry.update(&spec.name, |current| {
+            if let Some(current) = current {
+                fresh.groups = current.groups;
+                fresh.sensitivity = current.sensitivity;
+            }
+            if let Some(access) = &spec.access {
+                fresh.groups = access.groups.clone();
+                if let Some(s) = &access.sensitivity {
+                    fresh.sensitivity = s.clone();
+                }
+            }
+            Some(fresh)
         })?;
         tracing::info!(
             repo = %report.repo,

@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context;
 use cairn_indexer::chunk::{Chunker, ChunkerConfig};
 use cairn_indexer::datadir::DataDir;
 use cairn_indexer::embed::{Embed, EmbedderConfig, HashEmbedder, OnnxEmbedder};
@@ -129,25 +128,27 @@ impl Engine {
 
     /// Sets the groups that may read `repo` (besides `admin`).
     pub fn set_groups(&self, repo: &str, groups: Vec<String>) -> anyhow::Result<()> {
-        let registry = self.data.registry();
-        let mut record = registry
-            .load()?
-            .remove(repo)
-            .with_context(|| format!("unknown repo {repo:?}"))?;
-        record.groups = groups;
-        registry.put(record)?;
+        let mut found = false;
+        self.data.registry().update(repo, |record| {
+            let mut record = record?;
+            found = true;
+            record.groups = groups;
+            Some(record)
+        })?;
+        anyhow::ensure!(found, "unknown repo {repo:?}");
         Ok(())
     }
 
     /// Sets the sensitivity of `repo` (answers route on it).
     pub fn set_sensitivity(&self, repo: &str, sensitivity: crate::config::Sensitivity) -> anyhow::Result<()> {
-        let registry = self.data.registry();
-        let mut record = registry
-            .load()?
-            .remove(repo)
-            .with_context(|| format!("unknown repo {repo:?}"))?;
-        record.sensitivity = sensitivity.as_str().to_string();
-        registry.put(record)?;
+        let mut found = false;
+        self.data.registry().update(repo, |record| {
+            let mut record = record?;
+            found = true;
+            record.sensitivity = sensitivity.as_str().to_string();
+            Some(record)
+        })?;
+        anyhow::ensure!(found, "unknown repo {repo:?}");
         Ok(())
     }
 

@@ -120,6 +120,15 @@ impl RepoConfig {
                 known_hosts: self.known_hosts.clone(),
                 proxy: self.proxy.clone(),
             },
+            access: Some(cairn_indexer::repo::RepoAccess {
+                groups: {
+                    let mut g = self.groups.clone();
+                    g.sort();
+                    g.dedup();
+                    g
+                },
+                sensitivity: self.sensitivity.map(|s| s.as_str().to_string()),
+            }),
         }
     }
 

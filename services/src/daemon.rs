@@ -397,21 +397,17 @@ impl Daemon {
     /// Sets the configured groups (and sensitivity, when given) on the
     /// repo's record, if it has one.
     fn apply_access(&self, repo: &RepoConfig) -> anyhow::Result<()> {
-        let registry = &self.0.indexer.registry;
-        let Some(mut record) = registry.load()?.remove(&repo.name) else {
-            return Ok(());
-        };
         let mut groups = repo.groups.clone();
         groups.sort();
         groups.dedup();
-        let sensitivity = repo
-            .sensitivity
-            .map_or(record.sensitivity.clone(), |s| s.as_str().to_string());
-        if record.groups != groups || record.sensitivity != sensitivity {
+        self.0.indexer.registry.update(&repo.name, |record| {
+            let mut record = record?;
             record.groups = groups;
-            record.sensitivity = sensitivity;
-            registry.put(record)?;
-        }
+            if let Some(s) = repo.sensitivity {
+                record.sensitivity = s.as_str().to_string();
+            }
+            Some(record)
+        })?;
         Ok(())
     }
 

@@ -429,3 +429,43 @@ async fn plain_directories_are_incremental() {
     clean.run(&s, true).await;
     assert_eq!(env.points("plain").await, clean.points("plain").await);
 }
+
+/// A spec that names its readers writes them with the first checkpoint (a
+/// new repo is never readable by admins only, between its first run and a
+/// later update); one that does not keeps whatever the record holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_checkpoint_carries_the_readers_of_the_spec() {
+    use cairn_indexer::repo::RepoAccess;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.py"), "def a():\n    return 1\n").unwrap();
+    let env = Env::new();
+    let mut s = spec("team/app", &dir.path().display().to_string());
+    s.access = Some(RepoAccess {
+        groups: vec!["dev".into()],
+        sensitivity: Some("confidential".into()),
+    });
+    env.run(&s, false).await;
+    let record = &env.indexer.registry.load().unwrap()["team/app"];
+    assert_eq!(
+        (record.groups.clone(), record.sensitivity.as_str()),
+        (vec!["dev".to_string()], "confidential")
+    );
+
+    // someone changes the groups between runs; a run without access keeps them
+    env.indexer
+        .registry
+        .update("team/app", |r| {
+            let mut r = r?;
+            r.groups = vec!["ops".into()];
+            Some(r)
+        })
+        .unwrap();
+    std::fs::write(dir.path().join("a.py"), "def a():\n    return 2\n").unwrap();
+    s.access = None;
+    env.run(&s, false).await;
+    let record = &env.indexer.registry.load().unwrap()["team/app"];
+    assert_eq!(
+        (record.groups.clone(), record.sensitivity.as_str()),
+        (vec!["ops".to_string()], "confidential")
+    );
+}

@@ -8,10 +8,13 @@
 //! repository is read in place from its own object database (its objects are
 //! already on this machine). Anything else that exists is a plain directory.
 //!
-//! This build of libgit2 has no TLS or SSH transport (`git2` without the
-//! `https`/`ssh` features): `https://` and `ssh://` remotes fail with a clear
-//! per-repo error. The credential callbacks below are wired regardless, so
-//! enabling the features is the only change those transports need.
+//! Transports: libgit2 is built with OpenSSL (the system's) for `https://`
+//! and libssh2 for `ssh://`. HTTPS trusts the system's CAs plus each repo's
+//! `ca_bundle`; libgit2 keeps one trust store per process, so a bundle
+//! configured for one repo is trusted for every https remote this process
+//! fetches (trust is only ever added, never replaced). SSH host keys are
+//! checked against the repo's `known_hosts` when one is configured (else
+//! libgit2 checks `~/.ssh/known_hosts`).
 
 use std::path::{Path, PathBuf};
 
@@ -64,6 +67,9 @@ fn sync_err(spec: &RepoSpec, what: impl std::fmt::Display) -> IndexError {
 pub fn resolve(root: &Path, spec: &RepoSpec) -> Result<Resolved> {
     if is_remote(&spec.url) {
         let mirror = mirror_path(root, &spec.name);
+        if let Some(bundle) = &spec.credentials.ca_bundle {
+            trust(bundle).map_err(|e| sync_err(spec, e))?;
+        }
         let commit = fetch(&mirror, spec)?;
         return Ok(Resolved::Git { repo: mirror, commit });
     }
@@ -97,6 +103,28 @@ pub fn resolve(root: &Path, spec: &RepoSpec) -> Result<Resolved> {
         }
         Err(_) => Ok(Resolved::Dir(path)),
     }
+}
+
+/// Adds the CA certificates in `bundle` to libgit2's (process-wide) TLS
+/// trust store, once per path.
+#[allow(unsafe_code)] // one libgit2 global option, set under a lock (below)
+fn trust(bundle: &Path) -> std::result::Result<(), String> {
+    static TRUSTED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut trusted = TRUSTED.lock().unwrap_or_else(|p| p.into_inner());
+    if trusted.iter().any(|b| b == bundle) {
+        return Ok(());
+    }
+    let pem = std::fs::read_to_string(bundle).map_err(|e| format!("ca_bundle {}: {e}", bundle.display()))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!("ca_bundle {} holds no PEM certificate", bundle.display()));
+    }
+    // SAFETY: libgit2 documents its global options as not thread-safe
+    // against concurrent option changes; every change goes through this
+    // lock. OpenSSL adds the file to the store that new connections use.
+    unsafe { git2::opts::set_ssl_cert_file(bundle) }
+        .map_err(|e| format!("ca_bundle {}: {}", bundle.display(), e.message()))?;
+    trusted.push(bundle.to_path_buf());
+    Ok(())
 }
 
 /// The ref a mirror keeps the followed branch under.
@@ -273,5 +301,29 @@ mod tests {
         assert!(known_host(&f, "other", &[1, 2, 3]).unwrap());
         assert!(!known_host(&f, "git.internal", &[1, 2, 4]).unwrap());
         assert!(!known_host(&f, "evil", &[1, 2, 3]).unwrap());
+    }
+
+    #[test]
+    fn ssh_and_https_transports_are_built_in() {
+        // a port that refuses connections: the transport exists and fails
+        // to connect, rather than the URL scheme being unsupported
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let root = tempfile::tempdir().unwrap();
+        for url in [
+            format!("ssh://git@127.0.0.1:{port}/acme/auth.git"),
+            format!("https://127.0.0.1:{port}/acme/auth.git"),
+        ] {
+            let spec = RepoSpec {
+                name: "acme/auth".into(),
+                url: url.clone(),
+                ..RepoSpec::default()
+            };
+            let err = resolve(root.path(), &spec).unwrap_err().to_string();
+            assert!(err.contains("repo acme/auth: failed to fetch"), "{err}");
+            assert!(!err.to_lowercase().contains("unsupported"), "{url}: {err}");
+        }
     }
 }

@@ -41,6 +41,8 @@ pub mod continue_provider;
 pub mod daemon;
 pub mod error;
 pub mod eval;
+#[cfg(test)]
+mod git_https_tests;
 pub mod grpc;
 pub mod http;
 pub mod limits;

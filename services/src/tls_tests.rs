@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::tls::TlsConfig;
 
 /// PEM files: ca.pem, server.pem/server.key, client.pem/client.key.
-fn certificates(dir: &Path) {
+pub(crate) fn certificates(dir: &Path) {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(DnType::CommonName, "cairn test CA");

@@ -67,9 +67,20 @@ impl DataDir {
         &self.root
     }
 
-    /// Directory of the embedded vector store.
+    /// Directory of the serving generation's embedded store
+    /// (`store/edge` unless the model changed since the first index; see
+    /// [`crate::generation`]).
     pub fn edge_store(&self) -> PathBuf {
-        self.root.join("store").join("edge")
+        let name = crate::generation::load(&self.root)
+            .ok()
+            .flatten()
+            .map_or_else(|| crate::generation::LEGACY.to_string(), |g| g.name);
+        self.edge_shard(&name)
+    }
+
+    /// Directory of the embedded store of generation `name`.
+    pub fn edge_shard(&self, name: &str) -> PathBuf {
+        self.root.join("store").join(name)
     }
 
     /// The registry of indexed repositories.

@@ -557,6 +557,34 @@ impl Embed for HashEmbedder {
     }
 }
 
+/// Stands in for a model that cannot be loaded: every call fails with
+/// [`IndexError::Unavailable`] and `reason`. Serves the queries of a store
+/// whose model is gone while its successor is built, so vectors of two
+/// models are never compared.
+pub struct UnavailableEmbedder {
+    pub dim: usize,
+    pub fingerprint: String,
+    pub reason: String,
+}
+
+impl Embed for UnavailableEmbedder {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    fn embed_documents(&self, _texts: &[&str]) -> Result<Embedded> {
+        Err(IndexError::Unavailable(self.reason.clone()))
+    }
+
+    fn embed_query(&self, _text: &str) -> Result<Vec<f32>> {
+        Err(IndexError::Unavailable(self.reason.clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

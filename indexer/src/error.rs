@@ -45,6 +45,9 @@ pub enum IndexError {
     },
     #[error("indexing was cancelled")]
     Cancelled,
+    /// Temporarily unable to answer (503 / `UNAVAILABLE`).
+    #[error("{0}")]
+    Unavailable(String),
     /// A bug: an invariant broke or a worker thread panicked.
     #[error("{0}")]
     Internal(String),
@@ -57,7 +60,7 @@ impl IndexError {
             IndexError::InvalidArgument(_) => ErrorKind::InvalidArgument,
             IndexError::NotFound(_) => ErrorKind::NotFound,
             IndexError::DataDirBusy { .. } => ErrorKind::Busy,
-            IndexError::Store(_) => ErrorKind::Unavailable,
+            IndexError::Store(_) | IndexError::Unavailable(_) => ErrorKind::Unavailable,
             IndexError::Runtime { .. }
             | IndexError::Model { .. }
             | IndexError::Embed(_)

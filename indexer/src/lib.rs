@@ -25,6 +25,7 @@ pub mod cache;
 pub mod datadir;
 pub mod embed;
 pub mod error;
+pub mod generation;
 pub mod pipeline;
 pub mod registry;
 pub mod repo;

@@ -79,6 +79,12 @@ impl Registry {
         }
     }
 
+    /// The directory of `repos.json`: the run manifests live in its
+    /// `state/` (see [`crate::generation`]).
+    pub fn dir(&self) -> &std::path::Path {
+        self.path.parent().unwrap_or(std::path::Path::new("."))
+    }
+
     /// All repositories by name (empty when the file does not exist yet).
     pub fn load(&self) -> Result<BTreeMap<String, RepoRecord>> {
         let meta = match std::fs::metadata(&self.path) {

@@ -134,6 +134,8 @@ pub struct RunReport {
 pub struct RepoIndexer {
     /// The data directory (mirrors and caches live below it).
     pub root: PathBuf,
+    /// The checkpoints; the manifests live beside it, in `state/` (the
+    /// data dir's, or a generation's build directory).
     pub registry: Registry,
     pub chunker: Arc<Chunker>,
     pub embedder: Arc<dyn Embed>,
@@ -429,7 +431,7 @@ impl RepoIndexer {
         .await
         .map_err(blocking_err)??;
 
-        let state_file = state_path(&self.root, &spec.name);
+        let state_file = state_path(self.registry.dir(), &spec.name);
         let settings = self.settings(spec);
         let record = self.registry.load()?.remove(&spec.name);
         let previous = load_state(&state_file)?;
@@ -661,7 +663,7 @@ impl RepoIndexer {
         self.store.delete_repo(name).await?;
         self.store.flush().await?;
         for (path, dir) in [
-            (state_path(&self.root, name), false),
+            (state_path(self.registry.dir(), name), false),
             (sync::mirror_path(&self.root, name), true),
         ] {
             let removed = match dir {

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use cairn_indexer::chunk::{Chunker, ChunkerConfig};
 use cairn_indexer::datadir::DataDir;
-use cairn_indexer::embed::{Embed, EmbedderConfig, HashEmbedder, OnnxEmbedder};
+use cairn_indexer::embed::{Embed, EmbedderConfig, HashEmbedder, OnnxEmbedder, UnavailableEmbedder};
+use cairn_indexer::generation::{self, Generation};
 use cairn_indexer::pipeline::{IndexOptions, IndexReport};
+use cairn_indexer::registry::Registry;
 use cairn_indexer::repo::{RepoIndexer, RepoSpec, RunProgress, RunReport};
 use cairn_indexer::source::FileLimits;
 use cairn_indexer::store::VectorStore;
@@ -15,21 +17,41 @@ use cairn_indexer::store::edge::EdgeStore;
 use cairn_indexer::store::qdrant::QdrantStore;
 
 use crate::config::Config;
+use crate::search::Serving;
 use crate::server::AppState;
 use crate::store_config::StoreKind;
 
 /// An open index: the locked data dir, the embedder and the store.
 ///
-/// Fields drop in order: the store flushes before the data dir's lock is
+/// `store` and `embedder` are the serving generation's (see
+/// [`cairn_indexer::generation`]). When the configured model differs from
+/// the one that built them, `migration` holds the new generation being
+/// built: runs go there, searches stay on the serving pair until the switch.
+///
+/// Fields drop in order: the stores flush before the data dir's lock is
 /// released, so no other process can open the directory mid-flush.
 pub struct Engine {
     pub store: Arc<dyn VectorStore>,
     pub embedder: Arc<dyn Embed>,
     pub chunker: Arc<Chunker>,
+    /// What searches use; the daemon replaces it at a switch.
+    pub serving: Serving,
+    /// The serving generation.
+    pub generation: Generation,
+    pub migration: Option<Migration>,
     pub data: DataDir,
 }
 
-/// Dimension of the test embedder (`[embed] kind = "hash"`).
+/// A generation being built because the configured model changed.
+pub struct Migration {
+    pub to: Generation,
+    /// The configured model.
+    pub embedder: Arc<dyn Embed>,
+    /// The new generation's store.
+    pub store: Arc<dyn VectorStore>,
+}
+
+/// Dimension of the test embedder (`[embed] kind = "hash"`) by default.
 pub const HASH_EMBED_DIM: usize = 64;
 
 /// Loads the configured ONNX embedder.
@@ -46,24 +68,129 @@ pub fn load_embedder(config: &Config) -> anyhow::Result<OnnxEmbedder> {
     Ok(OnnxEmbedder::load(&ec)?)
 }
 
+/// The embedder `[embed]` configures.
+pub fn make_embedder(config: &Config) -> anyhow::Result<Arc<dyn Embed>> {
+    Ok(match config.embed.kind {
+        crate::config::EmbedKind::Onnx => Arc::new(load_embedder(config)?),
+        crate::config::EmbedKind::Hash => Arc::new(HashEmbedder::new(config.embed.hash_dim)),
+    })
+}
+
+/// The `[embed]` section as a generation records it: paths resolved, so the
+/// model can be found again from any working directory.
+fn embed_record(config: &Config) -> serde_json::Value {
+    let mut embed = config.embed.clone();
+    embed.runtime_library = config.runtime_library();
+    embed.model_dir = config.model_dir();
+    serde_json::to_value(&embed).unwrap_or_default()
+}
+
+/// The model that built `generation`, to embed queries for its store while
+/// a successor is built; an embedder that answers "unavailable" when that
+/// model cannot be loaded any more (or is not the same model).
+fn previous_embedder(config: &Config, generation: &Generation) -> Arc<dyn Embed> {
+    let unavailable = |why: String| -> Arc<dyn Embed> {
+        tracing::warn!(
+            reason = %why,
+            "the previous embedding model cannot be loaded: search is unavailable until the new generation is built"
+        );
+        Arc::new(UnavailableEmbedder {
+            dim: generation.dim,
+            fingerprint: generation.fingerprint.clone(),
+            reason: "the index is being rebuilt for a new embedding model, and the previous model is not \
+                     available to answer meanwhile; search is back when the rebuild completes"
+                .into(),
+        })
+    };
+    let embed: crate::config::EmbedConfig = match serde_json::from_value(generation.embed.clone()) {
+        Ok(e) => e,
+        Err(e) => return unavailable(format!("its settings were not recorded: {e}")),
+    };
+    let old = Config {
+        embed,
+        ..config.clone()
+    };
+    match make_embedder(&old) {
+        Ok(e) if e.fingerprint() == generation.fingerprint && e.dim() == generation.dim => e,
+        Ok(e) => unavailable(format!(
+            "{} now holds another model ({})",
+            old.model_dir().display(),
+            e.fingerprint()
+        )),
+        Err(e) => unavailable(format!("{e:#}")),
+    }
+}
+
+/// Opens the store of generation `name` for vectors of `dim`.
+fn open_store(config: &Config, data: &DataDir, name: &str, dim: usize) -> anyhow::Result<Arc<dyn VectorStore>> {
+    Ok(match config.store.kind {
+        StoreKind::Edge => Arc::new(EdgeStore::open(&data.edge_shard(name), dim)?),
+        StoreKind::Qdrant => {
+            let mut settings = config.store.qdrant_settings();
+            if name != generation::LEGACY {
+                settings.collection = format!("{}-{name}", settings.collection);
+            }
+            Arc::new(QdrantStore::new(settings, dim)?)
+        }
+    })
+}
+
 impl Engine {
     /// Locks the data dir (failing at once if another process holds it),
     /// then loads the model and opens the store.
     pub fn open(config: &Config, holder: &str) -> anyhow::Result<Self> {
         let data = DataDir::open(&config.data_dir, holder)?;
-        let embedder: Arc<dyn Embed> = match config.embed.kind {
-            crate::config::EmbedKind::Onnx => Arc::new(load_embedder(config)?),
-            crate::config::EmbedKind::Hash => Arc::new(HashEmbedder::new(HASH_EMBED_DIM)),
-        };
+        let embedder = make_embedder(config)?;
         Self::with_embedder(config, data, embedder)
     }
 
-    /// Opens the store in a locked data dir with a given embedder.
+    /// Opens the stores in a locked data dir with a given embedder: the
+    /// serving generation's, and a new one when the embedder is not the
+    /// model that built it.
     pub fn with_embedder(config: &Config, data: DataDir, embedder: Arc<dyn Embed>) -> anyhow::Result<Self> {
-        let store: Arc<dyn VectorStore> = match config.store.kind {
-            StoreKind::Edge => Arc::new(EdgeStore::open(&data.edge_store(), embedder.dim())?),
-            StoreKind::Qdrant => Arc::new(QdrantStore::new(config.store.qdrant_settings(), embedder.dim())?),
+        let root = data.root().to_path_buf();
+        generation::finish(&root)?;
+        let wanted = Generation::for_model(embedder.fingerprint(), embedder.dim(), embed_record(config));
+        let serving_gen = match generation::load(&root)? {
+            Some(g) => g,
+            None => {
+                // a new data dir, or one from before generations: its store
+                // keeps the legacy name (and a model change there rebuilds in place)
+                let first = Generation {
+                    name: generation::LEGACY.to_string(),
+                    ..wanted.clone()
+                };
+                generation::save(&root, &first)?;
+                first
+            }
         };
+        let (store, serving_embedder, migration) = if serving_gen.fingerprint == wanted.fingerprint {
+            let store = open_store(config, &data, &serving_gen.name, embedder.dim())?;
+            (store, embedder, None)
+        } else {
+            tracing::warn!(
+                from = %serving_gen.fingerprint,
+                to = %wanted.fingerprint,
+                generation = %wanted.name,
+                "the embedding model changed: building a new generation of the index; \
+                 search answers from the previous one until it is complete"
+            );
+            let old_store = open_store(config, &data, &serving_gen.name, serving_gen.dim)?;
+            let old_embedder = previous_embedder(config, &serving_gen);
+            let new_store = open_store(config, &data, &wanted.name, wanted.dim)?;
+            let migration = Migration {
+                to: wanted,
+                embedder,
+                store: new_store,
+            };
+            (old_store, old_embedder, Some(migration))
+        };
+        if config.store.kind == StoreKind::Edge {
+            let building = migration.as_ref().map(|m| m.to.name.as_str());
+            for name in generation::remove_stale_shards(&root, &serving_gen.name, building)? {
+                tracing::info!(generation = %name, "removed the store of a replaced generation");
+            }
+        }
         let chunker = Chunker::new(ChunkerConfig {
             max_chars: config.index.chunk_max_chars,
             merge_chars: config.index.chunk_merge_chars,
@@ -71,15 +198,23 @@ impl Engine {
             ..ChunkerConfig::default()
         });
         Ok(Self {
+            serving: Serving::new(serving_embedder.clone(), store.clone()),
             data,
-            embedder,
+            embedder: serving_embedder,
             store,
             chunker: Arc::new(chunker),
+            generation: serving_gen,
+            migration,
         })
     }
 
-    /// The repo indexer over this engine's store, with the config's limits.
-    pub fn repo_indexer(&self, config: &Config) -> RepoIndexer {
+    fn indexer_over(
+        &self,
+        config: &Config,
+        registry: Registry,
+        embedder: Arc<dyn Embed>,
+        store: Arc<dyn VectorStore>,
+    ) -> RepoIndexer {
         let mut options = IndexOptions::new("");
         options.limits = FileLimits {
             max_file_bytes: config.index.max_file_bytes,
@@ -88,12 +223,77 @@ impl Engine {
         options.redact_secrets = config.index.redact_secrets;
         RepoIndexer {
             root: self.data.root().to_path_buf(),
-            registry: self.data.registry(),
+            registry,
             chunker: self.chunker.clone(),
-            embedder: self.embedder.clone(),
-            store: self.store.clone(),
+            embedder,
+            store,
             options,
         }
+    }
+
+    /// The indexer of the serving generation.
+    pub fn serving_indexer(&self, config: &Config) -> RepoIndexer {
+        self.indexer_over(config, self.data.registry(), self.embedder.clone(), self.store.clone())
+    }
+
+    /// The indexer of the generation being built, with its own checkpoints.
+    pub fn building_indexer(&self, config: &Config) -> Option<RepoIndexer> {
+        self.migration.as_ref().map(|m| {
+            self.indexer_over(
+                config,
+                generation::build_registry(self.data.root(), &m.to.name),
+                m.embedder.clone(),
+                m.store.clone(),
+            )
+        })
+    }
+
+    /// The indexer a generation being built uses once it serves (its store
+    /// and model, the data dir's registry).
+    pub fn switched_indexer(&self, config: &Config) -> Option<RepoIndexer> {
+        self.migration
+            .as_ref()
+            .map(|m| self.indexer_over(config, self.data.registry(), m.embedder.clone(), m.store.clone()))
+    }
+
+    /// Builds every repo of the serving generation into the new one (from
+    /// the local path it was indexed from) and switches over. Repos whose
+    /// source is gone are dropped, with a warning. No-op without a migration.
+    pub async fn finish_migration(&mut self, config: &Config) -> anyhow::Result<()> {
+        let Some(building) = self.building_indexer(config) else {
+            return Ok(());
+        };
+        let main = self.data.registry();
+        for (name, record) in main.load()? {
+            if record.source.contains("://") || !Path::new(&record.source).exists() {
+                continue;
+            }
+            let spec = RepoSpec {
+                name: name.clone(),
+                url: record.source.clone(),
+                ..Default::default()
+            };
+            eprintln!("rebuilding {name} for the new embedding model");
+            building.run(&spec, false, &cairn_indexer::pipeline::NoProgress).await?;
+        }
+        let migration = self.migration.take().expect("checked above");
+        let dropped = generation::switch(self.data.root(), &main, &migration.to)?;
+        for name in &dropped {
+            tracing::warn!(repo = %name, "dropped at the model switch: its source is gone, so it could not be rebuilt");
+        }
+        self.serving
+            .replace(migration.embedder.clone(), migration.store.clone());
+        self.embedder = migration.embedder;
+        self.store = migration.store;
+        self.generation = migration.to;
+        Ok(())
+    }
+
+    /// The indexer runs use: the generation being built when there is one,
+    /// else the serving one.
+    pub fn repo_indexer(&self, config: &Config) -> RepoIndexer {
+        self.building_indexer(config)
+            .unwrap_or_else(|| self.serving_indexer(config))
     }
 
     /// Brings repository `repo` up to date with `path` (incrementally: only
@@ -126,6 +326,15 @@ impl Engine {
         Ok(self.repo_indexer(config).run(&spec, false, progress).await?)
     }
 
+    /// Purges `repo` from the serving generation and from one being built.
+    pub async fn remove(&self, repo: &str, config: &Config) -> anyhow::Result<()> {
+        if let Some(building) = self.building_indexer(config) {
+            building.remove(repo).await?;
+        }
+        self.serving_indexer(config).remove(repo).await?;
+        Ok(())
+    }
+
     /// Sets the groups that may read `repo` (besides `admin`).
     pub fn set_groups(&self, repo: &str, groups: Vec<String>) -> anyhow::Result<()> {
         let mut found = false;
@@ -154,9 +363,8 @@ impl Engine {
 
     /// Shared state for the transports.
     pub fn state(&self, config: &Config) -> AppState {
-        AppState::with_answers(
-            self.embedder.clone(),
-            self.store.clone(),
+        AppState::with_serving(
+            self.serving.clone(),
             self.data.registry(),
             config.search,
             &config.answer,
@@ -193,5 +401,83 @@ mod tests {
         for bad in ["", ".hidden", "/abs", "has space", "x".repeat(129).as_str()] {
             assert!(validate_repo_name(bad).is_err(), "{bad}");
         }
+    }
+
+    fn hash_config(data: &Path, dim: usize) -> Config {
+        let mut config = Config {
+            data_dir: data.to_path_buf(),
+            ..Config::default()
+        };
+        config.embed.kind = crate::config::EmbedKind::Hash;
+        config.embed.hash_dim = dim;
+        config
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn cairn_index_after_a_model_change_rebuilds_everything_then_switches() {
+        use cairn_indexer::pipeline::NoProgress;
+        let data = tempfile::tempdir().unwrap();
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(a.path().join("a.py"), "def alpha():\n    return 1\n").unwrap();
+        std::fs::write(b.path().join("b.py"), "def beta():\n    return 2\n").unwrap();
+        let old = hash_config(data.path(), 16);
+        {
+            let engine = Engine::open(&old, "test").unwrap();
+            engine.index(a.path(), "a", &old, &NoProgress).await.unwrap();
+            engine.index(b.path(), "b", &old, &NoProgress).await.unwrap();
+        }
+        // an unchanged model reopens the same generation
+        assert!(Engine::open(&old, "test").unwrap().migration.is_none());
+
+        let new = hash_config(data.path(), 24);
+        let mut engine = Engine::open(&new, "test").unwrap();
+        assert_eq!(engine.store.dim(), 16, "the serving store is still the old one");
+        engine.finish_migration(&new).await.unwrap();
+        assert!(engine.migration.is_none());
+        assert_eq!(
+            (engine.store.dim(), engine.embedder.dim(), engine.serving.get().1.dim()),
+            (24, 24, 24)
+        );
+        let records = engine.data.registry().load().unwrap();
+        assert_eq!(records.len(), 2);
+        assert!(
+            records.values().all(|r| r.embedder == "hash-24" && r.chunks > 0),
+            "{records:?}"
+        );
+        let n = engine
+            .store
+            .count(&cairn_indexer::store::SearchFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(n, records.values().map(|r| r.chunks).sum::<usize>());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn search_is_unavailable_not_wrong_when_the_old_model_is_gone() {
+        let data = tempfile::tempdir().unwrap();
+        let generation = Generation {
+            name: generation::LEGACY.into(),
+            fingerprint: "some-model-that-was-deleted".into(),
+            dim: 8,
+            embed: serde_json::json!({"kind": "onnx", "model_dir": data.path().join("no-such-model")}),
+        };
+        let config = hash_config(data.path(), 8);
+        let e = previous_embedder(&config, &generation);
+        assert_eq!(e.dim(), 8);
+        let err = e.embed_query("anything").unwrap_err();
+        assert_eq!(err.kind(), cairn_indexer::error::ErrorKind::Unavailable);
+        assert!(
+            err.to_string().contains("being rebuilt for a new embedding model"),
+            "{err}"
+        );
+        let service_error = crate::error::ServiceError::from(err);
+        assert_eq!(service_error.http_status().as_u16(), 503);
+
+        // settings that load a different model than the one recorded: unavailable too
+        let mismatched = Generation {
+            embed: serde_json::to_value(&config.embed).unwrap(),
+            ..generation
+        };
+        assert!(previous_embedder(&config, &mismatched).embed_query("x").is_err());
     }
 }

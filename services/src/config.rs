@@ -479,6 +479,8 @@ pub struct EmbedConfig {
     pub batch_tokens: usize,
     /// Overrides the model directory's own settings when given.
     pub model: Option<ModelSettings>,
+    /// Dimension of the `hash` test embedder.
+    pub hash_dim: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -558,6 +560,7 @@ impl Default for EmbedConfig {
             provider: Provider::Cpu,
             batch_tokens: 256,
             model: None,
+            hash_dim: crate::commands::HASH_EMBED_DIM,
         }
     }
 }
@@ -684,6 +687,9 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             errors.push("server.max_body_bytes: must be at least 1024".into());
+        }
+        if !(2..=4096).contains(&self.embed.hash_dim) {
+            errors.push("embed.hash_dim: must be between 2 and 4096".into());
         }
         if self.embed.batch_tokens == 0 || self.embed.batch_tokens > 1 << 20 {
             errors.push("embed.batch_tokens: must be between 1 and 1048576".into());

@@ -18,8 +18,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cairn_indexer::embed::Embed;
+use cairn_indexer::generation::{self, Generation};
 use cairn_indexer::pipeline::Progress;
-use cairn_indexer::registry::RepoRecord;
+use cairn_indexer::registry::{Registry, RepoRecord};
 use cairn_indexer::repo::{Phase, RepoIndexer, RepoSpec, RunProgress};
 use serde::Serialize;
 use tokio::sync::{Notify, Semaphore, broadcast};
@@ -31,6 +33,7 @@ use crate::config::{Config, IndexerConfig, RepoConfig};
 use crate::error::ServiceError;
 use crate::metrics::{Metrics, RepoGauges};
 use crate::schedule::{Schedule, backoff, with_jitter};
+use crate::search::Serving;
 
 /// How long a run in progress may go on after shutdown was asked for before
 /// it is abandoned (its checkpoint has not moved, so nothing is lost).
@@ -130,8 +133,48 @@ struct Worker {
     stop: CancellationToken,
 }
 
+/// A new generation of the index being built (the embedding model changed;
+/// see [`cairn_indexer::generation`]): runs go to it, and once every repo
+/// has a checkpoint there the daemon switches searches over.
+pub struct PendingSwitch {
+    pub to: Generation,
+    /// Runs after the switch: the new store and model, the data dir's registry.
+    pub after: RepoIndexer,
+    /// The serving generation's indexer (a purge removes from both).
+    pub before: RepoIndexer,
+    /// What searches use, and the pair that replaces it (the new model
+    /// without the daemon's metrics wrapper).
+    pub serving: Serving,
+    pub embedder: Arc<dyn Embed>,
+}
+
+impl PendingSwitch {
+    /// The switch `engine` is waiting for, if its model changed; `wrap`
+    /// decorates the indexer used after it (metrics).
+    pub fn of(
+        engine: &crate::commands::Engine,
+        config: &Config,
+        wrap: impl Fn(RepoIndexer) -> RepoIndexer,
+    ) -> Option<Self> {
+        let m = engine.migration.as_ref()?;
+        Some(Self {
+            to: m.to.clone(),
+            after: wrap(engine.switched_indexer(config)?),
+            before: engine.serving_indexer(config),
+            serving: engine.serving.clone(),
+            embedder: m.embedder.clone(),
+        })
+    }
+}
+
 struct Inner {
-    indexer: RepoIndexer,
+    /// What runs use: the generation being built, else the serving one.
+    indexer: std::sync::RwLock<RepoIndexer>,
+    /// The serving generation's registry: status, access, groups.
+    registry: Registry,
+    migration: Mutex<Option<PendingSwitch>>,
+    /// Runs hold it shared; a switch holds it exclusively.
+    switching: tokio::sync::RwLock<()>,
     settings: IndexerConfig,
     configured: BTreeMap<String, RepoConfig>,
     workers: Mutex<HashMap<String, Arc<Worker>>>,
@@ -171,8 +214,27 @@ impl Daemon {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        Self::start_with(indexer, None, config, metrics, shutdown).await
+    }
+
+    /// [`Daemon::start`], building a new generation first when `pending`
+    /// (then `indexer` is the new generation's).
+    pub async fn start_with(
+        indexer: RepoIndexer,
+        pending: Option<PendingSwitch>,
+        config: &Config,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let (events, _) = broadcast::channel(256);
+        let registry = pending
+            .as_ref()
+            .map_or_else(|| indexer.registry.clone(), |p| p.before.registry.clone());
+        let migrating = pending.is_some();
         let inner = Inner {
+            registry,
+            migration: Mutex::new(pending),
+            switching: tokio::sync::RwLock::new(()),
             settings: config.indexer.clone(),
             configured: config.repos.iter().map(|r| (r.name.clone(), r.clone())).collect(),
             workers: Mutex::new(HashMap::new()),
@@ -183,27 +245,115 @@ impl Daemon {
             events,
             shutdown,
             tasks: TaskTracker::new(),
-            indexer,
+            indexer: std::sync::RwLock::new(indexer),
         };
         let daemon = Self(Arc::new(inner));
-        let records = daemon.0.indexer.registry.load()?;
+        let records = daemon.0.registry.load()?;
         if config.prune {
             for name in records.keys().filter(|n| !daemon.0.configured.contains_key(*n)) {
                 tracing::info!(repo = %name, "pruning a repo that [[repos]] does not list");
-                daemon.0.indexer.remove(name).await?;
+                daemon.purge(name).await?;
             }
         }
+        // checkpoints of the generation runs write to
+        let built = daemon.indexer().registry.load()?;
         for (name, repo) in &daemon.0.configured {
             daemon.apply_access(repo)?;
-            let first = !records.contains_key(name);
+            let first = !built.contains_key(name);
             daemon.spawn_worker(repo.spec(), Some(repo.schedule()), first);
             let path = Path::new(&repo.url);
             if repo.is_local() && path.is_dir() && !cairn_indexer::source::is_git_repo(path) {
                 daemon.watch(name.clone(), path.to_path_buf())?;
             }
         }
+        if migrating {
+            // repos indexed with `cairn index` are rebuilt from where they came
+            for name in daemon.0.registry.load()?.keys() {
+                if !daemon.0.configured.contains_key(name) && !built.contains_key(name) {
+                    match daemon.trigger(name, false) {
+                        Ok(()) | Err(DaemonError::NotReindexable(_)) => {}
+                        Err(e) => tracing::warn!(repo = %name, error = ?e, "cannot rebuild for the new model"),
+                    }
+                }
+            }
+            daemon.maybe_switch().await;
+        }
         daemon.0.tasks.close();
         Ok(daemon)
+    }
+
+    /// The indexer runs use now.
+    fn indexer(&self) -> RepoIndexer {
+        self.0.indexer.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether a new generation is being built.
+    pub fn migrating(&self) -> Option<String> {
+        lock(&self.0.migration).as_ref().map(|p| p.to.name.clone())
+    }
+
+    /// Removes `name` from the generation runs write to and, during a
+    /// migration, from the serving one too.
+    async fn purge(&self, name: &str) -> anyhow::Result<()> {
+        let before = lock(&self.0.migration).as_ref().map(|p| p.before.clone());
+        if let Some(before) = before {
+            before.remove(name).await?;
+        }
+        self.indexer().remove(name).await?;
+        Ok(())
+    }
+
+    /// Switches searches and runs to the generation being built once every
+    /// repo that can be rebuilt has a checkpoint in it.
+    async fn maybe_switch(&self) {
+        let Some(to) = lock(&self.0.migration).as_ref().map(|p| p.to.clone()) else {
+            return;
+        };
+        let building = self.indexer();
+        let ready = (|| -> anyhow::Result<bool> {
+            let built = building.registry.load()?;
+            let serving = self.0.registry.load()?;
+            let rebuildable = |name: &String| {
+                self.0.configured.contains_key(name)
+                    || serving.get(name).is_some_and(|r| {
+                        !r.source.is_empty() && !r.source.contains("://") && Path::new(&r.source).exists()
+                    })
+            };
+            Ok(serving
+                .keys()
+                .chain(self.0.configured.keys())
+                .filter(|n| rebuildable(n))
+                .all(|n| built.contains_key(n)))
+        })();
+        match ready {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot tell whether the new generation is complete");
+                return;
+            }
+        }
+        // no run writes while the generations change places
+        let _exclusive = self.0.switching.write().await;
+        let Some(pending) = lock(&self.0.migration).take() else {
+            return;
+        };
+        match generation::switch(&building.root, &self.0.registry, &to) {
+            Ok(dropped) => {
+                for name in dropped {
+                    tracing::warn!(repo = %name, "dropped at the model switch: its source is gone, so it could not be rebuilt");
+                }
+                pending
+                    .serving
+                    .replace(pending.embedder.clone(), pending.after.store.clone());
+                *self.0.indexer.write().unwrap_or_else(|p| p.into_inner()) = pending.after;
+                tracing::info!(generation = %to.name, model = %to.fingerprint, "switched to the new generation of the index");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "switching to the new generation failed; retrying after the next run");
+                *lock(&self.0.migration) = Some(pending);
+            }
+        }
     }
 
     /// Waits until every worker and watcher stopped (after shutdown).
@@ -229,7 +379,7 @@ impl Daemon {
     /// Whether `access` may read `name` (its record's groups, or the
     /// configured groups before its first run). `None`: no such repo.
     pub fn readable(&self, access: &Access, name: &str) -> anyhow::Result<Option<bool>> {
-        let records = self.0.indexer.registry.load()?;
+        let records = self.0.registry.load()?;
         Ok(match (records.get(name), self.0.configured.get(name)) {
             (Some(r), _) => Some(access.can_read(r)),
             (None, Some(c)) => Some(access.can_read(&RepoRecord {
@@ -254,7 +404,7 @@ impl Daemon {
 
     /// Every configured or indexed repo, by name.
     pub fn list(&self) -> anyhow::Result<Vec<RepoStatus>> {
-        let records = self.0.indexer.registry.load()?;
+        let records = self.0.registry.load()?;
         let mut names: Vec<&String> = records.keys().chain(self.0.configured.keys()).collect();
         names.sort();
         names.dedup();
@@ -263,7 +413,7 @@ impl Daemon {
 
     /// One repo's status, `None` when it is neither configured nor indexed.
     pub fn status(&self, name: &str) -> anyhow::Result<Option<RepoStatus>> {
-        let records = self.0.indexer.registry.load()?;
+        let records = self.0.registry.load()?;
         if !records.contains_key(name) && !self.0.configured.contains_key(name) {
             return Ok(None);
         }
@@ -317,7 +467,6 @@ impl Daemon {
                 // an indexed repo that is not configured: reindex it from where it came
                 let record = self
                     .0
-                    .indexer
                     .registry
                     .load()
                     .ok()
@@ -349,19 +498,19 @@ impl Daemon {
     /// of it in progress. A configured repo is indexed again at its next
     /// scheduled time; another one's worker stops.
     pub async fn remove(&self, name: &str) -> anyhow::Result<bool> {
-        let existed = self.0.indexer.registry.load()?.contains_key(name);
+        let existed = self.0.registry.load()?.contains_key(name);
         let worker = lock(&self.0.workers).get(name).cloned();
         match worker {
             Some(w) => {
                 let _guard = w.run_lock.lock().await;
-                self.0.indexer.remove(name).await?;
+                self.purge(name).await?;
                 *lock(&w.state) = WorkerState::default();
                 if !self.0.configured.contains_key(name) {
                     w.stop.cancel();
                     lock(&self.0.workers).remove(name);
                 }
             }
-            None => self.0.indexer.remove(name).await?,
+            None => self.purge(name).await?,
         }
         tracing::info!(repo = %name, "repo removed");
         Ok(existed || self.0.configured.contains_key(name))
@@ -400,7 +549,7 @@ impl Daemon {
         let mut groups = repo.groups.clone();
         groups.sort();
         groups.dedup();
-        self.0.indexer.registry.update(&repo.name, |record| {
+        self.0.registry.update(&repo.name, |record| {
             let mut record = record?;
             record.groups = groups;
             if let Some(s) = repo.sensitivity {
@@ -465,6 +614,9 @@ impl Daemon {
             let Ok(_permit) = permit else { return };
             let full = std::mem::take(&mut lock(&worker.state).pending_full);
             let ok = self.run_once(&spec, full, &worker).await;
+            if ok == Some(true) {
+                self.maybe_switch().await;
+            }
             due = match ok {
                 Some(true) => self.next_due(schedule.as_ref()),
                 Some(false) => {
@@ -495,12 +647,16 @@ impl Daemon {
         });
         let started = Instant::now();
         let shutdown = self.0.shutdown.clone();
-        let outcome = tokio::select! {
-            r = self.0.indexer.run(spec, full, &progress) => Some(r),
-            _ = async {
-                shutdown.cancelled().await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } => None,
+        let outcome = {
+            let _shared = self.0.switching.read().await;
+            let indexer = self.indexer();
+            tokio::select! {
+                r = indexer.run(spec, full, &progress) => Some(r),
+                _ = async {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                } => None,
+            }
         };
         self.0.running.fetch_sub(1, Ordering::Relaxed);
         let seconds = started.elapsed().as_secs_f64();
@@ -774,5 +930,188 @@ mod tests {
         shutdown.cancel();
         daemon.wait().await;
         assert_eq!(daemon.trigger("local", false), Err(DaemonError::ShuttingDown));
+    }
+
+    /// Embeds documents only once `open` is set (a rebuild that is still
+    /// going), then like `inner`; queries at once.
+    struct Gated {
+        inner: HashEmbedder,
+        open: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Embed for Gated {
+        fn dim(&self) -> usize {
+            self.inner.dim()
+        }
+        fn fingerprint(&self) -> &str {
+            self.inner.fingerprint()
+        }
+        fn embed_documents(&self, texts: &[&str]) -> cairn_indexer::error::Result<Embedded> {
+            while !self.open.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            self.inner.embed_documents(texts)
+        }
+        fn embed_query(&self, text: &str) -> cairn_indexer::error::Result<Vec<f32>> {
+            self.inner.embed_query(text)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_model_change_builds_a_new_generation_and_switches_when_it_is_complete() {
+        use crate::auth::Access;
+        use crate::search::SearchRequest;
+        use cairn_indexer::pipeline::NoProgress;
+
+        let data = tempfile::tempdir().unwrap();
+        let (local, cli, gone) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        std::fs::write(
+            local.path().join("invoice.rs"),
+            "fn settle_invoice_total() -> u32 { 1 }\n",
+        )
+        .unwrap();
+        std::fs::write(cli.path().join("keys.py"), "def rotate_signing_keys():\n    return 2\n").unwrap();
+        std::fs::write(
+            gone.path().join("old.go"),
+            "package old\nfunc Legacy() int { return 3 }\n",
+        )
+        .unwrap();
+        let mut config = Config {
+            repos: vec![RepoConfig {
+                name: "local".into(),
+                url: local.path().to_str().unwrap().into(),
+                every: Some("1h".into()),
+                groups: vec!["dev".into()],
+                ..RepoConfig::default()
+            }],
+            data_dir: data.path().to_path_buf(),
+            ..Config::default()
+        };
+        config.embed.kind = crate::config::EmbedKind::Hash;
+        config.embed.hash_dim = 32;
+
+        // generation 1 (32-d): three repos, one of them only through `cairn index`
+        {
+            let engine = Engine::open(&config, "test").unwrap();
+            for (name, dir) in [("local", &local), ("cli", &cli), ("gone", &gone)] {
+                engine.index(dir.path(), name, &config, &NoProgress).await.unwrap();
+            }
+            engine.set_groups("cli", vec!["ops".into()]).unwrap();
+            assert_eq!(engine.generation.name, generation::LEGACY);
+        }
+        let gone_path = gone.path().to_path_buf();
+        drop(gone);
+        assert!(!gone_path.exists());
+
+        // generation 2 (48-d): its documents wait at the gate
+        config.embed.hash_dim = 48;
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let engine = Engine::with_embedder(
+            &config,
+            DataDir::open(data.path(), "test").unwrap(),
+            Arc::new(Gated {
+                inner: HashEmbedder::new(48),
+                open: open.clone(),
+            }),
+        )
+        .unwrap();
+        let to = engine
+            .migration
+            .as_ref()
+            .expect("a new model starts a migration")
+            .to
+            .clone();
+        assert_eq!((engine.generation.dim, to.dim), (32, 48));
+        let state = engine.state(&config);
+        let search = |q: &str| {
+            let (state, q) = (state.clone(), q.to_string());
+            async move {
+                state
+                    .search
+                    .search(
+                        &Access::open(),
+                        SearchRequest {
+                            query: q,
+                            k: 3,
+                            repos: Vec::new(),
+                            languages: Vec::new(),
+                            path_prefix: None,
+                        },
+                    )
+                    .await
+                    .unwrap()
+                    .results
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let daemon = Daemon::start_with(
+            engine.repo_indexer(&config),
+            PendingSwitch::of(&engine, &config, |i| i),
+            &config,
+            Arc::new(Metrics::default()),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(daemon.migrating(), Some(to.name.clone()));
+        until("a rebuild run to start", || {
+            ["local", "cli"]
+                .iter()
+                .any(|n| daemon.status(n).unwrap().unwrap().state != RunState::Idle)
+        })
+        .await;
+
+        // meanwhile searches answer from generation 1, with its model
+        let hits = search("settle invoice total").await;
+        assert_eq!(hits.first().map(|h| h.path.as_str()), Some("invoice.rs"), "{hits:?}");
+        assert_eq!(engine.serving.get().0.dim(), 32);
+        assert_eq!(
+            daemon.migrating(),
+            Some(to.name.clone()),
+            "nothing switched before the build completed"
+        );
+        assert_eq!(generation::load(data.path()).unwrap().unwrap().dim, 32);
+
+        open.store(true, Ordering::SeqCst);
+        until("the switch", || daemon.migrating().is_none()).await;
+        let serving = generation::load(data.path()).unwrap().unwrap();
+        assert_eq!((serving.name.as_str(), serving.dim), (to.name.as_str(), 48));
+        let records = engine.data.registry().load().unwrap();
+        assert_eq!(
+            records.keys().collect::<Vec<_>>(),
+            ["cli", "local"],
+            "gone could not be rebuilt"
+        );
+        assert_eq!(records["cli"].groups, ["ops"], "readers carry over");
+        assert_eq!(records["local"].groups, ["dev"]);
+        assert!(records.values().all(|r| r.embedder == "hash-48"));
+        assert_eq!(engine.serving.get().0.dim(), 48);
+        let hits = search("rotate signing keys").await;
+        assert_eq!(hits.first().map(|h| h.path.as_str()), Some("keys.py"), "{hits:?}");
+        assert!(hits.iter().all(|h| h.repo != "gone"));
+
+        // runs after the switch go to the new generation with the data dir's checkpoints
+        std::fs::write(local.path().join("refund.rs"), "fn issue_refund() -> u32 { 4 }\n").unwrap();
+        daemon.trigger("local", false).unwrap();
+        until("the refund indexed", || {
+            daemon.status("local").unwrap().unwrap().files == 2
+        })
+        .await;
+        let hits = search("issue refund").await;
+        assert_eq!(hits.first().map(|h| h.path.as_str()), Some("refund.rs"), "{hits:?}");
+        shutdown.cancel();
+        daemon.wait().await;
+        drop((daemon, state, engine));
+
+        // the next start serves generation 2 and removes generation 1's store
+        let engine = Engine::open(&config, "test").unwrap();
+        assert!(engine.migration.is_none());
+        assert_eq!(engine.generation.name, to.name);
+        assert!(!data.path().join("store/edge").exists());
+        assert!(!generation::build_dir(data.path(), &to.name).exists());
     }
 }

@@ -294,7 +294,9 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
                     })
                 })
                 .transpose()?;
-            let engine = Engine::open(&config, "cairn index")?;
+            let mut engine = Engine::open(&config, "cairn index")?;
+            // the model changed since the last index: rebuild the others first
+            engine.finish_migration(&config).await?;
             let bar = Bar::new();
             let run = engine.index_run(&path, &repo, &config, &bar).await?;
             let report = &run.index;
@@ -490,7 +492,7 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
             let engine = Engine::open(&config, "cairn repo remove")
                 .context("while `cairn serve` runs, remove repos with DELETE /v1/repos/{name}")?;
             let existed = engine.data.registry().load()?.contains_key(&name);
-            engine.repo_indexer(&config).remove(&name).await?;
+            engine.remove(&name, &config).await?;
             if existed {
                 println!("removed {name}");
             } else {
@@ -594,7 +596,8 @@ async fn run_eval(dir: &Path, reuse: bool, json: bool, mut config: Config, data_
 }
 
 async fn eval_in(dir: &Path, queries: &[eval::Query], reuse: bool, json: bool, config: &Config) -> anyhow::Result<()> {
-    let engine = Engine::open(config, "cairn eval")?;
+    let mut engine = Engine::open(config, "cairn eval")?;
+    engine.finish_migration(config).await?;
     let mut index_s = 0.0;
     let mut chunks = 0;
     if !reuse {
@@ -649,12 +652,16 @@ async fn eval_in(dir: &Path, queries: &[eval::Query], reuse: bool, json: bool, c
 /// when `shutdown` is cancelled.
 async fn start_daemon(engine: &Engine, config: &Config, shutdown: CancellationToken) -> anyhow::Result<Daemon> {
     let metrics = Arc::new(Metrics::default());
-    let mut indexer = engine.repo_indexer(config);
-    indexer.embedder = Arc::new(TimedEmbedder {
-        inner: indexer.embedder.clone(),
-        metrics: metrics.clone(),
-    });
-    let daemon = Daemon::start(indexer, config, metrics, shutdown).await?;
+    let timed = |mut indexer: cairn_indexer::repo::RepoIndexer| {
+        indexer.embedder = Arc::new(TimedEmbedder {
+            inner: indexer.embedder.clone(),
+            metrics: metrics.clone(),
+        });
+        indexer
+    };
+    let indexer = timed(engine.repo_indexer(config));
+    let pending = cairn_services::daemon::PendingSwitch::of(engine, config, timed);
+    let daemon = Daemon::start_with(indexer, pending, config, metrics.clone(), shutdown).await?;
     if !config.repos.is_empty() {
         tracing::info!(
             repos = config.repos.len(),

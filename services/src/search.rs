@@ -116,20 +116,48 @@ impl Default for RankSettings {
     }
 }
 
-/// Answers searches over one store with one embedder.
+/// The embedder and the store that searches use: always a matching pair,
+/// replaced together when a new generation of the index takes over (see
+/// [`cairn_indexer::generation`]). Clones share it.
+#[derive(Clone)]
+pub struct Serving(Arc<std::sync::RwLock<ServingPair>>);
+
+/// A model and the store its vectors are in.
+pub type ServingPair = (Arc<dyn Embed>, Arc<dyn VectorStore>);
+
+impl Serving {
+    pub fn new(embedder: Arc<dyn Embed>, store: Arc<dyn VectorStore>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new((embedder, store))))
+    }
+
+    /// The current pair; a request uses one pair from start to end.
+    pub fn get(&self) -> ServingPair {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes later requests use `embedder` and `store`.
+    pub fn replace(&self, embedder: Arc<dyn Embed>, store: Arc<dyn VectorStore>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = (embedder, store);
+    }
+}
+
+/// Answers searches over the serving store with its embedder.
 #[derive(Clone)]
 pub struct SearchService {
-    embedder: Arc<dyn Embed>,
-    store: Arc<dyn VectorStore>,
+    serving: Serving,
     registry: Registry,
     rank: RankSettings,
 }
 
 impl SearchService {
     pub fn new(embedder: Arc<dyn Embed>, store: Arc<dyn VectorStore>, registry: Registry, rank: RankSettings) -> Self {
+        Self::with_serving(Serving::new(embedder, store), registry, rank)
+    }
+
+    /// A service over a shared [`Serving`] pair.
+    pub fn with_serving(serving: Serving, registry: Registry, rank: RankSettings) -> Self {
         Self {
-            embedder,
-            store,
+            serving,
             registry,
             rank,
         }
@@ -153,7 +181,7 @@ impl SearchService {
                 took_ms: started.elapsed().as_secs_f64() * 1000.0,
             });
         }
-        let embedder = self.embedder.clone();
+        let (embedder, store) = self.serving.get();
         // Documents are embedded with identifiers as words; queries too.
         let q = sparse::humanize(&query);
         let dense_vec = tokio::task::spawn_blocking(move || embedder.embed_query(&q))
@@ -162,8 +190,8 @@ impl SearchService {
         let sparse_vec = sparse::query_vector(&query);
         let n = self.rank.candidates.max(k);
         let (dense, bm25) = tokio::try_join!(
-            self.store.search_dense(dense_vec, &filter, n),
-            self.store.search_sparse(sparse_vec, &filter, n)
+            store.search_dense(dense_vec, &filter, n),
+            store.search_sparse(sparse_vec, &filter, n)
         )?;
         let results = fuse(&self.rank, dense, bm25, k)
             .into_iter()

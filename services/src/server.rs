@@ -18,7 +18,7 @@ use crate::config::{AnswerConfig, BackendConfig};
 use crate::context::ContextService;
 use crate::error::ServiceError;
 use crate::llm::LlmClient;
-use crate::search::{RankSettings, SearchRequest, SearchResponse, SearchService};
+use crate::search::{RankSettings, SearchRequest, SearchResponse, SearchService, Serving};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -55,8 +55,20 @@ impl AppState {
         answer: &AnswerConfig,
         backends: &[BackendConfig],
     ) -> Self {
+        Self::with_serving(Serving::new(embedder, store), registry, rank, answer, backends)
+    }
+
+    /// [`AppState::with_answers`] over a shared [`Serving`] pair (which the
+    /// indexer daemon replaces when a new generation takes over).
+    pub fn with_serving(
+        serving: Serving,
+        registry: Registry,
+        rank: RankSettings,
+        answer: &AnswerConfig,
+        backends: &[BackendConfig],
+    ) -> Self {
         let registry_for_code = registry.clone();
-        let search = SearchService::new(embedder, store, registry, rank);
+        let search = SearchService::with_serving(serving, registry, rank);
         let context = ContextService::new(search.clone(), answer.clone());
         let answers = AnswerService::new(
             context.clone(),

@@ -157,7 +157,7 @@ const SNAPSHOT_VERSION: u32 = 1;
 /// What a snapshot holds, relative to the data dir: directories are taken
 /// whole, missing entries are skipped.
 const SNAPSHOT_ENTRIES: &[&str] = &[
-    "store/edge",
+    "store/generation.json",
     "repos.json",
     "tokens.json",
     "audit/signing-key.pk8",
@@ -206,11 +206,18 @@ pub fn snapshot(data: &DataDir, out: &Path) -> anyhow::Result<Manifest> {
     );
     let root = data.root();
     let mut rels = Vec::new();
+    // the serving generation's shard (see cairn_indexer::generation)
+    let shard = data
+        .edge_store()
+        .strip_prefix(root)
+        .map(|p| p.to_string_lossy().to_string())
+        .unwrap_or_else(|_| "store/edge".to_string());
+    files_under(root, &shard, &mut rels)?;
     for entry in SNAPSHOT_ENTRIES {
         files_under(root, entry, &mut rels)?;
     }
     ensure!(
-        rels.iter().any(|r| r.starts_with("store/edge/")),
+        rels.iter().any(|r| r.starts_with(&format!("{shard}/"))),
         "{} holds no embedded store to snapshot",
         root.display()
     );

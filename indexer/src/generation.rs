@@ -7,7 +7,9 @@
 //! that built every vector in it, and the `[embed]` settings of that model
 //! (so its queries can still be embedded while a successor is built).
 //!
-//! When the configured model's fingerprint differs, a new generation is
+//! When the configured model's fingerprint (or the chunking: chunker
+//! version and settings, see [`crate::repo::chunking_signature`]) differs,
+//! a new generation is
 //! built beside the serving one: its own store, its own checkpoints
 //! (`store/<name>.build/repos.json`) and manifests (`store/<name>.build/state/`).
 //! Search keeps answering from the serving generation meanwhile. Once every
@@ -39,22 +41,37 @@ pub struct Generation {
     pub fingerprint: String,
     /// Dimension of its vectors.
     pub dim: usize,
+    /// How its chunks were cut ([`crate::repo::chunking_signature`]).
+    #[serde(default)]
+    pub chunking: String,
     /// The `[embed]` settings of that model, as the services wrote them.
     #[serde(default)]
     pub embed: serde_json::Value,
 }
 
 impl Generation {
-    /// The generation a model with `fingerprint` builds (a name derived from
-    /// the fingerprint, so a restart resumes the same build).
-    pub fn for_model(fingerprint: &str, dim: usize, embed: serde_json::Value) -> Self {
-        let hash = blake3::hash(fingerprint.as_bytes()).to_hex();
+    /// The generation a model with `fingerprint` and a chunker with
+    /// signature `chunking` build (a name derived from both, so a restart
+    /// resumes the same build).
+    pub fn for_model(fingerprint: &str, chunking: &str, dim: usize, embed: serde_json::Value) -> Self {
+        let mut h = blake3::Hasher::new();
+        h.update(fingerprint.as_bytes());
+        h.update(&[0]);
+        h.update(chunking.as_bytes());
+        let hash = h.finalize().to_hex();
         Self {
             name: format!("gen-{}", &hash[..12]),
             fingerprint: fingerprint.to_string(),
             dim,
+            chunking: chunking.to_string(),
             embed,
         }
+    }
+
+    /// Whether `other` holds the same vectors and chunks (name and recorded
+    /// settings aside).
+    pub fn same_index(&self, other: &Generation) -> bool {
+        self.fingerprint == other.fingerprint && self.dim == other.dim && self.chunking == other.chunking
     }
 }
 
@@ -206,9 +223,15 @@ mod tests {
 
     #[test]
     fn names_follow_the_model() {
-        let a = Generation::for_model("m1", 4, serde_json::Value::Null);
-        assert_eq!(a, Generation::for_model("m1", 4, serde_json::Value::Null));
-        assert_ne!(a.name, Generation::for_model("m2", 4, serde_json::Value::Null).name);
+        let a = Generation::for_model("m1", "c1", 4, serde_json::Value::Null);
+        assert_eq!(a, Generation::for_model("m1", "c1", 4, serde_json::Value::Null));
+        assert_ne!(
+            a.name,
+            Generation::for_model("m2", "c1", 4, serde_json::Value::Null).name
+        );
+        let rechunked = Generation::for_model("m1", "c2", 4, serde_json::Value::Null);
+        assert_ne!(a.name, rechunked.name);
+        assert!(!a.same_index(&rechunked) && a.same_index(&a.clone()));
         assert!(a.name.starts_with("gen-") && a.name.len() == 16);
     }
 
@@ -221,10 +244,10 @@ mod tests {
         main.put(record("gone", "old", &["ops"])).unwrap();
         std::fs::create_dir_all(root.join("state")).unwrap();
         std::fs::write(root.join("state/a.json"), "old manifest").unwrap();
-        let old = Generation::for_model("old", 4, serde_json::Value::Null);
+        let old = Generation::for_model("old", "c1", 4, serde_json::Value::Null);
         save(root, &old).unwrap();
 
-        let new = Generation::for_model("new", 8, serde_json::json!({"kind": "hash"}));
+        let new = Generation::for_model("new", "c1", 8, serde_json::json!({"kind": "hash"}));
         let built = build_registry(root, &new.name);
         built.put(record("a", "new", &[])).unwrap();
         std::fs::create_dir_all(build_dir(root, &new.name).join("state")).unwrap();
@@ -242,7 +265,7 @@ mod tests {
         finish(root).unwrap(); // idempotent
 
         // a full switch: readers carried, the unbuilt repo dropped
-        let newer = Generation::for_model("newer", 8, serde_json::Value::Null);
+        let newer = Generation::for_model("newer", "c1", 8, serde_json::Value::Null);
         let built = build_registry(root, &newer.name);
         built.put(record("a", "newer", &[])).unwrap();
         main.update("a", |r| {
@@ -270,7 +293,7 @@ mod tests {
         let main = Registry::new(root.join("repos.json"));
         main.put(record("kept", "old", &["dev"])).unwrap();
         main.put(record("gone", "old", &["ops"])).unwrap();
-        let new = Generation::for_model("new", 8, serde_json::Value::Null);
+        let new = Generation::for_model("new", "c1", 8, serde_json::Value::Null);
         build_registry(root, &new.name).put(record("kept", "new", &[])).unwrap();
         assert_eq!(switch(root, &main, &new).unwrap(), ["gone"]);
         let all = main.load().unwrap();
@@ -278,7 +301,7 @@ mod tests {
         assert_eq!(all["kept"].groups, ["dev"]);
 
         // nothing built at all (an empty data dir): still a clean switch
-        let newest = Generation::for_model("newest", 8, serde_json::Value::Null);
+        let newest = Generation::for_model("newest", "c1", 8, serde_json::Value::Null);
         main.remove("kept").unwrap();
         assert!(switch(root, &main, &newest).unwrap().is_empty());
         assert!(main.load().unwrap().is_empty());

@@ -223,6 +223,16 @@ impl Scope {
     }
 }
 
+/// The chunker version, the model-text version and the chunker settings:
+/// what decides how files are cut into chunks and what text is embedded.
+pub fn chunking_signature(chunker: &Chunker) -> String {
+    let c = chunker.config();
+    format!(
+        "{CHUNKER_VERSION}.{EMBED_TEXT_VERSION}:{}:{}:{}:{}:{}",
+        c.max_chars, c.merge_chars, c.container_chars, c.window_lines, c.window_overlap,
+    )
+}
+
 fn state_path(root: &Path, name: &str) -> PathBuf {
     root.join("state").join(format!("{}.json", sync::escape(name)))
 }
@@ -640,15 +650,10 @@ impl RepoIndexer {
     /// What the points of `spec` depend on besides file content: a change
     /// rebuilds the repo.
     fn settings(&self, spec: &RepoSpec) -> String {
-        let c = self.chunker.config();
         format!(
-            "v1|embedder={}|chunker={CHUNKER_VERSION}.{EMBED_TEXT_VERSION}:{}:{}:{}:{}:{}|max_file_bytes={}|redact={}|include={:?}|exclude={:?}",
+            "v1|embedder={}|chunker={}|max_file_bytes={}|redact={}|include={:?}|exclude={:?}",
             self.embedder.fingerprint(),
-            c.max_chars,
-            c.merge_chars,
-            c.container_chars,
-            c.window_lines,
-            c.window_overlap,
+            chunking_signature(&self.chunker),
             self.options.limits.max_file_bytes,
             self.options.redact_secrets,
             spec.include,

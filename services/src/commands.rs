@@ -10,7 +10,7 @@ use cairn_indexer::embed::{Embed, EmbedderConfig, HashEmbedder, OnnxEmbedder, Un
 use cairn_indexer::generation::{self, Generation};
 use cairn_indexer::pipeline::{IndexOptions, IndexReport};
 use cairn_indexer::registry::Registry;
-use cairn_indexer::repo::{RepoIndexer, RepoSpec, RunProgress, RunReport};
+use cairn_indexer::repo::{RepoIndexer, RepoSpec, RunProgress, RunReport, chunking_signature};
 use cairn_indexer::source::FileLimits;
 use cairn_indexer::store::VectorStore;
 use cairn_indexer::store::edge::EdgeStore;
@@ -150,7 +150,18 @@ impl Engine {
     pub fn with_embedder(config: &Config, data: DataDir, embedder: Arc<dyn Embed>) -> anyhow::Result<Self> {
         let root = data.root().to_path_buf();
         generation::finish(&root)?;
-        let wanted = Generation::for_model(embedder.fingerprint(), embedder.dim(), embed_record(config));
+        let chunker = Arc::new(Chunker::new(ChunkerConfig {
+            max_chars: config.index.chunk_max_chars,
+            merge_chars: config.index.chunk_merge_chars,
+            container_chars: config.index.chunk_container_chars,
+            ..ChunkerConfig::default()
+        }));
+        let wanted = Generation::for_model(
+            embedder.fingerprint(),
+            &chunking_signature(&chunker),
+            embedder.dim(),
+            embed_record(config),
+        );
         let serving_gen = match generation::load(&root)? {
             Some(g) => g,
             None => {
@@ -164,19 +175,26 @@ impl Engine {
                 first
             }
         };
-        let (store, serving_embedder, migration) = if serving_gen.fingerprint == wanted.fingerprint {
+        let (store, serving_embedder, migration) = if serving_gen.same_index(&wanted) {
             let store = open_store(config, &data, &serving_gen.name, embedder.dim())?;
             (store, embedder, None)
         } else {
             tracing::warn!(
-                from = %serving_gen.fingerprint,
-                to = %wanted.fingerprint,
+                from_model = %serving_gen.fingerprint,
+                to_model = %wanted.fingerprint,
+                from_chunking = %serving_gen.chunking,
+                to_chunking = %wanted.chunking,
                 generation = %wanted.name,
-                "the embedding model changed: building a new generation of the index; \
+                "the embedding model or the chunking changed: building a new generation of the index; \
                  search answers from the previous one until it is complete"
             );
             let old_store = open_store(config, &data, &serving_gen.name, serving_gen.dim)?;
-            let old_embedder = previous_embedder(config, &serving_gen);
+            let old_embedder = if serving_gen.fingerprint == wanted.fingerprint && serving_gen.dim == wanted.dim {
+                // only the chunking changed: the same model embeds queries for both
+                embedder.clone()
+            } else {
+                previous_embedder(config, &serving_gen)
+            };
             let new_store = open_store(config, &data, &wanted.name, wanted.dim)?;
             let migration = Migration {
                 to: wanted,
@@ -191,18 +209,12 @@ impl Engine {
                 tracing::info!(generation = %name, "removed the store of a replaced generation");
             }
         }
-        let chunker = Chunker::new(ChunkerConfig {
-            max_chars: config.index.chunk_max_chars,
-            merge_chars: config.index.chunk_merge_chars,
-            container_chars: config.index.chunk_container_chars,
-            ..ChunkerConfig::default()
-        });
         Ok(Self {
             serving: Serving::new(serving_embedder.clone(), store.clone()),
             data,
             embedder: serving_embedder,
             store,
-            chunker: Arc::new(chunker),
+            chunker,
             generation: serving_gen,
             migration,
         })
@@ -453,12 +465,58 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn a_chunking_change_builds_a_new_generation_with_the_same_model() {
+        use cairn_indexer::pipeline::NoProgress;
+        let data = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let body: String = (0..40).map(|i| format!("def f{i}():\n    return {i}\n\n")).collect();
+        std::fs::write(src.path().join("m.py"), body).unwrap();
+        let mut config = hash_config(data.path(), 16);
+        let before = {
+            let engine = Engine::open(&config, "test").unwrap();
+            engine
+                .index(src.path(), "m", &config, &NoProgress)
+                .await
+                .unwrap()
+                .chunks
+        };
+        config.index.chunk_max_chars /= 4;
+        config.index.chunk_merge_chars /= 4;
+        let mut engine = Engine::open(&config, "test").unwrap();
+        let to = engine
+            .migration
+            .as_ref()
+            .expect("new chunking, new generation")
+            .to
+            .clone();
+        assert_eq!(to.fingerprint, engine.generation.fingerprint, "same model");
+        assert_ne!(to.chunking, engine.generation.chunking);
+        // the old store still answers, with the same model (not "unavailable")
+        assert!(engine.serving.get().0.embed_query("f3").is_ok());
+        engine.finish_migration(&config).await.unwrap();
+        let record = &engine.data.registry().load().unwrap()["m"];
+        assert_eq!(
+            (record.chunks, record.files),
+            (before, 1),
+            "every function is its own chunk either way"
+        );
+        let n = engine
+            .store
+            .count(&cairn_indexer::store::SearchFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(n, before);
+        assert_eq!(generation::load(data.path()).unwrap().unwrap().name, to.name);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn search_is_unavailable_not_wrong_when_the_old_model_is_gone() {
         let data = tempfile::tempdir().unwrap();
         let generation = Generation {
             name: generation::LEGACY.into(),
             fingerprint: "some-model-that-was-deleted".into(),
             dim: 8,
+            chunking: String::new(),
             embed: serde_json::json!({"kind": "onnx", "model_dir": data.path().join("no-such-model")}),
         };
         let config = hash_config(data.path(), 8);

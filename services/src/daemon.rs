@@ -335,7 +335,9 @@ impl Daemon {
         }
         // no run writes while the generations change places
         let _exclusive = self.0.switching.write().await;
-        let Some(pending) = lock(&self.0.migration).take() else {
+        // the pending switch stays visible until searches and runs moved
+        let mut slot = lock(&self.0.migration);
+        let Some(pending) = slot.as_ref() else {
             return;
         };
         match generation::switch(&building.root, &self.0.registry, &to) {
@@ -346,12 +348,12 @@ impl Daemon {
                 pending
                     .serving
                     .replace(pending.embedder.clone(), pending.after.store.clone());
-                *self.0.indexer.write().unwrap_or_else(|p| p.into_inner()) = pending.after;
+                *self.0.indexer.write().unwrap_or_else(|p| p.into_inner()) = pending.after.clone();
+                *slot = None;
                 tracing::info!(generation = %to.name, model = %to.fingerprint, "switched to the new generation of the index");
             }
             Err(e) => {
                 tracing::error!(error = %e, "switching to the new generation failed; retrying after the next run");
-                *lock(&self.0.migration) = Some(pending);
             }
         }
     }

@@ -158,7 +158,7 @@ pub async fn index_snapshot(
     report.tokens = written.tokens;
     report.secrets = written.secrets;
     store.delete_stale(&options.repo, &run).await?;
-    store.flush().await?;
+    store.optimize().await?;
     report.seconds = started.elapsed().as_secs_f64();
     tracing::info!(
         repo = %report.repo,

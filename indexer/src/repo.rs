@@ -548,7 +548,11 @@ impl RepoIndexer {
                 self.store.set_commit(&spec.name, &commit).await?;
             }
         }
-        self.store.flush().await?;
+        if full {
+            self.store.optimize().await?;
+        } else {
+            self.store.flush().await?;
+        }
         if let Some(cache) = &cache
             && let Err(e) = cache.sync()
         {

@@ -233,6 +233,10 @@ pub struct IndexerConfig {
     pub max_backoff: String,
     /// Quiet time after the last change in a watched local directory before it is reindexed.
     pub debounce_ms: u64,
+    /// Least time between store optimizations (compaction, vector index),
+    /// which run when no run is going; `0s` turns them off. Incremental runs
+    /// do not optimize: full builds do, and this keeps the store compact.
+    pub optimize_every: String,
 }
 
 impl Default for IndexerConfig {
@@ -243,6 +247,7 @@ impl Default for IndexerConfig {
             backoff: "30s".into(),
             max_backoff: "1h".into(),
             debounce_ms: 400,
+            optimize_every: "1h".into(),
         }
     }
 }
@@ -252,6 +257,13 @@ impl IndexerConfig {
     pub fn backoff_bounds(&self) -> (std::time::Duration, std::time::Duration) {
         let p = |s: &str, d: u64| crate::schedule::parse_duration(s).unwrap_or(std::time::Duration::from_secs(d));
         (p(&self.backoff, 30), p(&self.max_backoff, 3600))
+    }
+
+    /// `optimize_every` parsed; `None`: off.
+    pub fn optimize_interval(&self) -> Option<std::time::Duration> {
+        crate::schedule::parse_duration(&self.optimize_every)
+            .ok()
+            .filter(|d| !d.is_zero())
     }
 }
 
@@ -809,6 +821,9 @@ impl Config {
                 Ok(_) => {}
                 Err(e) => errors.push(format!("indexer.{key}: {e}")),
             }
+        }
+        if let Err(e) = crate::schedule::parse_duration(&self.indexer.optimize_every) {
+            errors.push(format!("indexer.optimize_every: {e}"));
         }
         if self.indexer.debounce_ms == 0 || self.indexer.debounce_ms > 60_000 {
             errors.push("indexer.debounce_ms: must be between 1 and 60000".into());

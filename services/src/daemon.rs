@@ -175,6 +175,8 @@ struct Inner {
     migration: Mutex<Option<PendingSwitch>>,
     /// Runs hold it shared; a switch holds it exclusively.
     switching: tokio::sync::RwLock<()>,
+    /// When the store was last optimized (or the daemon started).
+    last_optimize: Mutex<Instant>,
     settings: IndexerConfig,
     configured: BTreeMap<String, RepoConfig>,
     workers: Mutex<HashMap<String, Arc<Worker>>>,
@@ -235,6 +237,7 @@ impl Daemon {
             registry,
             migration: Mutex::new(pending),
             switching: tokio::sync::RwLock::new(()),
+            last_optimize: Mutex::new(Instant::now()),
             settings: config.indexer.clone(),
             configured: config.repos.iter().map(|r| (r.name.clone(), r.clone())).collect(),
             workers: Mutex::new(HashMap::new()),
@@ -301,6 +304,37 @@ impl Daemon {
         }
         self.indexer().remove(name).await?;
         Ok(())
+    }
+
+    /// Optimizes the store in the background when nothing is running or
+    /// waiting and `optimize_every` passed since the last time. Incremental
+    /// runs only flush, so this is what keeps the store compact and indexed.
+    fn maybe_optimize(&self) {
+        let Some(every) = self.0.settings.optimize_interval() else {
+            return;
+        };
+        if self.0.running.load(Ordering::Relaxed) > 0 || self.0.waiting.load(Ordering::Relaxed) > 0 {
+            return;
+        }
+        {
+            let mut last = lock(&self.0.last_optimize);
+            if last.elapsed() < every {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let store = self.indexer().store;
+        let metrics = self.0.metrics.clone();
+        self.0.tasks.spawn(async move {
+            let started = Instant::now();
+            match store.optimize().await {
+                Ok(()) => {
+                    metrics.optimizations.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(took_ms = started.elapsed().as_millis() as u64, "store optimized");
+                }
+                Err(e) => tracing::warn!(error = %e, "store optimization failed; it is retried later"),
+            }
+        });
     }
 
     /// Switches searches and runs to the generation being built once every
@@ -618,6 +652,7 @@ impl Daemon {
             let ok = self.run_once(&spec, full, &worker).await;
             if ok == Some(true) {
                 self.maybe_switch().await;
+                self.maybe_optimize();
             }
             due = match ok {
                 Some(true) => self.next_due(schedule.as_ref()),
@@ -932,6 +967,53 @@ mod tests {
         shutdown.cancel();
         daemon.wait().await;
         assert_eq!(daemon.trigger("local", false), Err(DaemonError::ShuttingDown));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_store_is_optimized_when_idle_not_after_every_run() {
+        let data = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("a.rs"), "fn alpha() -> u32 { 1 }\n").unwrap();
+        let mut config = Config {
+            repos: vec![RepoConfig {
+                name: "local".into(),
+                url: src.path().to_str().unwrap().into(),
+                every: Some("1h".into()),
+                ..RepoConfig::default()
+            }],
+            ..Config::default()
+        };
+        config.indexer.optimize_every = "1s".into();
+        config.indexer.debounce_ms = 50;
+        let engine = Engine::with_embedder(
+            &config,
+            DataDir::open(data.path(), "test").unwrap(),
+            Arc::new(HashEmbedder::new(16)),
+        )
+        .unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let shutdown = CancellationToken::new();
+        let daemon = Daemon::start(engine.repo_indexer(&config), &config, metrics.clone(), shutdown.clone())
+            .await
+            .unwrap();
+        let runs = || metrics.runs_ok.load(Ordering::Relaxed);
+        let optimized = || metrics.optimizations.load(Ordering::Relaxed);
+        until("the first run", || runs() == 1).await;
+        assert_eq!(optimized(), 0, "not before optimize_every passed");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        std::fs::write(src.path().join("a.rs"), "fn alpha() -> u32 { 2 }\n").unwrap();
+        until("the second run", || runs() == 2).await;
+        until("an optimization after it", || optimized() == 1).await;
+        // a run right after does not optimize again
+        std::fs::write(src.path().join("a.rs"), "fn alpha() -> u32 { 3 }\n").unwrap();
+        until("the third run", || runs() == 3).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(optimized(), 1);
+        assert!(daemon.metrics_text(&[]).contains("cairn_store_optimizations_total 1"));
+        // the index is intact after it
+        assert_eq!(daemon.status("local").unwrap().unwrap().chunks, 1);
+        shutdown.cancel();
+        daemon.wait().await;
     }
 
     /// Embeds documents only once `open` is set (a rebuild that is still

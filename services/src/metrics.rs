@@ -51,6 +51,8 @@ pub struct Metrics {
     pub tokens_embedded: AtomicU64,
     pub runs_ok: AtomicU64,
     pub runs_failed: AtomicU64,
+    /// Store optimizations (compaction, vector index) the daemon ran when idle.
+    pub optimizations: AtomicU64,
     /// Failed runs by repo.
     pub failures: Mutex<BTreeMap<String, u64>>,
     pub run_seconds: Histogram,
@@ -113,6 +115,12 @@ impl Metrics {
             "cairn_tokens_embedded_total",
             "Tokens that went through the embedding model.",
             load(&self.tokens_embedded),
+        );
+        counter(
+            &mut out,
+            "cairn_store_optimizations_total",
+            "Store optimizations (compaction, vector index) run while the indexer was idle.",
+            load(&self.optimizations),
         );
         let _ = writeln!(
             out,

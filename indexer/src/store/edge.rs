@@ -427,6 +427,14 @@ impl VectorStore for EdgeStore {
 
     async fn flush(&self) -> Result<()> {
         self.blocking(true, |s| {
+            s.flush();
+            Ok(())
+        })
+        .await
+    }
+
+    async fn optimize(&self) -> Result<()> {
+        self.blocking(true, |s| {
             s.optimize().map_err(|e| store_err("optimize failed", e))?;
             s.flush();
             Ok(())

@@ -153,8 +153,16 @@ pub trait VectorStore: Send + Sync {
     async fn check(&self) -> Result<()> {
         Ok(())
     }
-    /// Makes acknowledged writes durable and compacts/indexes where useful.
+    /// Makes acknowledged writes durable.
     async fn flush(&self) -> Result<()>;
+    /// Compacts and indexes (vector index, vacuum); may take seconds and
+    /// hold writes back meanwhile. Full builds call it; incremental runs do
+    /// not (the indexer daemon calls it when idle), because an embedded
+    /// shard moves every point it updates out of optimized segments, so an
+    /// optimize after each run would rebuild the whole index each time.
+    async fn optimize(&self) -> Result<()> {
+        self.flush().await
+    }
 }
 
 #[cfg(test)]

@@ -187,8 +187,9 @@ pub fn finish(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes the embedded shards of generations other than `serving` and
-/// `building` (left behind by a switch).
+/// Removes the embedded shards (and build checkpoints) of generations other
+/// than `serving` and `building`: left behind by a switch, or by a build
+/// abandoned when the model changed again.
 pub fn remove_stale_shards(root: &Path, serving: &str, building: Option<&str>) -> Result<Vec<String>> {
     let store = root.join("store");
     let mut removed = Vec::new();
@@ -197,8 +198,11 @@ pub fn remove_stale_shards(root: &Path, serving: &str, building: Option<&str>) -
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        let is_shard = name == LEGACY || (name.starts_with("gen-") && !name.ends_with(".build"));
-        if is_shard && name != serving && Some(name.as_str()) != building && entry.path().is_dir() {
+        // a shard, or the checkpoints of a build that was abandoned
+        let generation = name.strip_suffix(".build").unwrap_or(&name);
+        let ours = generation == LEGACY || generation.starts_with("gen-");
+        let keep = generation == serving || Some(generation) == building;
+        if ours && !keep && entry.path().is_dir() {
             std::fs::remove_dir_all(entry.path())
                 .map_err(|e| IndexError::io(format!("failed to remove {}", entry.path().display()), e))?;
             removed.push(name);

@@ -337,6 +337,51 @@ impl Daemon {
         });
     }
 
+    /// The repos with a checkpoint in the generation `building` writes to,
+    /// and those that can be rebuilt but have none yet (sorted names).
+    fn rebuild_progress(&self, building: &RepoIndexer) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let built = building.registry.load()?;
+        let serving = self.0.registry.load()?;
+        let rebuildable = |name: &String| {
+            self.0.configured.contains_key(name)
+                || serving
+                    .get(name)
+                    .is_some_and(|r| !r.source.is_empty() && !r.source.contains("://") && Path::new(&r.source).exists())
+        };
+        let mut needed: Vec<String> = serving
+            .keys()
+            .chain(self.0.configured.keys())
+            .filter(|n| rebuildable(n))
+            .cloned()
+            .collect();
+        needed.sort();
+        needed.dedup();
+        let (done, pending) = needed.into_iter().partition(|n| built.contains_key(n));
+        Ok((done, pending))
+    }
+
+    /// The index's generations for `GET /v1/repos`: the serving one and,
+    /// while the model or chunking changes, the one being built with the
+    /// readable repos already rebuilt and still to go.
+    pub fn index_status(&self, visible: &[String]) -> serde_json::Value {
+        let root = self.indexer().root;
+        let serving = generation::load(&root).ok().flatten();
+        let describe = |g: &Generation| serde_json::json!({"generation": g.name, "model": g.fingerprint, "dim": g.dim, "chunking": g.chunking});
+        let mut out = serde_json::json!({ "serving": serving.as_ref().map(describe) });
+        let to = lock(&self.0.migration).as_ref().map(|p| p.to.clone());
+        if let Some(to) = to
+            && let Ok((done, pending)) = self.rebuild_progress(&self.indexer())
+        {
+            let only_visible =
+                |names: Vec<String>| names.into_iter().filter(|n| visible.contains(n)).collect::<Vec<_>>();
+            let mut building = describe(&to);
+            building["rebuilt"] = serde_json::json!(only_visible(done));
+            building["pending"] = serde_json::json!(only_visible(pending));
+            out["building"] = building;
+        }
+        out
+    }
+
     /// Switches searches and runs to the generation being built once every
     /// repo that can be rebuilt has a checkpoint in it.
     async fn maybe_switch(&self) {
@@ -344,24 +389,9 @@ impl Daemon {
             return;
         };
         let building = self.indexer();
-        let ready = (|| -> anyhow::Result<bool> {
-            let built = building.registry.load()?;
-            let serving = self.0.registry.load()?;
-            let rebuildable = |name: &String| {
-                self.0.configured.contains_key(name)
-                    || serving.get(name).is_some_and(|r| {
-                        !r.source.is_empty() && !r.source.contains("://") && Path::new(&r.source).exists()
-                    })
-            };
-            Ok(serving
-                .keys()
-                .chain(self.0.configured.keys())
-                .filter(|n| rebuildable(n))
-                .all(|n| built.contains_key(n)))
-        })();
-        match ready {
-            Ok(true) => {}
-            Ok(false) => return,
+        match self.rebuild_progress(&building) {
+            Ok((_, pending)) if pending.is_empty() => {}
+            Ok(_) => return,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "cannot tell whether the new generation is complete");
                 return;
@@ -1159,11 +1189,30 @@ mod tests {
             "nothing switched before the build completed"
         );
         assert_eq!(generation::load(data.path()).unwrap().unwrap().dim, 32);
+        let all = ["cli".to_string(), "gone".to_string(), "local".to_string()];
+        let status = daemon.index_status(&all);
+        assert_eq!(status["serving"]["dim"], 32, "{status}");
+        assert_eq!(status["building"]["generation"], to.name.as_str(), "{status}");
+        assert_eq!(
+            status["building"]["pending"],
+            serde_json::json!(["cli", "local"]),
+            "{status}"
+        );
+        assert_eq!(
+            daemon.index_status(&["local".to_string()])["building"]["pending"],
+            serde_json::json!(["local"]),
+            "only readable repos are named"
+        );
 
         open.store(true, Ordering::SeqCst);
         until("the switch", || daemon.migrating().is_none()).await;
         let serving = generation::load(data.path()).unwrap().unwrap();
         assert_eq!((serving.name.as_str(), serving.dim), (to.name.as_str(), 48));
+        let status = daemon.index_status(&all);
+        assert!(
+            status.get("building").is_none() && status["serving"]["dim"] == 48,
+            "{status}"
+        );
         let records = engine.data.registry().load().unwrap();
         assert_eq!(
             records.keys().collect::<Vec<_>>(),

@@ -128,12 +128,20 @@ pub async fn list(
 ) -> Result<Response, ServiceError> {
     let started = Instant::now();
     let result = state.list_repos(&access);
-    let names = result
+    let names: Vec<String> = result
         .as_ref()
         .map(|r| r.iter().map(|s| s.name.clone()).collect())
         .unwrap_or_default();
-    state.audit_repos("http.repos.list", &access, names, result.as_ref().err(), started);
-    Ok(Json(json!({ "repos": result? })).into_response())
+    state.audit_repos(
+        "http.repos.list",
+        &access,
+        names.clone(),
+        result.as_ref().err(),
+        started,
+    );
+    let repos = result?;
+    let index = state.daemon()?.index_status(&names);
+    Ok(Json(json!({ "repos": repos, "index": index })).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -421,7 +421,9 @@ async fn repo_api_read_and_writer_rules() {
     assert_eq!(status, 200);
     let resp = c.post(url("/v1/webhooks/github")).body("{}").send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 401);
-    drop(server);
+    // a clean stop writes every queued audit record (SIGKILL would not)
+    let mut server = server;
+    server.terminate();
 
     // every call was audited, denials as denials
     let audit = std::fs::read_to_string(data.path().join("audit/audit.jsonl")).unwrap();

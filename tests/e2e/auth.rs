@@ -4,22 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::{Server, cairn, fixture_repo, run};
-
-fn token(data: &str, principal: &str, groups: &str) -> String {
-    let (ok, out, err) = run(&[
-        "token",
-        "create",
-        "--principal",
-        principal,
-        "--groups",
-        groups,
-        "--data-dir",
-        data,
-    ]);
-    assert!(ok, "{err}");
-    out.lines().last().unwrap().to_string()
-}
+use crate::{Server, cairn, fixture_repo, run, token};
 
 async fn search(client: &reqwest::Client, server: &Server, token: Option<&str>, body: Value) -> (u16, Value) {
     let mut req = client.post(server.url("/v1/search")).json(&body);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{Server, fixture_repo, git, run};
+use crate::{Server, fixture_repo, git, run, token};
 
 /// Generous: the first run loads the model and indexes the fixture.
 const WAIT: Duration = Duration::from_secs(180);
@@ -246,21 +246,6 @@ async fn configured_repo_is_indexed_at_start_then_follows_reindex_and_webhooks()
     let (status, v) = get(&c, &server.url("/v1/repos/acme/auth"), None).await;
     assert_eq!(status, 200, "a configured repo keeps a status: {v}");
     assert!(v["indexed_commit"].is_null(), "{v}");
-}
-
-fn token(data: &str, principal: &str, groups: &str) -> String {
-    let (ok, out, err) = run(&[
-        "token",
-        "create",
-        "--principal",
-        principal,
-        "--groups",
-        groups,
-        "--data-dir",
-        data,
-    ]);
-    assert!(ok, "{err}");
-    out.lines().last().unwrap().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]

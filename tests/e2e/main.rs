@@ -72,6 +72,22 @@ pub fn git(dir: &Path, args: &[&str]) {
 }
 
 /// A temporary git repository holding the acme-auth fixture, committed.
+/// Creates an API token with `cairn token create` in `data`; returns it.
+pub fn token(data: &str, principal: &str, groups: &str) -> String {
+    let (ok, out, err) = run(&[
+        "token",
+        "create",
+        "--principal",
+        principal,
+        "--groups",
+        groups,
+        "--data-dir",
+        data,
+    ]);
+    assert!(ok, "{err}");
+    out.lines().last().unwrap().to_string()
+}
+
 pub fn fixture_repo() -> tempfile::TempDir {
     fixture_repo_named("acme-auth")
 }

@@ -47,6 +47,23 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
+/// Closes an HTTP/1 connection after a 413: the server stopped reading the
+/// body at the limit, so the rest of it is still on the wire and the
+/// connection cannot carry another request. Without `Connection: close` a
+/// pooling client (reqwest, most SDKs) sends its next request on it and gets
+/// a reset instead of an answer. HTTP/2 streams end on their own.
+pub(crate) async fn close_after_unread_body(req: Request, next: Next) -> Response {
+    let http1 = req.version() <= axum::http::Version::HTTP_11;
+    let mut resp = next.run(req).await;
+    if http1 && resp.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }

@@ -171,6 +171,9 @@ async fn a_burst_over_the_rate_is_refused_for_that_principal_only() {
         .await
         .unwrap();
     assert_eq!(big.status().as_u16(), 413);
+    // the rest of the 2 MiB is unread: the connection is not reused for the
+    // next request (it would be reset under the client)
+    assert_eq!(big.headers()["connection"], "close");
     // no credentials: still 401, not 429
     let anon = client
         .post(format!("{}/v1/search", s.http))

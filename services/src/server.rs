@@ -274,7 +274,9 @@ pub async fn run_with_tls(
             state.clone(),
             crate::http::authenticate,
         ));
-    let app = crate::http::router(state.clone(), max_body_bytes).merge(mcp);
+    let app = crate::http::router(state.clone(), max_body_bytes)
+        .merge(mcp)
+        .layer(axum::middleware::from_fn(crate::http::close_after_unread_body));
     let mut http_rx = rx.clone();
     let http_stop = async move {
         let _ = http_rx.wait_for(|v| *v).await;

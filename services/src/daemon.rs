@@ -189,6 +189,45 @@ struct Inner {
     tasks: TaskTracker,
 }
 
+/// A generation of the index, as status reports show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GenerationInfo {
+    pub generation: String,
+    /// The embedding model's fingerprint.
+    pub model: String,
+    pub dim: usize,
+    /// The chunking signature.
+    pub chunking: String,
+}
+
+impl GenerationInfo {
+    fn of(g: &Generation) -> Self {
+        Self {
+            generation: g.name.clone(),
+            model: g.fingerprint.clone(),
+            dim: g.dim,
+            chunking: g.chunking.clone(),
+        }
+    }
+}
+
+/// A generation being built, with the readable repos rebuilt and pending.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IndexBuild {
+    #[serde(flatten)]
+    pub generation: GenerationInfo,
+    pub rebuilt: Vec<String>,
+    pub pending: Vec<String>,
+}
+
+/// The index's generations: the one searches use and the one being built.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IndexStatus {
+    pub serving: Option<GenerationInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub building: Option<IndexBuild>,
+}
+
 /// The running daemon; clones share it.
 #[derive(Clone)]
 pub struct Daemon(Arc<Inner>);
@@ -360,24 +399,27 @@ impl Daemon {
         Ok((done, pending))
     }
 
-    /// The index's generations for `GET /v1/repos`: the serving one and,
-    /// while the model or chunking changes, the one being built with the
-    /// readable repos already rebuilt and still to go.
-    pub fn index_status(&self, visible: &[String]) -> serde_json::Value {
+    /// The index's generations for `GET /v1/repos` and gRPC `ListRepos`:
+    /// the serving one and, while the model or chunking changes, the one
+    /// being built with the readable repos already rebuilt and still to go.
+    pub fn index_status(&self, visible: &[String]) -> IndexStatus {
         let root = self.indexer().root;
         let serving = generation::load(&root).ok().flatten();
-        let describe = |g: &Generation| serde_json::json!({"generation": g.name, "model": g.fingerprint, "dim": g.dim, "chunking": g.chunking});
-        let mut out = serde_json::json!({ "serving": serving.as_ref().map(describe) });
+        let mut out = IndexStatus {
+            serving: serving.as_ref().map(GenerationInfo::of),
+            building: None,
+        };
         let to = lock(&self.0.migration).as_ref().map(|p| p.to.clone());
         if let Some(to) = to
             && let Ok((done, pending)) = self.rebuild_progress(&self.indexer())
         {
             let only_visible =
                 |names: Vec<String>| names.into_iter().filter(|n| visible.contains(n)).collect::<Vec<_>>();
-            let mut building = describe(&to);
-            building["rebuilt"] = serde_json::json!(only_visible(done));
-            building["pending"] = serde_json::json!(only_visible(pending));
-            out["building"] = building;
+            out.building = Some(IndexBuild {
+                generation: GenerationInfo::of(&to),
+                rebuilt: only_visible(done),
+                pending: only_visible(pending),
+            });
         }
         out
     }
@@ -1190,7 +1232,7 @@ mod tests {
         );
         assert_eq!(generation::load(data.path()).unwrap().unwrap().dim, 32);
         let all = ["cli".to_string(), "gone".to_string(), "local".to_string()];
-        let status = daemon.index_status(&all);
+        let status = serde_json::to_value(daemon.index_status(&all)).unwrap();
         assert_eq!(status["serving"]["dim"], 32, "{status}");
         assert_eq!(status["building"]["generation"], to.name.as_str(), "{status}");
         assert_eq!(
@@ -1199,7 +1241,7 @@ mod tests {
             "{status}"
         );
         assert_eq!(
-            daemon.index_status(&["local".to_string()])["building"]["pending"],
+            serde_json::to_value(daemon.index_status(&["local".to_string()])).unwrap()["building"]["pending"],
             serde_json::json!(["local"]),
             "only readable repos are named"
         );
@@ -1208,7 +1250,7 @@ mod tests {
         until("the switch", || daemon.migrating().is_none()).await;
         let serving = generation::load(data.path()).unwrap().unwrap();
         assert_eq!((serving.name.as_str(), serving.dim), (to.name.as_str(), 48));
-        let status = daemon.index_status(&all);
+        let status = serde_json::to_value(daemon.index_status(&all)).unwrap();
         assert!(
             status.get("building").is_none() && status["serving"]["dim"] == 48,
             "{status}"

@@ -163,15 +163,20 @@ impl Indexer for IndexerService {
         let access = access_of(&request)?;
         let started = std::time::Instant::now();
         let result = self.state.list_repos(&access);
-        let names = result
+        let names: Vec<String> = result
             .as_ref()
             .map(|r| r.iter().map(|s| s.name.clone()).collect())
             .unwrap_or_default();
-        self.state
-            .audit_repos("grpc.repos.list", &access, names, result.as_ref().err(), started);
-        Ok(Response::new(ListReposResponse {
-            repos: result?.into_iter().map(pb_status).collect(),
-        }))
+        self.state.audit_repos(
+            "grpc.repos.list",
+            &access,
+            names.clone(),
+            result.as_ref().err(),
+            started,
+        );
+        let repos = result?.into_iter().map(pb_status).collect();
+        let index = self.state.daemon().ok().map(|d| pb_index(d.index_status(&names)));
+        Ok(Response::new(ListReposResponse { repos, index }))
     }
 
     async fn get_repo(&self, request: Request<GetRepoRequest>) -> Result<Response<PbRepoStatus>, Status> {
@@ -238,5 +243,25 @@ impl Indexer for IndexerService {
             futures::future::ready(out)
         });
         Ok(Response::new(Box::pin(futures::stream::iter(first).chain(changes))))
+    }
+}
+
+fn pb_generation(g: crate::daemon::GenerationInfo) -> cairn_proto::v1::IndexGeneration {
+    cairn_proto::v1::IndexGeneration {
+        generation: g.generation,
+        model: g.model,
+        dim: u32::try_from(g.dim).unwrap_or(u32::MAX),
+        chunking: g.chunking,
+    }
+}
+
+fn pb_index(status: crate::daemon::IndexStatus) -> cairn_proto::v1::IndexStatus {
+    cairn_proto::v1::IndexStatus {
+        serving: status.serving.map(pb_generation),
+        building: status.building.map(|b| cairn_proto::v1::IndexBuild {
+            generation: Some(pb_generation(b.generation)),
+            rebuilt: b.rebuilt,
+            pending: b.pending,
+        }),
     }
 }

@@ -35,7 +35,7 @@ fn internal(e: anyhow::Error) -> ServiceError {
 }
 
 impl AppState {
-    fn daemon(&self) -> Result<&Daemon, ServiceError> {
+    pub(crate) fn daemon(&self) -> Result<&Daemon, ServiceError> {
         self.daemon
             .as_ref()
             .ok_or_else(|| ServiceError::unavailable("the indexer daemon is not running in this process"))

@@ -361,6 +361,11 @@ async fn repo_api_read_and_writer_rules() {
             .into_inner();
         assert_eq!(list.repos.len(), 1);
         assert_eq!(list.repos[0].name, "team/open");
+        // the index's generation, as in GET /v1/repos: one serving, none building
+        let index = list.index.expect("ListRepos carries the index status");
+        let serving = index.serving.expect("a serving generation");
+        assert_eq!((serving.generation.as_str(), serving.dim), ("edge", 384));
+        assert!(index.building.is_none(), "{:?}", index.building);
         let e = client
             .get_repo(with(
                 &bob,

@@ -11,6 +11,7 @@ mod crash;
 mod daemon;
 mod embed;
 mod mcp;
+mod qdrant;
 mod secrets;
 mod serve;
 

@@ -152,6 +152,18 @@ impl Registry {
         Ok(before)
     }
 
+    /// Replaces every record with `records` (a copy published by another
+    /// process), atomically with respect to every other change; returns
+    /// whether anything changed.
+    pub fn replace_all(&self, records: BTreeMap<String, RepoRecord>) -> Result<bool> {
+        let _lock = self.lock()?;
+        if self.load()? == records {
+            return Ok(false);
+        }
+        self.save(&records)?;
+        Ok(true)
+    }
+
     /// Holds the registry's write lock until dropped.
     fn lock(&self) -> Result<std::fs::File> {
         let path = self.path.with_extension("json.lock");

@@ -301,6 +301,22 @@ impl Engine {
         Ok(())
     }
 
+    /// Answers searches from generation `to` from now on: a retrieval
+    /// replica following the switch its indexer published. The configured
+    /// model embeds queries when `to` was built with it; otherwise the model
+    /// recorded in `to` (or 503 until it can be loaded).
+    pub fn follow(&self, config: &Config, to: &Generation) -> anyhow::Result<()> {
+        let store = open_store(config, &self.data, &to.name, to.dim)?;
+        let embedder = if to.fingerprint == self.embedder.fingerprint() && to.dim == self.embedder.dim() {
+            self.embedder.clone()
+        } else {
+            previous_embedder(config, to)
+        };
+        self.serving.replace(embedder, store);
+        tracing::info!(generation = %to.name, model = %to.fingerprint, "searches follow the published generation");
+        Ok(())
+    }
+
     /// The indexer runs use: the generation being built when there is one,
     /// else the serving one.
     pub fn repo_indexer(&self, config: &Config) -> RepoIndexer {

@@ -237,6 +237,10 @@ pub struct IndexerConfig {
     /// which run when no run is going; `0s` turns them off. Incremental runs
     /// do not optimize: full builds do, and this keeps the store compact.
     pub optimize_every: String,
+    /// How long the `cairn indexer` lease (Qdrant deployments) lasts without
+    /// renewal; a standby takes over this long after the holder died. The
+    /// holder renews every third of it.
+    pub lease_ttl: String,
 }
 
 impl Default for IndexerConfig {
@@ -248,6 +252,7 @@ impl Default for IndexerConfig {
             max_backoff: "1h".into(),
             debounce_ms: 400,
             optimize_every: "1h".into(),
+            lease_ttl: "30s".into(),
         }
     }
 }
@@ -257,6 +262,11 @@ impl IndexerConfig {
     pub fn backoff_bounds(&self) -> (std::time::Duration, std::time::Duration) {
         let p = |s: &str, d: u64| crate::schedule::parse_duration(s).unwrap_or(std::time::Duration::from_secs(d));
         (p(&self.backoff, 30), p(&self.max_backoff, 3600))
+    }
+
+    /// `lease_ttl` parsed (30 s when invalid; validation reports it).
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        crate::schedule::parse_duration(&self.lease_ttl).unwrap_or(std::time::Duration::from_secs(30))
     }
 
     /// `optimize_every` parsed; `None`: off.
@@ -824,6 +834,14 @@ impl Config {
         }
         if let Err(e) = crate::schedule::parse_duration(&self.indexer.optimize_every) {
             errors.push(format!("indexer.optimize_every: {e}"));
+        }
+        match crate::schedule::parse_duration(&self.indexer.lease_ttl) {
+            Ok(d) if d < std::time::Duration::from_secs(3) => errors.push(format!(
+                "indexer.lease_ttl: {} is too short (at least 3s)",
+                self.indexer.lease_ttl
+            )),
+            Ok(_) => {}
+            Err(e) => errors.push(format!("indexer.lease_ttl: {e}")),
         }
         if self.indexer.debounce_ms == 0 || self.indexer.debounce_ms > 60_000 {
             errors.push("indexer.debounce_ms: must be between 1 and 60000".into());

@@ -56,6 +56,7 @@ pub mod oidc;
 mod oidc_tests;
 pub mod openai;
 pub mod repos;
+pub mod roles;
 pub mod sanitize;
 pub mod schedule;
 pub mod search;

@@ -77,10 +77,25 @@ enum Command {
         /// gRPC listen address (default 127.0.0.1:7701).
         #[arg(long, value_name = "ADDR")]
         grpc: Option<String>,
+        /// Serve searches only, without the indexer daemon: a stateless
+        /// retrieval replica of a Qdrant-server deployment (it follows the
+        /// repo registry `cairn indexer` publishes), or a read-only server
+        /// of an index built with `cairn index`.
+        #[arg(long)]
+        no_indexer: bool,
     },
-    /// Run only the indexer daemon for the [[repos]] in the config (for a
-    /// Qdrant-server deployment; refused with the embedded store: use `cairn serve`).
-    Indexer,
+    /// Run only the indexer daemon for the [[repos]] in the config, with its
+    /// control API (repo status, reindex, webhooks, metrics), for a
+    /// Qdrant-server deployment: one active indexer holds a lease in Qdrant,
+    /// others stand by. Refused with the embedded store: use `cairn serve`.
+    Indexer {
+        /// HTTP listen address (default 127.0.0.1:7700).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+        /// gRPC listen address (default 127.0.0.1:7701).
+        #[arg(long, value_name = "ADDR")]
+        grpc: Option<String>,
+    },
     /// Indexed repositories.
     #[command(subcommand)]
     Repo(RepoCommand),
@@ -276,7 +291,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyhow::Result<()> {
+async fn run(command: Command, config: Config, data_dir_given: bool) -> anyhow::Result<()> {
     match command {
         Command::Index {
             path,
@@ -386,108 +401,12 @@ async fn run(command: Command, mut config: Config, data_dir_given: bool) -> anyh
             }
             Ok(())
         }
-        Command::Serve { http, grpc } => {
-            if let Some(h) = http {
-                config.server.http = h;
-            }
-            if let Some(g) = grpc {
-                config.server.grpc = g;
-            }
-            config.validate()?;
-            if config.server.tls.enabled() {
-                // unreadable or mismatched files: a clear error before anything starts
-                config.server.tls.server_config(&[])?;
-            }
-            let engine = Engine::open(&config, "cairn serve")?;
-            let http = tokio::net::TcpListener::bind(&config.server.http)
-                .await
-                .with_context(|| format!("failed to listen on {}", config.server.http))?;
-            let grpc = tokio::net::TcpListener::bind(&config.server.grpc)
-                .await
-                .with_context(|| format!("failed to listen on {}", config.server.grpc))?;
-            let http_addr = http.local_addr()?;
-            let grpc_addr = grpc.local_addr()?;
-            tracing::info!(http = %http_addr, grpc = %grpc_addr, "serving");
-            let scheme = if config.server.tls.enabled() { "https" } else { "http" };
-            println!("cairn is serving HTTP on {scheme}://{http_addr} and gRPC on {grpc_addr}");
-            println!(
-                "try:\n  curl -s http://{http_addr}/v1/search -d '{{\"query\": \"how are chunks embedded\", \"k\": 3}}'"
-            );
-            if !config.backends.is_empty() {
-                println!("  curl -sN http://{http_addr}/v1/answer -d '{{\"query\": \"how are chunks embedded?\"}}'");
-            }
-            match config.auth.mode {
-                AuthMode::None if !auth::loopback_only(&[http_addr, grpc_addr]) => anyhow::bail!(
-                    "auth.mode = \"none\" is allowed only on loopback addresses (listening on {http_addr} and {grpc_addr}); \
-                     set [auth] mode = \"tokens\" and create tokens with `cairn token create`"
-                ),
-                AuthMode::None => tracing::warn!(
-                    "authentication is OFF (auth.mode = \"none\"): every local process can read every indexed repo"
-                ),
-                AuthMode::Tokens => tracing::info!("authentication: API tokens"),
-                AuthMode::Oidc => {
-                    tracing::info!(issuer = %config.auth.oidc.issuer, "authentication: OIDC bearer tokens")
-                }
-            }
-            let oidc = match config.auth.mode {
-                AuthMode::Oidc => Some(Arc::new(
-                    cairn_services::oidc::OidcVerifier::new(config.auth.oidc.clone()).await?,
-                )),
-                _ => None,
-            };
-            let tokens = Arc::new(TokenStore::new(&config.data_dir));
-            let audit = Arc::new(AuditLog::open(&config.audit, &config.data_dir)?);
-            let shutdown = CancellationToken::new();
-            let daemon = start_daemon(&engine, &config, shutdown.clone()).await?;
-            let signal = shutdown.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                signal.cancel();
-            });
-            let state = engine
-                .state(&config)
-                .with_audit(audit.clone())
-                .with_auth(config.auth.mode, tokens)
-                .with_limits(config.limits.clone())
-                .with_daemon(daemon.clone(), config.webhooks.secrets.clone());
-            let state = match oidc {
-                Some(verifier) => state.with_oidc(verifier),
-                None => state,
-            };
-            let served = server::run_with_tls(
-                state,
-                http,
-                grpc,
-                config.server.max_body_bytes,
-                &config.server.tls,
-                shutdown.clone().cancelled_owned(),
-            )
-            .await;
-            shutdown.cancel();
-            // a run in progress finishes (or is abandoned after the grace period)
-            daemon.wait().await;
-            // every queued record, and a signed checkpoint, before exit
-            audit.close();
-            served
+        Command::Serve { http, grpc, no_indexer } => {
+            let role = if no_indexer { Role::Replica } else { Role::Both };
+            run_server(config, http, grpc, role).await
         }
+        Command::Indexer { http, grpc } => run_server(config, http, grpc, Role::Indexer).await,
         Command::Store(cmd) => store_command(cmd, &config).await,
-        Command::Indexer => {
-            config.validate()?;
-            match config.store.kind {
-                cairn_services::store_config::StoreKind::Edge => anyhow::bail!(
-                    "`cairn indexer` runs only the indexer, for deployments with a Qdrant server; with the embedded \
-                     store the index in {} can be open in one process at a time, so searches and indexing must share \
-                     it: run `cairn serve --config FILE`, which runs the daemon and the services together",
-                    config.data_dir.display()
-                ),
-                cairn_services::store_config::StoreKind::Qdrant => anyhow::bail!(
-                    "`cairn indexer` needs the repo registry and checkpoints shared through the Qdrant server, \
-                     which is not built yet (they live in {}, read by one process): run `cairn serve --config FILE`, \
-                     which runs the daemon and the services together",
-                    config.data_dir.display()
-                ),
-            }
-        }
         Command::Repo(RepoCommand::Remove { name }) => {
             let engine = Engine::open(&config, "cairn repo remove")
                 .context("while `cairn serve` runs, remove repos with DELETE /v1/repos/{name}")?;
@@ -735,4 +654,235 @@ impl Progress for Bar {
         self.0.set_position(files_done as u64);
         self.0.set_message(format!("{chunks_done} chunks"));
     }
+}
+
+/// Which parts of cairn this process runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    /// `cairn serve`: the services and the indexer daemon.
+    Both,
+    /// `cairn serve --no-indexer`: the services only.
+    Replica,
+    /// `cairn indexer`: the daemon (holding the lease) and its control API.
+    Indexer,
+}
+
+async fn run_server(mut config: Config, http: Option<String>, grpc: Option<String>, role: Role) -> anyhow::Result<()> {
+    use cairn_indexer::store::meta::{MetaStore, QdrantMeta};
+    use cairn_services::roles;
+    use cairn_services::store_config::StoreKind;
+
+    if let Some(h) = http {
+        config.server.http = h;
+    }
+    if let Some(g) = grpc {
+        config.server.grpc = g;
+    }
+    config.validate()?;
+    if config.server.tls.enabled() {
+        // unreadable or mismatched files: a clear error before anything starts
+        config.server.tls.server_config(&[])?;
+    }
+    if role == Role::Indexer && config.store.kind == StoreKind::Edge {
+        anyhow::bail!(
+            "`cairn indexer` runs only the indexer, for deployments with a Qdrant server; with the embedded \
+             store the index in {} can be open in one process at a time, so searches and indexing must share \
+             it: run `cairn serve --config FILE`, which runs the daemon and the services together",
+            config.data_dir.display()
+        );
+    }
+    // split roles share the registry and the lease through the Qdrant server
+    let meta: Option<Arc<dyn MetaStore>> = match (role, config.store.kind) {
+        (Role::Replica | Role::Indexer, StoreKind::Qdrant) => {
+            Some(Arc::new(QdrantMeta::new(config.store.qdrant_settings())?))
+        }
+        _ => None,
+    };
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal.cancel();
+    });
+    let lease = match (&meta, role) {
+        (Some(meta), Role::Indexer) => {
+            let lease = roles::Lease::new(meta.clone(), config.indexer.lease_ttl());
+            tracing::info!(holder = %lease.holder, store = %meta.describe(), "taking the indexer lease");
+            if !lease.acquire(&shutdown).await? {
+                tracing::info!("stopped while standing by");
+                return Ok(());
+            }
+            tracing::info!(holder = %lease.holder, "holding the indexer lease");
+            Some(lease)
+        }
+        _ => None,
+    };
+    let mut mirrored = None;
+    if let (Some(meta), Role::Replica) = (&meta, role) {
+        // the indexer's registry and generation before the store is opened
+        match roles::mirror(meta.as_ref(), &config.data_dir, &mut mirrored).await {
+            Ok(Some(_)) => tracing::info!(store = %meta.describe(), "mirrored the published repo registry"),
+            Ok(None) => tracing::warn!(
+                store = %meta.describe(),
+                "no indexer has published a repo registry yet: searches find nothing until `cairn indexer` runs"
+            ),
+            Err(e) => tracing::warn!(
+                error = %format!("{e:#}"),
+                "cannot read the published repo registry; serving the last copy, retrying in the background"
+            ),
+        }
+    }
+    let engine = Arc::new(Engine::open(
+        &config,
+        if role == Role::Indexer {
+            "cairn indexer"
+        } else {
+            "cairn serve"
+        },
+    )?);
+    let http = tokio::net::TcpListener::bind(&config.server.http)
+        .await
+        .with_context(|| format!("failed to listen on {}", config.server.http))?;
+    let grpc = tokio::net::TcpListener::bind(&config.server.grpc)
+        .await
+        .with_context(|| format!("failed to listen on {}", config.server.grpc))?;
+    let http_addr = http.local_addr()?;
+    let grpc_addr = grpc.local_addr()?;
+    tracing::info!(http = %http_addr, grpc = %grpc_addr, role = ?role, "serving");
+    let scheme = if config.server.tls.enabled() { "https" } else { "http" };
+    println!("cairn is serving HTTP on {scheme}://{http_addr} and gRPC on {grpc_addr}");
+    println!("try:\n  curl -s http://{http_addr}/v1/search -d '{{\"query\": \"how are chunks embedded\", \"k\": 3}}'");
+    if !config.backends.is_empty() {
+        println!("  curl -sN http://{http_addr}/v1/answer -d '{{\"query\": \"how are chunks embedded?\"}}'");
+    }
+    match config.auth.mode {
+        AuthMode::None if !auth::loopback_only(&[http_addr, grpc_addr]) => anyhow::bail!(
+            "auth.mode = \"none\" is allowed only on loopback addresses (listening on {http_addr} and {grpc_addr}); \
+             set [auth] mode = \"tokens\" and create tokens with `cairn token create`"
+        ),
+        AuthMode::None => tracing::warn!(
+            "authentication is OFF (auth.mode = \"none\"): every local process can read every indexed repo"
+        ),
+        AuthMode::Tokens => tracing::info!("authentication: API tokens"),
+        AuthMode::Oidc => {
+            tracing::info!(issuer = %config.auth.oidc.issuer, "authentication: OIDC bearer tokens")
+        }
+    }
+    let oidc = match config.auth.mode {
+        AuthMode::Oidc => Some(Arc::new(
+            cairn_services::oidc::OidcVerifier::new(config.auth.oidc.clone()).await?,
+        )),
+        _ => None,
+    };
+    let tokens = Arc::new(TokenStore::new(&config.data_dir));
+    let audit = Arc::new(AuditLog::open(&config.audit, &config.data_dir)?);
+    let daemon = match role {
+        Role::Replica => {
+            tracing::info!("no indexer daemon in this process (--no-indexer): repo status and reindex answer 503");
+            None
+        }
+        Role::Both | Role::Indexer => Some(start_daemon(&engine, &config, shutdown.clone()).await?),
+    };
+    let state = engine
+        .state(&config)
+        .with_audit(audit.clone())
+        .with_auth(config.auth.mode, tokens)
+        .with_limits(config.limits.clone());
+    let state = match &daemon {
+        Some(d) => state.with_daemon(d.clone(), config.webhooks.secrets.clone()),
+        None => state,
+    };
+    let state = match oidc {
+        Some(verifier) => state.with_oidc(verifier),
+        None => state,
+    };
+    // the shared registry: published by the lease holder, mirrored by replicas
+    let lost_lease = Arc::new(std::sync::Mutex::new(None::<String>));
+    let sharing = meta.clone().map(|meta| {
+        let (engine, config, shutdown, lost) = (engine.clone(), config.clone(), shutdown.clone(), lost_lease.clone());
+        let holder = lease.as_ref().map(|l| l.holder.clone());
+        let renew_every = config.indexer.lease_ttl() / 3;
+        let mut following = engine.generation.name.clone();
+        let lease = lease.as_ref().map(|l| {
+            let mut renewing = roles::Lease::new(meta.clone(), l.ttl);
+            renewing.holder = l.holder.clone();
+            renewing
+        });
+        tokio::spawn(async move {
+            let mut published = None;
+            let mut renewed = std::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(roles::MIRROR_EVERY) => {}
+                }
+                if let (Some(lease), Some(holder)) = (&lease, &holder) {
+                    if renewed.elapsed() >= renew_every {
+                        match lease.renew().await {
+                            Ok(None) => renewed = std::time::Instant::now(),
+                            Ok(Some(other)) => {
+                                tracing::error!(holder = %other.holder, "another indexer took the lease: stopping");
+                                *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(other.holder);
+                                shutdown.cancel();
+                                break;
+                            }
+                            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot renew the indexer lease; retrying"),
+                        }
+                    }
+                    if let Err(e) = roles::publish(meta.as_ref(), &config.data_dir, holder, &mut published).await {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot publish the repo registry; retrying");
+                    }
+                } else {
+                    match roles::mirror(meta.as_ref(), &config.data_dir, &mut mirrored).await {
+                        Ok(Some(doc)) => {
+                            if let Some(g) = doc.generation.filter(|g| g.name != following) {
+                                match engine.follow(&config, &g) {
+                                    Ok(()) => following = g.name,
+                                    Err(e) => tracing::error!(error = %format!("{e:#}"), generation = %g.name, "cannot follow the published generation"),
+                                }
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read the published repo registry; retrying"),
+                    }
+                }
+            }
+            published
+        })
+    });
+    let served = server::run_with_tls(
+        state,
+        http,
+        grpc,
+        config.server.max_body_bytes,
+        &config.server.tls,
+        shutdown.clone().cancelled_owned(),
+    )
+    .await;
+    shutdown.cancel();
+    // a run in progress finishes (or is abandoned after the grace period)
+    if let Some(d) = &daemon {
+        d.wait().await;
+    }
+    if let Some(task) = sharing {
+        let mut published = task.await.unwrap_or_default();
+        if let (Some(meta), Some(lease)) = (&meta, &lease) {
+            let lost = lost_lease.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if lost.is_none() {
+                // the last checkpoints, then a standby may take over at once
+                if let Err(e) = roles::publish(meta.as_ref(), &config.data_dir, &lease.holder, &mut published).await {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot publish the repo registry at exit");
+                }
+                if let Err(e) = lease.release().await {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot release the indexer lease");
+                }
+            }
+        }
+    }
+    // every queued record, and a signed checkpoint, before exit
+    audit.close();
+    if let Some(other) = lost_lease.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        anyhow::bail!("lost the indexer lease to {other}; stopped so that one indexer runs at a time");
+    }
+    served
 }

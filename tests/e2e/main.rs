@@ -12,6 +12,7 @@ mod daemon;
 mod embed;
 mod mcp;
 mod qdrant;
+mod roles;
 mod secrets;
 mod serve;
 
@@ -133,23 +134,28 @@ impl Server {
 
     /// [`Server::start_with`] with extra environment variables.
     pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        use std::io::BufRead;
-        let mut child = cairn()
+        Self::wait_ready(Self::spawn(data_dir, extra, env, &["serve"]))
+    }
+
+    /// Spawns `cairn <extra> --data-dir DIR <command> --http 127.0.0.1:0
+    /// --grpc 127.0.0.1:0` (`command`: `["serve"]`, `["serve",
+    /// "--no-indexer"]`, `["indexer"]`) without waiting for it to listen.
+    pub fn spawn(data_dir: &Path, extra: &[&str], env: &[(&str, &str)], command: &[&str]) -> Child {
+        cairn()
             .envs(env.iter().copied())
             .args(extra)
-            .args([
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--grpc",
-                "127.0.0.1:0",
-            ])
+            .args(["--data-dir", data_dir.to_str().unwrap()])
+            .args(command)
+            .args(["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("cairn serve starts");
+            .expect("cairn starts")
+    }
+
+    /// Waits for a [`Server::spawn`]ed process to print its addresses.
+    pub fn wait_ready(mut child: Child) -> Server {
+        use std::io::BufRead;
         let stdout = child.stdout.take().unwrap();
         let mut lines = std::io::BufReader::new(stdout).lines();
         let line = lines.next().expect("serve prints its addresses").unwrap();

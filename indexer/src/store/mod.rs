@@ -10,6 +10,7 @@
 //! - [`qdrant`]: a Qdrant server or cluster over gRPC (`qdrant-client`).
 
 pub mod edge;
+pub mod meta;
 pub mod qdrant;
 
 use async_trait::async_trait;

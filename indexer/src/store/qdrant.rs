@@ -97,7 +97,7 @@ fn store_err(context: &str, e: impl std::fmt::Display) -> IndexError {
 }
 
 /// Whether a failure may succeed when tried again.
-fn transient(e: &QdrantError) -> bool {
+pub(crate) fn transient(e: &QdrantError) -> bool {
     match e {
         QdrantError::ResponseError { status } => matches!(
             status.code(),

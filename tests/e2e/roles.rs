@@ -1,0 +1,141 @@
+//! Split roles: `cairn serve --no-indexer` (searches only) and
+//! `cairn indexer` (the daemon, one active at a time through a lease in
+//! Qdrant). The Qdrant test runs when `QDRANT_URL` is set.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{Server, fixture_repo, run};
+
+async fn search(c: &reqwest::Client, server: &Server, query: &str) -> (u16, Value) {
+    let resp = c
+        .post(server.url("/v1/search"))
+        .json(&json!({"query": query, "k": 3}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_without_the_indexer_answers_searches_from_a_built_index() {
+    let repo = fixture_repo();
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let (ok, _, err) = run(&[
+        "index",
+        repo.path().to_str().unwrap(),
+        "--repo",
+        "acme-auth",
+        "--data-dir",
+        d,
+    ]);
+    assert!(ok, "{err}");
+    let server = Server::wait_ready(Server::spawn(data.path(), &[], &[], &["serve", "--no-indexer"]));
+    let c = reqwest::Client::new();
+    let (status, v) = search(&c, &server, "refill the token bucket").await;
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        v["results"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty() && r[0]["repo"] == "acme-auth"),
+        "{v}"
+    );
+    // no daemon here: repo status and triggers belong to the indexer
+    let resp = c.get(server.url("/v1/repos")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("indexer"), "{body}");
+}
+
+/// The split deployment against a real Qdrant: an indexer indexes a
+/// configured repo, a replica with its own (empty) data dir finds it through
+/// the published registry, a second indexer stands by until the first one
+/// stops and then takes the lease.
+#[tokio::test(flavor = "multi_thread")]
+async fn indexer_and_replicas_share_the_registry_and_the_lease_through_qdrant() {
+    let Ok(url) = std::env::var("QDRANT_URL") else {
+        eprintln!(
+            "skipping indexer_and_replicas_share_the_registry_and_the_lease_through_qdrant: set QDRANT_URL \
+             (a Qdrant 1.17+ gRPC endpoint, e.g. http://127.0.0.1:6334) to run it"
+        );
+        return;
+    };
+    let repo = fixture_repo();
+    let tmp = tempfile::tempdir().unwrap();
+    let collection = format!(
+        "cairn_e2e_roles_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let api_key_env = if std::env::var_os("QDRANT_API_KEY").is_some() {
+        "api_key_env = \"QDRANT_API_KEY\"\n"
+    } else {
+        ""
+    };
+    let config = tmp.path().join("cairn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nkind = \"qdrant\"\nurl = \"{url}\"\ncollection = \"{collection}\"\n{api_key_env}\n\
+             [indexer]\nlease_ttl = \"5s\"\n\n[[repos]]\nname = \"acme-auth\"\nurl = \"{}\"\nevery = \"1h\"\n",
+            repo.path().display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let dirs: Vec<_> = ["indexer-1", "indexer-2", "replica"]
+        .iter()
+        .map(|n| tmp.path().join(n))
+        .collect();
+
+    // spawned, so that a failed assertion still drops the collections below
+    let outcome = tokio::spawn(async move {
+        let cfg = ["--config", config.as_str()];
+        let mut first = Server::wait_ready(Server::spawn(&dirs[0], &cfg, &[], &["indexer"]));
+        let replica = Server::wait_ready(Server::spawn(&dirs[2], &cfg, &[], &["serve", "--no-indexer"]));
+        let c = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            let (status, v) = search(&c, &replica, "refill the token bucket").await;
+            if status == 200 && v["results"].as_array().is_some_and(|r| !r.is_empty()) {
+                assert_eq!(v["results"][0]["repo"], "acme-auth", "{v}");
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "the replica never found the repo: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // a second indexer stands by (prints nothing) until the first stops
+        let second = Server::spawn(&dirs[1], &cfg, &[], &["indexer"]);
+        let waiting = tokio::task::spawn_blocking(move || Server::wait_ready(second));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!waiting.is_finished(), "the standby started while the lease was held");
+        first.terminate();
+        let second = tokio::time::timeout(Duration::from_secs(60), waiting)
+            .await
+            .expect("the standby takes the lease after the holder stops")
+            .unwrap();
+        let resp = c.get(second.url("/v1/repos/acme-auth")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    });
+    let result = tokio::time::timeout(Duration::from_secs(600), outcome).await;
+    let settings = cairn_indexer::store::qdrant::QdrantSettings {
+        url,
+        api_key: std::env::var("QDRANT_API_KEY").ok(),
+        collection: collection.clone(),
+        ..Default::default()
+    };
+    let meta = cairn_indexer::store::meta::QdrantMeta::new(settings.clone()).unwrap();
+    let _ = meta.drop_collection().await;
+    let store = cairn_indexer::store::qdrant::QdrantStore::new(settings, 384).unwrap();
+    let _ = store.drop_collection().await;
+    result.expect("the split-role scenario finished in time").unwrap();
+}

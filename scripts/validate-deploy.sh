@@ -3,7 +3,8 @@
 # cluster or systemd PID 1 here): hadolint on the Dockerfiles, yamllint and
 # the compose-spec schema on the compose file, helm lint (values.schema.json
 # included) and the Kubernetes 1.29/1.31 schemas (strict: unknown fields are
-# errors) on the chart rendered with default, GPU and repo-indexing values,
+# errors) on the chart rendered with default, GPU, repo-indexing and
+# split-role (retrieval Deployment + HPA, indexer StatefulSet) values,
 # cairn's own strict config loader on every cairn.toml shipped in deploy/, and
 # systemd-analyze verify on the units. Tools come from PyPI into
 # .local/deploy-venv (pinned).
@@ -37,6 +38,8 @@ variants=(
     "default:"
     "gpu:--set gpu.enabled=true"
     "repos:--set reposVolume.existingClaim=checkouts --set repos[0].name=acme-auth --set repos[0].path=acme-auth --set repos[0].groups[0]=payments --set networkPolicy.allowFromNamespaces[0].team=ide"
+    "split:--set split.enabled=true --set split.qdrant.url=http://qdrant.qdrant.svc:6334 --set split.qdrant.apiKeySecret=qdrant-key --set gpu.enabled=true"
+    "split-fixed:--set split.enabled=true --set split.qdrant.url=http://qdrant:6334 --set split.retrieval.autoscaling.enabled=false"
 )
 for v in "${variants[@]}"; do
     name=${v%%:*}
@@ -69,12 +72,18 @@ if "$bin/helm" lint "$chart" --strict --set gpu.enabled=yes >/dev/null 2>&1; the
     echo "values.schema.json accepted gpu.enabled=yes" >&2
     fail=1
 fi
+# split roles need a Qdrant url
+if "$bin/helm" template cairn "$chart" --set split.enabled=true >/dev/null 2>&1; then
+    echo "the chart rendered split roles without split.qdrant.url" >&2
+    fail=1
+fi
 
 step "cairn config loader"
 cairn=${CAIRN_BIN:-target/release/cairn}
 if [ -x "$cairn" ]; then
     for cfg in deploy/cairn.example.toml deploy/docker/cairn.toml deploy/systemd/cairn.toml deploy/helm/cairn/files/cairn.toml "$out"/*.toml; do
-        "$cairn" config check --config "$cfg" >/dev/null || { echo "config rejected: $cfg" >&2; fail=1; }
+        # the split variant names QDRANT_API_KEY, which the pod gets from a Secret
+        QDRANT_API_KEY=validate-deploy "$cairn" config check --config "$cfg" >/dev/null || { echo "config rejected: $cfg" >&2; fail=1; }
     done
 else
     echo "skipping: $cairn not built" >&2

@@ -713,6 +713,14 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
                 return Ok(());
             }
             tracing::info!(holder = %lease.holder, "holding the indexer lease");
+            match roles::seed(meta.as_ref(), &config.data_dir).await {
+                Ok(true) => tracing::warn!(
+                    "fresh data dir: took the published repo registry and generation; \
+                     each repo's next run rebuilds it (no manifests or embedding cache here)"
+                ),
+                Ok(false) => {}
+                Err(e) => anyhow::bail!("cannot read the published repo registry for a fresh data dir: {e:#}"),
+            }
             Some(lease)
         }
         _ => None,

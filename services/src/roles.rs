@@ -85,6 +85,19 @@ pub async fn mirror(
     Ok(Some(doc))
 }
 
+/// An indexer on a fresh data dir (a new volume) takes the published
+/// registry and generation as its own, so it writes to the collection that
+/// serves and replicas keep every repo (and its readers) while it catches
+/// up: with no manifest, each repo's next run rebuilds it. Returns whether
+/// it seeded anything; a data dir with a registry or generation is left alone.
+pub async fn seed(meta: &dyn MetaStore, root: &Path) -> anyhow::Result<bool> {
+    let fresh = generation::load(root)?.is_none() && Registry::new(root.join("repos.json")).load()?.is_empty();
+    if !fresh {
+        return Ok(false);
+    }
+    Ok(mirror(meta, root, &mut None).await?.is_some())
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct LeaseDoc {
     holder: String,
@@ -320,6 +333,22 @@ mod tests {
             mirror(&meta, replica.path(), &mut seen).await.unwrap().is_none(),
             "unchanged"
         );
+
+        // a new indexer on a fresh volume starts from what was published;
+        // one with its own state keeps it
+        let fresh = tempfile::tempdir().unwrap();
+        assert!(seed(&meta, fresh.path()).await.unwrap());
+        assert_eq!(
+            generation::load(fresh.path()).unwrap().map(|g| g.name),
+            Some(copy.generation.clone().unwrap().name)
+        );
+        assert!(
+            Registry::new(fresh.path().join("repos.json"))
+                .load()
+                .unwrap()
+                .contains_key("acme-auth")
+        );
+        assert!(!seed(&meta, indexer.path()).await.unwrap());
 
         // a removal on the indexer reaches the replica
         registry.remove("acme-auth").unwrap();

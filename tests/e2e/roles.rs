@@ -139,3 +139,60 @@ async fn indexer_and_replicas_share_the_registry_and_the_lease_through_qdrant() 
     let _ = store.drop_collection().await;
     result.expect("the split-role scenario finished in time").unwrap();
 }
+
+/// Both roles against a Qdrant that does not answer (a closed port; runs
+/// everywhere): the replica still starts and answers searches with 503, the
+/// indexer stands by retrying the lease, and both stop cleanly on SIGTERM.
+#[tokio::test(flavor = "multi_thread")]
+async fn split_roles_survive_an_unreachable_qdrant() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("cairn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nkind = \"qdrant\"\nurl = \"http://127.0.0.1:{port}\"\ncollection = \"gone\"\n\
+             retries = 1\ntimeout_ms = 1000\n"
+        ),
+    )
+    .unwrap();
+    let cfg = ["--config", config.to_str().unwrap()];
+
+    let mut replica = Server::wait_ready(Server::spawn(
+        &tmp.path().join("replica"),
+        &cfg,
+        &[],
+        &["serve", "--no-indexer"],
+    ));
+    let c = reqwest::Client::new();
+    let (status, v) = search(&c, &replica, "anything").await;
+    assert_eq!(status, 503, "{v}");
+    replica.terminate();
+
+    let mut indexer = Server::spawn(&tmp.path().join("indexer"), &cfg, &[], &["indexer"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        indexer.try_wait().unwrap().is_none(),
+        "the indexer keeps retrying the lease"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &indexer.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = indexer.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the standby did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(exit.success(), "{exit}");
+}

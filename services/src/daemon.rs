@@ -189,6 +189,38 @@ struct Inner {
     tasks: TaskTracker,
 }
 
+/// A worker's live state: phase, last error, head commit, progress.
+type Live = (RunState, Option<String>, Option<String>, Option<RunProgressInfo>);
+
+/// A repo's status from its registry record and, in the process that runs
+/// it, the worker's live state (`None`: idle, as a retrieval replica sees
+/// every repo).
+pub(crate) fn record_status(
+    name: &str,
+    record: Option<&RepoRecord>,
+    configured: bool,
+    live: Option<Live>,
+) -> RepoStatus {
+    let (state, last_error, head, progress) = live.unwrap_or((RunState::Idle, None, None, None));
+    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let indexed = record.and_then(|r| nonempty(&r.indexed_commit));
+    RepoStatus {
+        name: name.to_string(),
+        state,
+        head_commit: head.or_else(|| indexed.clone()),
+        indexed_commit: indexed,
+        files: record.map_or(0, |r| r.files),
+        chunks: record.map_or(0, |r| r.chunks),
+        skipped: record
+            .map(|r| r.skipped.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect())
+            .unwrap_or_default(),
+        last_indexed_at: record.and_then(|r| nonempty(&r.last_indexed_at)),
+        last_error,
+        configured,
+        progress,
+    }
+}
+
 /// A generation of the index, as status reports show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GenerationInfo {
@@ -201,7 +233,7 @@ pub struct GenerationInfo {
 }
 
 impl GenerationInfo {
-    fn of(g: &Generation) -> Self {
+    pub(crate) fn of(g: &Generation) -> Self {
         Self {
             generation: g.name.clone(),
             model: g.fingerprint.clone(),
@@ -530,30 +562,11 @@ impl Daemon {
 
     fn status_of(&self, name: &str, record: Option<&RepoRecord>) -> RepoStatus {
         let worker = lock(&self.0.workers).get(name).cloned();
-        let (state, last_error, head, progress) = match &worker {
-            Some(w) => {
-                let s = lock(&w.state);
-                (s.state, s.last_error.clone(), s.head_commit.clone(), s.progress)
-            }
-            None => (RunState::Idle, None, None, None),
-        };
-        let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        let indexed = record.and_then(|r| nonempty(&r.indexed_commit));
-        RepoStatus {
-            name: name.to_string(),
-            state,
-            head_commit: head.or_else(|| indexed.clone()),
-            indexed_commit: indexed,
-            files: record.map_or(0, |r| r.files),
-            chunks: record.map_or(0, |r| r.chunks),
-            skipped: record
-                .map(|r| r.skipped.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect())
-                .unwrap_or_default(),
-            last_indexed_at: record.and_then(|r| nonempty(&r.last_indexed_at)),
-            last_error,
-            configured: self.0.configured.contains_key(name),
-            progress,
-        }
+        let live = worker.map(|w| {
+            let s = lock(&w.state);
+            (s.state, s.last_error.clone(), s.head_commit.clone(), s.progress)
+        });
+        record_status(name, record, self.0.configured.contains_key(name), live)
     }
 
     /// Asks for a run of `name` (a rebuild when `full`). A run in progress

@@ -175,7 +175,7 @@ impl Indexer for IndexerService {
             started,
         );
         let repos = result?.into_iter().map(pb_status).collect();
-        let index = self.state.daemon().ok().map(|d| pb_index(d.index_status(&names)));
+        let index = Some(pb_index(self.state.index_status(&names)));
         Ok(Response::new(ListReposResponse { repos, index }))
     }
 

@@ -44,7 +44,18 @@ impl AppState {
     /// Read access to `name`, or the 403 that does not tell a missing repo
     /// from an unreadable one (404 without authentication).
     fn check_read(&self, access: &Access, name: &str) -> Result<(), ServiceError> {
-        match self.daemon()?.readable(access, name).map_err(internal)? {
+        let readable = match &self.daemon {
+            Some(d) => d.readable(access, name).map_err(internal)?,
+            // a retrieval replica: the registry it mirrors from the indexer
+            None => self
+                .search
+                .registry()
+                .load()
+                .map_err(|e| internal(e.into()))?
+                .get(name)
+                .map(|r| access.can_read(r)),
+        };
+        match readable {
             Some(true) => Ok(()),
             None if !access.enforced => Err(ServiceError::not_found(format!("unknown repo {name:?}"))),
             _ => Err(ServiceError::forbidden(format!(
@@ -66,7 +77,14 @@ impl AppState {
 
     /// The readable repos' status.
     pub fn list_repos(&self, access: &Access) -> Result<Vec<RepoStatus>, ServiceError> {
-        let daemon = self.daemon()?;
+        let Some(daemon) = &self.daemon else {
+            let records = self.search.registry().load().map_err(|e| internal(e.into()))?;
+            return Ok(records
+                .values()
+                .filter(|r| access.can_read(r))
+                .map(|r| crate::daemon::record_status(&r.name, Some(r), false, None))
+                .collect());
+        };
         let all = daemon.list().map_err(internal)?;
         Ok(all
             .into_iter()
@@ -77,10 +95,17 @@ impl AppState {
     /// One readable repo's status.
     pub fn get_repo(&self, access: &Access, name: &str) -> Result<RepoStatus, ServiceError> {
         self.check_read(access, name)?;
-        self.daemon()?
-            .status(name)
-            .map_err(internal)?
-            .ok_or_else(|| ServiceError::not_found(format!("unknown repo {name:?}")))
+        let status = match &self.daemon {
+            Some(d) => d.status(name).map_err(internal)?,
+            None => self
+                .search
+                .registry()
+                .load()
+                .map_err(|e| internal(e.into()))?
+                .get(name)
+                .map(|r| crate::daemon::record_status(name, Some(r), false, None)),
+        };
+        status.ok_or_else(|| ServiceError::not_found(format!("unknown repo {name:?}")))
     }
 
     /// Queues a run of `name` (a rebuild when `full`); returns its status.
@@ -98,6 +123,22 @@ impl AppState {
         self.daemon()?.remove(name).await.map_err(internal)?;
         tracing::info!(repo = %name, principal = %access.principal.name, "repo removed on request");
         Ok(())
+    }
+
+    /// The index's generations: the daemon's view (with a build in
+    /// progress), or on a retrieval replica the generation it serves.
+    pub fn index_status(&self, visible: &[String]) -> crate::daemon::IndexStatus {
+        match &self.daemon {
+            Some(d) => d.index_status(visible),
+            None => crate::daemon::IndexStatus {
+                serving: cairn_indexer::generation::load(self.search.registry().dir())
+                    .ok()
+                    .flatten()
+                    .as_ref()
+                    .map(crate::daemon::GenerationInfo::of),
+                building: None,
+            },
+        }
     }
 
     /// Records one repo API request.
@@ -140,7 +181,7 @@ pub async fn list(
         started,
     );
     let repos = result?;
-    let index = state.daemon()?.index_status(&names);
+    let index = state.index_status(&names);
     Ok(Json(json!({ "repos": repos, "index": index })).into_response())
 }
 

@@ -43,8 +43,22 @@ async fn serve_without_the_indexer_answers_searches_from_a_built_index() {
             .is_some_and(|r| !r.is_empty() && r[0]["repo"] == "acme-auth"),
         "{v}"
     );
-    // no daemon here: repo status and triggers belong to the indexer
-    let resp = c.get(server.url("/v1/repos")).send().await.unwrap();
+    // repo status comes from the registry (mirrored, on a Qdrant replica)
+    let v: Value = c
+        .get(server.url("/v1/repos"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["repos"][0]["name"], "acme-auth", "{v}");
+    assert_eq!(v["repos"][0]["state"], "idle", "{v}");
+    assert_eq!(v["index"]["serving"]["generation"], "edge", "{v}");
+    let resp = c.get(server.url("/v1/repos/acme-auth")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // no daemon here: triggers belong to the indexer
+    let resp = c.post(server.url("/v1/repos/acme-auth/reindex")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 503);
     let body: Value = resp.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("indexer"), "{body}");
@@ -113,6 +127,9 @@ async fn indexer_and_replicas_share_the_registry_and_the_lease_through_qdrant() 
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        // the replica's repo status is the mirrored registry
+        let resp = c.get(replica.url("/v1/repos/acme-auth")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
         // a second indexer stands by (prints nothing) until the first stops
         let second = Server::spawn(&dirs[1], &cfg, &[], &["indexer"]);
         let waiting = tokio::task::spawn_blocking(move || Server::wait_ready(second));

@@ -18,13 +18,67 @@ fn eval_metrics(args: &[&str]) -> Value {
     v["metrics"].clone()
 }
 
+/// A Qdrant server to test against (`QDRANT_URL`, and `QDRANT_API_KEY`
+/// when set) with a collection name of its own.
+pub struct TestQdrant {
+    pub url: String,
+    pub collection: String,
+}
+
+impl TestQdrant {
+    /// `None` (after printing why `test` skips) when `QDRANT_URL` is unset.
+    pub fn from_env(test: &str) -> Option<Self> {
+        let Ok(url) = std::env::var("QDRANT_URL") else {
+            eprintln!(
+                "skipping {test}: set QDRANT_URL (a Qdrant 1.17+ gRPC endpoint, e.g. http://127.0.0.1:6334) to run it"
+            );
+            return None;
+        };
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        Some(Self {
+            url,
+            collection: format!("cairn_e2e_{}_{stamp}", std::process::id()),
+        })
+    }
+
+    /// The `[store]` section that points cairn at it.
+    pub fn store_toml(&self) -> String {
+        let api_key_env = if std::env::var_os("QDRANT_API_KEY").is_some() {
+            "api_key_env = \"QDRANT_API_KEY\"\n"
+        } else {
+            ""
+        };
+        format!(
+            "[store]\nkind = \"qdrant\"\nurl = \"{}\"\ncollection = \"{}\"\n{api_key_env}",
+            self.url, self.collection
+        )
+    }
+
+    /// Drops the chunks collection and its metadata collection (a failure
+    /// is printed, not raised: the test's own outcome matters more).
+    pub async fn drop_collections(&self) {
+        let settings = cairn_indexer::store::qdrant::QdrantSettings {
+            url: self.url.clone(),
+            api_key: std::env::var("QDRANT_API_KEY").ok(),
+            collection: self.collection.clone(),
+            ..Default::default()
+        };
+        let meta = cairn_indexer::store::meta::QdrantMeta::new(settings.clone()).unwrap();
+        let chunks = cairn_indexer::store::qdrant::QdrantStore::new(settings, 384).unwrap();
+        for outcome in [meta.drop_collection().await, chunks.drop_collection().await] {
+            if let Err(e) = outcome {
+                eprintln!("could not drop a collection of {}: {e}", self.collection);
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn eval_on_qdrant_matches_the_embedded_store() {
-    let Ok(url) = std::env::var("QDRANT_URL") else {
-        eprintln!(
-            "skipping eval_on_qdrant_matches_the_embedded_store: set QDRANT_URL \
-             (a Qdrant 1.17+ gRPC endpoint, e.g. http://127.0.0.1:6334) to run it"
-        );
+    let Some(qdrant) = TestQdrant::from_env("eval_on_qdrant_matches_the_embedded_store") else {
         return;
     };
     let eval = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/eval/dev");
@@ -37,25 +91,8 @@ async fn eval_on_qdrant_matches_the_embedded_store() {
     }
     let eval = eval.to_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let collection = format!(
-        "cairn_e2e_eval_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
-    let api_key_env = if std::env::var_os("QDRANT_API_KEY").is_some() {
-        "api_key_env = \"QDRANT_API_KEY\"\n"
-    } else {
-        ""
-    };
     let config = tmp.path().join("qdrant.toml");
-    std::fs::write(
-        &config,
-        format!("[store]\nkind = \"qdrant\"\nurl = \"{url}\"\ncollection = \"{collection}\"\n{api_key_env}"),
-    )
-    .unwrap();
+    std::fs::write(&config, qdrant.store_toml()).unwrap();
 
     let edge_dir = tmp.path().join("edge");
     let edge = eval_metrics(&["--data-dir", edge_dir.to_str().unwrap(), "eval", eval, "--json"]);
@@ -71,20 +108,11 @@ async fn eval_on_qdrant_matches_the_embedded_store() {
             "--json",
         ])
     });
-    let settings = cairn_indexer::store::qdrant::QdrantSettings {
-        url,
-        api_key: std::env::var("QDRANT_API_KEY").ok(),
-        collection: collection.clone(),
-        ..Default::default()
-    };
-    let store = cairn_indexer::store::qdrant::QdrantStore::new(settings, 384).unwrap();
-    if let Err(e) = store.drop_collection().await {
-        eprintln!("could not drop collection {collection}: {e}");
-    }
-    let qdrant = outcome.unwrap();
-    eprintln!("eval, embedded: {edge}\neval, qdrant:   {qdrant}");
+    qdrant.drop_collections().await;
+    let on_qdrant = outcome.unwrap();
+    eprintln!("eval, embedded: {edge}\neval, qdrant:   {on_qdrant}");
     for metric in ["recall@10", "mrr@10"] {
-        let (a, b) = (edge[metric].as_f64().unwrap(), qdrant[metric].as_f64().unwrap());
+        let (a, b) = (edge[metric].as_f64().unwrap(), on_qdrant[metric].as_f64().unwrap());
         assert!((a - b).abs() <= 0.01, "{metric}: embedded {a}, qdrant {b}");
     }
 }

@@ -70,34 +70,19 @@ async fn serve_without_the_indexer_answers_searches_from_a_built_index() {
 /// stops and then takes the lease.
 #[tokio::test(flavor = "multi_thread")]
 async fn indexer_and_replicas_share_the_registry_and_the_lease_through_qdrant() {
-    let Ok(url) = std::env::var("QDRANT_URL") else {
-        eprintln!(
-            "skipping indexer_and_replicas_share_the_registry_and_the_lease_through_qdrant: set QDRANT_URL \
-             (a Qdrant 1.17+ gRPC endpoint, e.g. http://127.0.0.1:6334) to run it"
-        );
+    let Some(qdrant) =
+        crate::qdrant::TestQdrant::from_env("indexer_and_replicas_share_the_registry_and_the_lease_through_qdrant")
+    else {
         return;
     };
     let repo = fixture_repo();
     let tmp = tempfile::tempdir().unwrap();
-    let collection = format!(
-        "cairn_e2e_roles_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
-    let api_key_env = if std::env::var_os("QDRANT_API_KEY").is_some() {
-        "api_key_env = \"QDRANT_API_KEY\"\n"
-    } else {
-        ""
-    };
     let config = tmp.path().join("cairn.toml");
     std::fs::write(
         &config,
         format!(
-            "[store]\nkind = \"qdrant\"\nurl = \"{url}\"\ncollection = \"{collection}\"\n{api_key_env}\n\
-             [indexer]\nlease_ttl = \"5s\"\n\n[[repos]]\nname = \"acme-auth\"\nurl = \"{}\"\nevery = \"1h\"\n",
+            "{}\n[indexer]\nlease_ttl = \"5s\"\n\n[[repos]]\nname = \"acme-auth\"\nurl = \"{}\"\nevery = \"1h\"\n",
+            qdrant.store_toml(),
             repo.path().display()
         ),
     )
@@ -144,16 +129,7 @@ async fn indexer_and_replicas_share_the_registry_and_the_lease_through_qdrant() 
         assert_eq!(resp.status().as_u16(), 200);
     });
     let result = tokio::time::timeout(Duration::from_secs(600), outcome).await;
-    let settings = cairn_indexer::store::qdrant::QdrantSettings {
-        url,
-        api_key: std::env::var("QDRANT_API_KEY").ok(),
-        collection: collection.clone(),
-        ..Default::default()
-    };
-    let meta = cairn_indexer::store::meta::QdrantMeta::new(settings.clone()).unwrap();
-    let _ = meta.drop_collection().await;
-    let store = cairn_indexer::store::qdrant::QdrantStore::new(settings, 384).unwrap();
-    let _ = store.drop_collection().await;
+    qdrant.drop_collections().await;
     result.expect("the split-role scenario finished in time").unwrap();
 }
 

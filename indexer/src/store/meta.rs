@@ -8,7 +8,6 @@
 //! holder writes anything else.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use qdrant_client::qdrant::{
@@ -77,15 +76,8 @@ impl QdrantMeta {
     /// `settings` (created on first use).
     pub fn new(mut settings: QdrantSettings) -> Result<Self> {
         settings.collection = format!("{}-meta", settings.collection);
-        let client = Qdrant::from_url(&settings.url)
-            .api_key(settings.api_key.clone())
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .skip_compatibility_check()
-            .build()
-            .map_err(|e| store_err(&format!("invalid Qdrant url {:?}", settings.url), e))?;
         Ok(Self {
-            client,
+            client: super::qdrant::client(&settings)?,
             settings,
             ready: tokio::sync::OnceCell::new(),
         })
@@ -101,20 +93,7 @@ impl QdrantMeta {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, QdrantError>>,
     {
-        let attempts = self.settings.attempts.max(1);
-        let mut delay = self.settings.backoff;
-        for attempt in 1..=attempts {
-            match op().await {
-                Ok(v) => return Ok(v),
-                Err(e) if super::qdrant::transient(&e) && attempt < attempts => {
-                    tracing::warn!(what, attempt, error = %e, "Qdrant request failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => return Err(store_err(&format!("Qdrant {what} failed"), e)),
-            }
-        }
-        Err(IndexError::Store(format!("Qdrant {what} failed")))
+        super::qdrant::retry(&self.settings, what, op).await
     }
 
     async fn ready(&self) -> Result<()> {

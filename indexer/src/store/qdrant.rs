@@ -97,7 +97,7 @@ fn store_err(context: &str, e: impl std::fmt::Display) -> IndexError {
 }
 
 /// Whether a failure may succeed when tried again.
-pub(crate) fn transient(e: &QdrantError) -> bool {
+fn transient(e: &QdrantError) -> bool {
     match e {
         QdrantError::ResponseError { status } => matches!(
             status.code(),
@@ -108,21 +108,48 @@ pub(crate) fn transient(e: &QdrantError) -> bool {
     }
 }
 
+/// A gRPC client for `settings` (nothing is sent until the first request).
+pub(crate) fn client(settings: &QdrantSettings) -> Result<Qdrant> {
+    Qdrant::from_url(&settings.url)
+        .api_key(settings.api_key.clone())
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+        .skip_compatibility_check()
+        .build()
+        .map_err(|e| store_err(&format!("invalid Qdrant url {:?}", settings.url), e))
+}
+
+/// Runs `op` until it succeeds, fails permanently, or runs out of
+/// `settings.attempts` (transient errors back off exponentially).
+pub(crate) async fn retry<T, F, Fut>(settings: &QdrantSettings, what: &str, op: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, QdrantError>>,
+{
+    let attempts = settings.attempts.max(1);
+    let mut delay = settings.backoff;
+    for attempt in 1..=attempts {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if transient(&e) && attempt < attempts => {
+                tracing::warn!(what, attempt, error = %e, "Qdrant request failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(store_err(&format!("Qdrant {what} failed"), e)),
+        }
+    }
+    Err(IndexError::Store(format!("Qdrant {what} failed")))
+}
+
 impl QdrantStore {
     /// A client for `settings`; nothing is sent until the first request
     /// (or [`VectorStore::check`]), which creates the collection (and its
     /// payload indexes) for vectors of `dim` if it is missing, or checks
     /// that the existing one matches.
     pub fn new(settings: QdrantSettings, dim: usize) -> Result<Self> {
-        let client = Qdrant::from_url(&settings.url)
-            .api_key(settings.api_key.clone())
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .skip_compatibility_check()
-            .build()
-            .map_err(|e| store_err(&format!("invalid Qdrant url {:?}", settings.url), e))?;
         Ok(Self {
-            client,
+            client: client(&settings)?,
             settings,
             dim,
             ready: tokio::sync::OnceCell::new(),
@@ -149,26 +176,13 @@ impl QdrantStore {
         &self.settings.collection
     }
 
-    /// Runs `op` until it succeeds, fails permanently, or runs out of attempts.
+    /// Runs `op` with [`retry`] under this store's settings.
     async fn retry<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, QdrantError>>,
     {
-        let attempts = self.settings.attempts.max(1);
-        let mut delay = self.settings.backoff;
-        for attempt in 1..=attempts {
-            match op().await {
-                Ok(v) => return Ok(v),
-                Err(e) if transient(&e) && attempt < attempts => {
-                    tracing::warn!(what, attempt, error = %e, "Qdrant request failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => return Err(store_err(&format!("Qdrant {what} failed"), e)),
-            }
-        }
-        Err(IndexError::Store(format!("Qdrant {what} failed")))
+        retry(&self.settings, what, op).await
     }
 
     async fn ensure_collection(&self) -> Result<()> {

@@ -233,7 +233,7 @@ pub struct GenerationInfo {
 }
 
 impl GenerationInfo {
-    pub(crate) fn of(g: &Generation) -> Self {
+    fn of(g: &Generation) -> Self {
         Self {
             generation: g.name.clone(),
             model: g.fingerprint.clone(),
@@ -258,6 +258,16 @@ pub struct IndexStatus {
     pub serving: Option<GenerationInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub building: Option<IndexBuild>,
+}
+
+impl IndexStatus {
+    /// The generation serving from the data dir at `root`, none building.
+    pub(crate) fn serving(root: &Path) -> Self {
+        Self {
+            serving: generation::load(root).ok().flatten().as_ref().map(GenerationInfo::of),
+            building: None,
+        }
+    }
 }
 
 /// The running daemon; clones share it.
@@ -435,15 +445,11 @@ impl Daemon {
     /// the serving one and, while the model or chunking changes, the one
     /// being built with the readable repos already rebuilt and still to go.
     pub fn index_status(&self, visible: &[String]) -> IndexStatus {
-        let root = self.indexer().root;
-        let serving = generation::load(&root).ok().flatten();
-        let mut out = IndexStatus {
-            serving: serving.as_ref().map(GenerationInfo::of),
-            building: None,
-        };
+        let indexer = self.indexer();
+        let mut out = IndexStatus::serving(&indexer.root);
         let to = lock(&self.0.migration).as_ref().map(|p| p.to.clone());
         if let Some(to) = to
-            && let Ok((done, pending)) = self.rebuild_progress(&self.indexer())
+            && let Ok((done, pending)) = self.rebuild_progress(&indexer)
         {
             let only_visible =
                 |names: Vec<String>| names.into_iter().filter(|n| visible.contains(n)).collect::<Vec<_>>();

@@ -721,7 +721,7 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
                 Ok(false) => {}
                 Err(e) => anyhow::bail!("cannot read the published repo registry for a fresh data dir: {e:#}"),
             }
-            Some(lease)
+            Some(Arc::new(lease))
         }
         _ => None,
     };
@@ -804,18 +804,13 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
         Some(verifier) => state.with_oidc(verifier),
         None => state,
     };
-    // the shared registry: published by the lease holder, mirrored by replicas
-    let lost_lease = Arc::new(std::sync::Mutex::new(None::<String>));
+    // the shared registry: published by the lease holder, mirrored by
+    // replicas; the task ends with what it last published and, when another
+    // indexer took the lease, who did
     let sharing = meta.clone().map(|meta| {
-        let (engine, config, shutdown, lost) = (engine.clone(), config.clone(), shutdown.clone(), lost_lease.clone());
-        let holder = lease.as_ref().map(|l| l.holder.clone());
+        let (engine, config, shutdown, lease) = (engine.clone(), config.clone(), shutdown.clone(), lease.clone());
         let renew_every = config.indexer.lease_ttl() / 3;
         let mut following = engine.generation.name.clone();
-        let lease = lease.as_ref().map(|l| {
-            let mut renewing = roles::Lease::new(meta.clone(), l.ttl);
-            renewing.holder = l.holder.clone();
-            renewing
-        });
         tokio::spawn(async move {
             let mut published = None;
             let mut renewed = std::time::Instant::now();
@@ -824,20 +819,19 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(roles::MIRROR_EVERY) => {}
                 }
-                if let (Some(lease), Some(holder)) = (&lease, &holder) {
+                if let Some(lease) = &lease {
                     if renewed.elapsed() >= renew_every {
                         match lease.renew().await {
                             Ok(None) => renewed = std::time::Instant::now(),
                             Ok(Some(other)) => {
                                 tracing::error!(holder = %other.holder, "another indexer took the lease: stopping");
-                                *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(other.holder);
                                 shutdown.cancel();
-                                break;
+                                return (published, Some(other.holder));
                             }
                             Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot renew the indexer lease; retrying"),
                         }
                     }
-                    if let Err(e) = roles::publish(meta.as_ref(), &config.data_dir, holder, &mut published).await {
+                    if let Err(e) = roles::publish(meta.as_ref(), &config.data_dir, &lease.holder, &mut published).await {
                         tracing::warn!(error = %format!("{e:#}"), "cannot publish the repo registry; retrying");
                     }
                 } else {
@@ -855,7 +849,7 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
                     }
                 }
             }
-            published
+            (published, None)
         })
     });
     let served = server::run_with_tls(
@@ -872,24 +866,23 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
     if let Some(d) = &daemon {
         d.wait().await;
     }
+    let mut lost_to = None;
     if let Some(task) = sharing {
-        let mut published = task.await.unwrap_or_default();
-        if let (Some(meta), Some(lease)) = (&meta, &lease) {
-            let lost = lost_lease.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            if lost.is_none() {
-                // the last checkpoints, then a standby may take over at once
-                if let Err(e) = roles::publish(meta.as_ref(), &config.data_dir, &lease.holder, &mut published).await {
-                    tracing::warn!(error = %format!("{e:#}"), "cannot publish the repo registry at exit");
-                }
-                if let Err(e) = lease.release().await {
-                    tracing::warn!(error = %format!("{e:#}"), "cannot release the indexer lease");
-                }
+        let (mut published, lost) = task.await.unwrap_or_default();
+        if let (Some(meta), Some(lease), None) = (&meta, &lease, &lost) {
+            // the last checkpoints, then a standby may take over at once
+            if let Err(e) = roles::publish(meta.as_ref(), &config.data_dir, &lease.holder, &mut published).await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot publish the repo registry at exit");
+            }
+            if let Err(e) = lease.release().await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot release the indexer lease");
             }
         }
+        lost_to = lost;
     }
     // every queued record, and a signed checkpoint, before exit
     audit.close();
-    if let Some(other) = lost_lease.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+    if let Some(other) = lost_to {
         anyhow::bail!("lost the indexer lease to {other}; stopped so that one indexer runs at a time");
     }
     served

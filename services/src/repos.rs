@@ -41,19 +41,24 @@ impl AppState {
             .ok_or_else(|| ServiceError::unavailable("the indexer daemon is not running in this process"))
     }
 
+    /// `name`'s record in the registry this process serves from (on a
+    /// retrieval replica, the copy it mirrors from the indexer).
+    fn mirrored(&self, name: &str) -> Result<Option<cairn_indexer::registry::RepoRecord>, ServiceError> {
+        Ok(self
+            .search
+            .registry()
+            .load()
+            .map_err(|e| internal(e.into()))?
+            .remove(name))
+    }
+
     /// Read access to `name`, or the 403 that does not tell a missing repo
     /// from an unreadable one (404 without authentication).
     fn check_read(&self, access: &Access, name: &str) -> Result<(), ServiceError> {
         let readable = match &self.daemon {
             Some(d) => d.readable(access, name).map_err(internal)?,
             // a retrieval replica: the registry it mirrors from the indexer
-            None => self
-                .search
-                .registry()
-                .load()
-                .map_err(|e| internal(e.into()))?
-                .get(name)
-                .map(|r| access.can_read(r)),
+            None => self.mirrored(name)?.map(|r| access.can_read(&r)),
         };
         match readable {
             Some(true) => Ok(()),
@@ -98,12 +103,8 @@ impl AppState {
         let status = match &self.daemon {
             Some(d) => d.status(name).map_err(internal)?,
             None => self
-                .search
-                .registry()
-                .load()
-                .map_err(|e| internal(e.into()))?
-                .get(name)
-                .map(|r| crate::daemon::record_status(name, Some(r), false, None)),
+                .mirrored(name)?
+                .map(|r| crate::daemon::record_status(name, Some(&r), false, None)),
         };
         status.ok_or_else(|| ServiceError::not_found(format!("unknown repo {name:?}")))
     }
@@ -130,14 +131,7 @@ impl AppState {
     pub fn index_status(&self, visible: &[String]) -> crate::daemon::IndexStatus {
         match &self.daemon {
             Some(d) => d.index_status(visible),
-            None => crate::daemon::IndexStatus {
-                serving: cairn_indexer::generation::load(self.search.registry().dir())
-                    .ok()
-                    .flatten()
-                    .as_ref()
-                    .map(crate::daemon::GenerationInfo::of),
-                building: None,
-            },
+            None => crate::daemon::IndexStatus::serving(self.search.registry().dir()),
         }
     }
 

@@ -105,6 +105,15 @@ struct LeaseDoc {
     expires_at_ms: u64,
 }
 
+impl LeaseDoc {
+    fn held_by(self) -> HeldBy {
+        HeldBy {
+            expires_in: Duration::from_millis(self.expires_at_ms.saturating_sub(now_ms())),
+            holder: self.holder,
+        }
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -169,10 +178,7 @@ impl Lease {
             && doc.holder != self.holder
             && doc.expires_at_ms > now
         {
-            return Ok(Some(HeldBy {
-                holder: doc.holder,
-                expires_in: Duration::from_millis(doc.expires_at_ms - now),
-            }));
+            return Ok(Some(doc.held_by()));
         }
         self.write(now + self.ttl.as_millis() as u64).await?;
         // a contender that read the lease free at the same moment writes too:
@@ -180,10 +186,7 @@ impl Lease {
         tokio::time::sleep(self.settle).await;
         match self.current().await? {
             Some(doc) if doc.holder == self.holder => Ok(None),
-            Some(doc) => Ok(Some(HeldBy {
-                expires_in: Duration::from_millis(doc.expires_at_ms.saturating_sub(now_ms())),
-                holder: doc.holder,
-            })),
+            Some(doc) => Ok(Some(doc.held_by())),
             None => anyhow::bail!("the lease written to {} is not there", self.meta.describe()),
         }
     }
@@ -213,10 +216,7 @@ impl Lease {
     /// Extends the lease; `Ok(Some(..))` when another process holds it now.
     pub async fn renew(&self) -> anyhow::Result<Option<HeldBy>> {
         match self.current().await? {
-            Some(doc) if doc.holder != self.holder => Ok(Some(HeldBy {
-                expires_in: Duration::from_millis(doc.expires_at_ms.saturating_sub(now_ms())),
-                holder: doc.holder,
-            })),
+            Some(doc) if doc.holder != self.holder => Ok(Some(doc.held_by())),
             _ => {
                 self.write(now_ms() + self.ttl.as_millis() as u64).await?;
                 Ok(None)

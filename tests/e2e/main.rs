@@ -107,6 +107,23 @@ pub fn fixture_repo_named(name: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The acme-auth fixture indexed with `cairn index` into a new data dir;
+/// returns (repo, data dir).
+pub fn indexed_data_dir() -> (tempfile::TempDir, tempfile::TempDir) {
+    let repo = fixture_repo();
+    let data = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(&[
+        "index",
+        repo.path().to_str().unwrap(),
+        "--repo",
+        "acme-auth",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    (repo, data)
+}
+
 /// A running `cairn serve`, killed on drop.
 pub struct Server {
     pub child: Child,

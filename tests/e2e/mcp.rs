@@ -7,22 +7,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::{Server, fixture_repo, run};
-
-fn indexed_data_dir() -> (tempfile::TempDir, tempfile::TempDir) {
-    let repo = fixture_repo();
-    let data = tempfile::tempdir().unwrap();
-    let (ok, _, err) = run(&[
-        "index",
-        repo.path().to_str().unwrap(),
-        "--repo",
-        "acme-auth",
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
-    (repo, data)
-}
+use crate::{Server, indexed_data_dir};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{Server, fixture_repo, run};
+use crate::{Server, fixture_repo, indexed_data_dir};
 
 async fn search(c: &reqwest::Client, server: &Server, query: &str) -> (u16, Value) {
     let resp = c
@@ -21,18 +21,7 @@ async fn search(c: &reqwest::Client, server: &Server, query: &str) -> (u16, Valu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_without_the_indexer_answers_searches_from_a_built_index() {
-    let repo = fixture_repo();
-    let data = tempfile::tempdir().unwrap();
-    let d = data.path().to_str().unwrap();
-    let (ok, _, err) = run(&[
-        "index",
-        repo.path().to_str().unwrap(),
-        "--repo",
-        "acme-auth",
-        "--data-dir",
-        d,
-    ]);
-    assert!(ok, "{err}");
+    let (_repo, data) = indexed_data_dir();
     let server = Server::wait_ready(Server::spawn(data.path(), &[], &[], &["serve", "--no-indexer"]));
     let c = reqwest::Client::new();
     let (status, v) = search(&c, &server, "refill the token bucket").await;

@@ -2,22 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::{Server, fixture_repo, run};
-
-fn indexed_data_dir() -> (tempfile::TempDir, tempfile::TempDir) {
-    let repo = fixture_repo();
-    let data = tempfile::tempdir().unwrap();
-    let (ok, _, err) = run(&[
-        "index",
-        repo.path().to_str().unwrap(),
-        "--repo",
-        "acme-auth",
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
-    (repo, data)
-}
+use crate::{Server, indexed_data_dir, run};
 
 async fn post(client: &reqwest::Client, url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
     let resp = client

@@ -267,31 +267,46 @@ pub async fn write_files(
         })
         .map_err(|e| IndexError::io("failed to start the chunking thread", e))?;
 
-    // Stage 2: embedding (cache first).
+    // Stage 2: embedding (the cache first, then the points already stored).
     let fingerprint = embedder.fingerprint().to_string();
     let run_id = run.to_string();
+    let runtime = tokio::runtime::Handle::current();
+    let stored = store.clone();
     let embed_thread = std::thread::Builder::new()
         .name("cairn-embed".into())
         .spawn(move || {
+            let lookup = |ids: &[String]| runtime.block_on(stored.get(ids));
             for Group {
                 chunks: mut group,
                 files: files_done,
             } in group_rx
             {
                 group.sort_by_key(|p| p.embed_text.len());
-                let msg = embed_group(&group, embedder.as_ref(), &fingerprint, cache.as_deref()).map(|e| {
+                let ids: Vec<String> = group
+                    .iter()
+                    .map(|p| {
+                        point_id(
+                            &p.payload.repo,
+                            &p.payload.path,
+                            &p.payload.blob,
+                            p.payload.start_line,
+                            p.payload.end_line,
+                            &fingerprint,
+                        )
+                    })
+                    .collect();
+                let sources = Sources {
+                    fingerprint: &fingerprint,
+                    cache: cache.as_deref(),
+                    stored: &lookup,
+                };
+                let msg = embed_group(&group, &ids, embedder.as_ref(), &sources).map(|e| {
                     let points: Vec<ChunkPoint> = group
                         .into_iter()
+                        .zip(ids)
                         .zip(e.vectors)
-                        .map(|(p, dense)| ChunkPoint {
-                            id: point_id(
-                                &p.payload.repo,
-                                &p.payload.path,
-                                &p.payload.blob,
-                                p.payload.start_line,
-                                p.payload.end_line,
-                                &fingerprint,
-                            ),
+                        .map(|((p, id), dense)| ChunkPoint {
+                            id,
                             run: run_id.clone(),
                             sparse: sparse::document_vector_with_symbol(&p.embed_text, p.payload.symbol.as_deref()),
                             payload: p.payload,
@@ -359,20 +374,68 @@ struct GroupVectors {
     embedded: usize,
 }
 
-/// Vectors for a group, in order: cached ones are read, the rest embedded
-/// once per distinct text and added to the cache.
-fn embed_group(
-    group: &[Prepared],
-    embedder: &dyn Embed,
-    fingerprint: &str,
-    cache: Option<&EmbeddingCache>,
-) -> Result<GroupVectors> {
+/// Where [`embed_group`] looks for vectors before it embeds.
+struct Sources<'a> {
+    fingerprint: &'a str,
+    cache: Option<&'a EmbeddingCache>,
+    /// The stored points among some ids ([`VectorStore::get`]).
+    stored: &'a dyn Fn(&[String]) -> Result<Vec<ChunkPoint>>,
+}
+
+/// Whether a stored point's vector is the one `prepared` would get: same
+/// id (so the same repo, path, blob, lines, model and chunker) and the same
+/// chunk, which settles what the id leaves out (whether secrets were
+/// redacted, say). The commit may differ: unchanged chunks keep their vectors.
+fn same_chunk(stored: &ChunkPayload, prepared: &ChunkPayload) -> bool {
+    stored.content == prepared.content
+        && stored.symbol == prepared.symbol
+        && stored.kind == prepared.kind
+        && stored.language == prepared.language
+        && (&stored.repo, &stored.path, &stored.blob) == (&prepared.repo, &prepared.path, &prepared.blob)
+        && (stored.start_line, stored.end_line) == (prepared.start_line, prepared.end_line)
+}
+
+/// Vectors for a group (whose point ids are `ids`), in order: cached ones
+/// are read, then those of points already stored with the same chunk, and
+/// the rest embedded once per distinct text; everything not cached before is
+/// added to the cache.
+fn embed_group(group: &[Prepared], ids: &[String], embedder: &dyn Embed, sources: &Sources) -> Result<GroupVectors> {
+    let cache = sources.cache;
     let humanized: Vec<String> = group.iter().map(|p| sparse::humanize(&p.embed_text)).collect();
-    let keys: Vec<Key> = humanized.iter().map(|t| cache_key(fingerprint, t)).collect();
+    let keys: Vec<Key> = humanized.iter().map(|t| cache_key(sources.fingerprint, t)).collect();
     let mut vectors: Vec<Option<Vec<f32>>> = keys
         .iter()
         .map(|k| cache.and_then(|c| c.get(k)).filter(|v| v.len() == embedder.dim()))
         .collect();
+    let missing: Vec<String> = (0..group.len())
+        .filter(|&i| vectors[i].is_none())
+        .map(|i| ids[i].clone())
+        .collect();
+    if !missing.is_empty() {
+        match (sources.stored)(&missing) {
+            Ok(points) => {
+                let by_id: std::collections::HashMap<&str, &ChunkPoint> =
+                    points.iter().map(|p| (p.id.as_str(), p)).collect();
+                let mut found: Vec<(Key, &[f32])> = Vec::new();
+                for (i, v) in vectors.iter_mut().enumerate() {
+                    if let (None, Some(p)) = (&v, by_id.get(ids[i].as_str()))
+                        && p.dense.len() == embedder.dim()
+                        && same_chunk(&p.payload, &group[i].payload)
+                    {
+                        *v = Some(p.dense.clone());
+                        found.push((keys[i], p.dense.as_slice()));
+                    }
+                }
+                if let (Some(cache), false) = (cache, found.is_empty())
+                    && let Err(e) = cache.put_all(&found)
+                {
+                    tracing::warn!(error = %e, "failed to extend the embedding cache");
+                }
+            }
+            // Only work is lost: the write that follows reports a store that is down.
+            Err(e) => tracing::warn!(error = %e, "cannot read stored vectors; embedding instead"),
+        }
+    }
     // Distinct texts still missing, in group order (which is sorted by length).
     let mut todo: Vec<usize> = Vec::new();
     let mut seen = std::collections::HashMap::new();

@@ -425,6 +425,28 @@ impl VectorStore for EdgeStore {
         Ok((points, next.map(|n| n.to_string())))
     }
 
+    async fn get(&self, ids: &[String]) -> Result<Vec<ChunkPoint>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids
+            .iter()
+            .map(|id| id.parse::<uuid::Uuid>().map(PointId::Uuid))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| IndexError::InvalidArgument(format!("bad point id: {e}")))?;
+        let records = self
+            .blocking(false, move |s| {
+                s.retrieve(
+                    &ids,
+                    Some(WithPayloadInterface::Bool(true)),
+                    Some(WithVector::Bool(true)),
+                )
+                .map_err(|e| store_err("retrieve failed", e))
+            })
+            .await?;
+        records.into_iter().map(to_point).collect()
+    }
+
     async fn flush(&self) -> Result<()> {
         self.blocking(true, |s| {
             s.flush();

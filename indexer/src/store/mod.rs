@@ -149,6 +149,13 @@ pub trait VectorStore: Send + Sync {
     /// the page and the offset of the next one (`None` at the end). For
     /// copying a store to another backend without re-embedding.
     async fn export(&self, offset: Option<String>, limit: usize) -> Result<(Vec<ChunkPoint>, Option<String>)>;
+    /// The stored points among `ids`, vectors and run included, in no
+    /// particular order; ids that are not stored are left out. The indexer
+    /// asks for the points it is about to write before embedding them: a
+    /// point with the same id and content already holds the vector (with a
+    /// Qdrant server, the collection is the embedding cache that every
+    /// indexer shares).
+    async fn get(&self, ids: &[String]) -> Result<Vec<ChunkPoint>>;
     /// Checks the store is reachable and its collection matches (a server
     /// backend connects lazily; the embedded one is checked when opened).
     async fn check(&self) -> Result<()> {

@@ -27,7 +27,7 @@ use qdrant_client::qdrant::{
     Vector, VectorInput, VectorParamsBuilder, VectorsConfigBuilder, point_id::PointIdOptions, vectors_config,
 };
 use qdrant_client::qdrant::{
-    RetrievedPoint, ScrollPointsBuilder, SetPayloadPointsBuilder, vector_output, vectors_output,
+    GetPointsBuilder, RetrievedPoint, ScrollPointsBuilder, SetPayloadPointsBuilder, vector_output, vectors_output,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use serde_json::{Value, json};
@@ -566,6 +566,20 @@ impl VectorStore for QdrantStore {
         let points = response.result.into_iter().map(to_point).collect::<Result<Vec<_>>>()?;
         let next = response.next_page_offset.map(|id| id_string(Some(id)));
         Ok((points, next))
+    }
+
+    async fn get(&self, ids: &[String]) -> Result<Vec<ChunkPoint>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ready().await?;
+        let ids: Vec<PointId> = ids.iter().map(|id| PointId::from(id.clone())).collect();
+        let request = GetPointsBuilder::new(&self.settings.collection, ids)
+            .with_payload(true)
+            .with_vectors(true)
+            .build();
+        let response = self.retry("get", || self.client.get_points(request.clone())).await?;
+        response.result.into_iter().map(to_point).collect()
     }
 
     async fn check(&self) -> Result<()> {

@@ -158,6 +158,21 @@ async fn conformance(store: Arc<dyn VectorStore>) {
         assert!((dot / (norm(&got.dense) * norm(&want.dense)) - 1.0).abs() < 1e-4);
     }
 
+    // points by id: the stored ones with their vectors, unknown ids left out
+    let wanted = [
+        expected[0].id.clone(),
+        point_id("alpha", "nowhere.rs", "blob", 1, 3, "test"),
+        expected[3].id.clone(),
+    ];
+    let mut got = store.get(&wanted).await.unwrap();
+    got.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(got.len(), 2);
+    for (got, want) in got.iter().zip([&expected[0], &expected[3]]) {
+        assert_eq!((&got.id, &got.run, &got.payload), (&want.id, &want.run, &want.payload));
+        assert_eq!(got.dense.len(), DIM);
+    }
+    assert!(store.get(&[]).await.unwrap().is_empty());
+
     // a new run of alpha rewrites one point; stale ones of alpha go, beta stays
     store
         .upsert(vec![point("alpha", "src/a.rs", "rust", "r2", 0, 1)])

@@ -153,3 +153,89 @@ async fn reindexing_unchanged_repo_is_idempotent() {
     store.delete_repo("r").await.unwrap();
     assert_eq!(store.count(&SearchFilter::default()).await.unwrap(), 0);
 }
+
+/// Counts the texts it embeds.
+struct Counting {
+    inner: HashEmbedder,
+    texts: std::sync::atomic::AtomicUsize,
+}
+
+impl Embed for Counting {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn fingerprint(&self) -> &str {
+        self.inner.fingerprint()
+    }
+    fn embed_documents(&self, texts: &[&str]) -> cairn_indexer::error::Result<cairn_indexer::embed::Embedded> {
+        self.texts.fetch_add(texts.len(), std::sync::atomic::Ordering::Relaxed);
+        self.inner.embed_documents(texts)
+    }
+    fn embed_query(&self, text: &str) -> cairn_indexer::error::Result<Vec<f32>> {
+        self.inner.embed_query(text)
+    }
+}
+
+/// An indexer that lost its embedding cache (a new indexer taking over a
+/// Qdrant deployment, a wiped data dir) reads the vectors of chunks that are
+/// already stored instead of embedding them again; a chunk whose text
+/// changed under the same id (redaction switched on) is embedded anew.
+#[tokio::test(flavor = "multi_thread")]
+async fn stored_points_are_not_embedded_again() {
+    let repo = sample_repo();
+    write(
+        repo.path(),
+        "deploy/settings.py",
+        "def connect():\n    token = \"ghp_abcdefghijklmnopqrstuvwxyz0123456789\"\n    return token\n",
+    );
+    let store_dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn VectorStore> = Arc::new(EdgeStore::open(store_dir.path(), 32).unwrap());
+    let embedder = Arc::new(Counting {
+        inner: HashEmbedder::new(32),
+        texts: Default::default(),
+    });
+    let run = |redact: bool| {
+        let (store, embedder) = (store.clone(), embedder.clone());
+        let dir = repo.path().to_path_buf();
+        async move {
+            let snap = read(&dir, &FileLimits::default()).unwrap();
+            let mut options = IndexOptions::new("r");
+            options.redact_secrets = redact;
+            let chunker = Arc::new(Chunker::new(ChunkerConfig::default()));
+            let before = embedder.texts.load(std::sync::atomic::Ordering::Relaxed);
+            let report = index_snapshot(snap, &options, chunker, embedder.clone(), store, &NoProgress)
+                .await
+                .unwrap();
+            let embedded = embedder.texts.load(std::sync::atomic::Ordering::Relaxed) - before;
+            (report, embedded)
+        }
+    };
+    let (first, embedded) = run(false).await;
+    assert!(
+        first.chunks >= 4 && embedded == first.chunks,
+        "{} chunks, {embedded} embedded",
+        first.chunks
+    );
+    let vectors = |points: Vec<cairn_indexer::store::ChunkPoint>| {
+        let mut v: Vec<(String, Vec<f32>)> = points.into_iter().map(|p| (p.id, p.dense)).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let before = vectors(store.export(None, 1000).await.unwrap().0);
+
+    // the same snapshot again, with no cache: nothing is embedded, nothing changes
+    let (second, embedded) = run(false).await;
+    assert_eq!((second.chunks, second.tokens, embedded), (first.chunks, 0, 0));
+    assert_eq!(vectors(store.export(None, 1000).await.unwrap().0), before);
+
+    // redaction on: the chunk holding the token changes text under the same
+    // id and is embedded again; every other chunk is reused
+    let (third, embedded) = run(true).await;
+    assert_eq!(third.secrets.values().sum::<usize>(), 1);
+    assert_eq!((third.chunks, embedded), (first.chunks, 1));
+    let hits = store
+        .search_sparse(sparse::query_vector("connect token"), &SearchFilter::default(), 1)
+        .await
+        .unwrap();
+    assert!(!hits[0].payload.content.contains("ghp_"), "{}", hits[0].payload.content);
+}

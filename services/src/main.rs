@@ -716,7 +716,7 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
             match roles::seed(meta.as_ref(), &config.data_dir).await {
                 Ok(true) => tracing::warn!(
                     "fresh data dir: took the published repo registry and generation; \
-                     each repo's next run rebuilds it (no manifests or embedding cache here)"
+                     each repo's next run rebuilds it, reusing the vectors already stored in Qdrant"
                 ),
                 Ok(false) => {}
                 Err(e) => anyhow::bail!("cannot read the published repo registry for a fresh data dir: {e:#}"),
@@ -814,10 +814,14 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
         tokio::spawn(async move {
             let mut published = None;
             let mut renewed = std::time::Instant::now();
+            // the first round at once: a new holder publishes before anything else
+            let mut first = true;
             loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(roles::MIRROR_EVERY) => {}
+                if !std::mem::take(&mut first) {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(roles::MIRROR_EVERY) => {}
+                    }
                 }
                 if let Some(lease) = &lease {
                     if renewed.elapsed() >= renew_every {
@@ -831,8 +835,14 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
                             Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot renew the indexer lease; retrying"),
                         }
                     }
-                    if let Err(e) = roles::publish(meta.as_ref(), &config.data_dir, &lease.holder, &mut published).await {
-                        tracing::warn!(error = %format!("{e:#}"), "cannot publish the repo registry; retrying");
+                    match roles::publish(meta.as_ref(), &config.data_dir, &lease.holder, lease.expires_at_ms(), &mut published).await {
+                        Ok(roles::Publication::Refused { holder }) => {
+                            tracing::error!(holder = %holder, "another indexer published the repo registry: stopping");
+                            shutdown.cancel();
+                            return (published, Some(holder));
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot publish the repo registry; retrying"),
                     }
                 } else {
                     match roles::mirror(meta.as_ref(), &config.data_dir, &mut mirrored).await {
@@ -870,9 +880,14 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
     if let Some(task) = sharing {
         let (mut published, lost) = task.await.unwrap_or_default();
         if let (Some(meta), Some(lease), None) = (&meta, &lease, &lost) {
-            // the last checkpoints, then a standby may take over at once
-            if let Err(e) = roles::publish(meta.as_ref(), &config.data_dir, &lease.holder, &mut published).await {
-                tracing::warn!(error = %format!("{e:#}"), "cannot publish the repo registry at exit");
+            // the last checkpoints, unprotected (expiry 0), then a standby
+            // may take over at once
+            match roles::publish(meta.as_ref(), &config.data_dir, &lease.holder, 0, &mut published).await {
+                Ok(roles::Publication::Refused { holder }) => {
+                    tracing::warn!(holder = %holder, "another indexer published the repo registry before this one stopped")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot publish the repo registry at exit"),
             }
             if let Err(e) = lease.release().await {
                 tracing::warn!(error = %format!("{e:#}"), "cannot release the indexer lease");

@@ -6,12 +6,23 @@
 //! indexer's, and follow it within [`MIRROR_EVERY`].
 //!
 //! # The lease
-//! Qdrant has no compare-and-swap, so the lease is taken by writing, waiting
-//! [`Lease::settle`], and reading back: of two indexers that start together
-//! the later write wins and the other sees it. The holder renews every third
-//! of the TTL and gives up (the process stops, to be restarted as a standby)
-//! when it finds another holder. Expiry uses wall clocks: the machines'
-//! clocks must agree to well within the TTL (NTP). Only the holder publishes.
+//! The lease is a document `{holder, expires_at_ms}` written with a guarded
+//! write ([`MetaStore::put_guarded`]; with Qdrant a conditional update),
+//! which the store applies only over a lease that is free, expired or
+//! already ours; the writer then waits [`Lease::settle`] and reads it back.
+//! Of two indexers that start together exactly one holds it. The holder
+//! renews every third of the TTL with a write guarded by its own name, so a
+//! holder that was paused past the TTL can never overwrite its successor's
+//! lease: it reads the successor back and stops (to be restarted as a
+//! standby). Expiry uses wall clocks: the machines' clocks must agree to
+//! well within the TTL (NTP).
+//!
+//! # Fencing the registry
+//! Only the holder publishes, and the published registry is guarded the same
+//! way: it carries its holder and that holder's lease expiry, so once a
+//! successor has published, a former holder's publication is refused (and
+//! it stops). The chunk points themselves are not fenced: two indexers that
+//! overlap write the same deterministic points, so the index converges.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_indexer::generation::{self, Generation};
 use cairn_indexer::registry::{Registry, RepoRecord};
-use cairn_indexer::store::meta::MetaStore;
+use cairn_indexer::store::meta::{Guard, MetaStore};
 use serde::{Deserialize, Serialize};
 
 /// The published registry's key.
@@ -37,28 +48,70 @@ pub struct Published {
     pub generation: Option<Generation>,
     pub repos: BTreeMap<String, RepoRecord>,
     /// The lease holder that published it.
-    pub by: String,
+    #[serde(alias = "by")]
+    pub holder: String,
+    /// Until when only its holder may replace it: the holder's lease expiry
+    /// when it published, 0 once it let the lease go.
+    #[serde(default)]
+    pub expires_at_ms: u64,
 }
 
-/// Reads the data dir's registry and generation and publishes them when
-/// they differ from `last`; returns whether it wrote.
+impl Published {
+    /// Whether `other` publishes the same generation and registry.
+    fn same_content(&self, other: &Published) -> bool {
+        self.generation == other.generation && self.repos == other.repos
+    }
+}
+
+/// What [`publish`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Publication {
+    /// Nothing changed since the last publication.
+    Unchanged,
+    Written,
+    /// Another holder published since: this process lost the lease.
+    Refused {
+        holder: String,
+    },
+}
+
+/// Reads the data dir's registry and generation and publishes them as
+/// `holder`'s, protected until `expires_at_ms` (its lease's expiry; 0 to
+/// let a successor replace them at once), when they or the expiry differ
+/// from `last`. The write is refused when a successor published since.
 pub async fn publish(
     meta: &dyn MetaStore,
     root: &Path,
-    by: &str,
+    holder: &str,
+    expires_at_ms: u64,
     last: &mut Option<Published>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Publication> {
     let doc = Published {
         generation: generation::load(root)?,
         repos: Registry::new(root.join("repos.json")).load()?,
-        by: by.to_string(),
+        holder: holder.to_string(),
+        expires_at_ms,
     };
     if last.as_ref() == Some(&doc) {
-        return Ok(false);
+        return Ok(Publication::Unchanged);
     }
-    meta.put(REGISTRY_KEY, &serde_json::to_value(&doc)?).await?;
-    *last = Some(doc);
-    Ok(true)
+    let guard = Guard {
+        holder: holder.to_string(),
+        or_expired_before_ms: Some(now_ms()),
+    };
+    meta.put_guarded(REGISTRY_KEY, &serde_json::to_value(&doc)?, &guard)
+        .await?;
+    let there: Option<Published> = match meta.get(REGISTRY_KEY).await? {
+        Some(v) => serde_json::from_value(v).ok(),
+        None => None,
+    };
+    match there {
+        Some(there) if there.holder != holder => Ok(Publication::Refused { holder: there.holder }),
+        _ => {
+            *last = Some(doc);
+            Ok(Publication::Written)
+        }
+    }
 }
 
 /// Copies the published registry and generation into the data dir at
@@ -74,7 +127,7 @@ pub async fn mirror(
     };
     let doc: Published = serde_json::from_value(doc)
         .map_err(|e| anyhow::anyhow!("the published registry in {} is not readable: {e}", meta.describe()))?;
-    if last.as_ref() == Some(&doc) {
+    if last.as_ref().is_some_and(|l| l.same_content(&doc)) {
         return Ok(None);
     }
     if let Some(g) = &doc.generation {
@@ -129,6 +182,8 @@ pub struct Lease {
     pub ttl: Duration,
     /// How long to wait between writing the lease and reading it back.
     pub settle: Duration,
+    /// When the lease we last wrote expires (0: not held).
+    expires_at_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Who holds the lease, when it is not us.
@@ -151,7 +206,13 @@ impl Lease {
             holder: format!("{host}/{}/{}", std::process::id(), &random[..8]),
             ttl,
             settle: Duration::from_secs(2).min(ttl / 4),
+            expires_at_ms: Default::default(),
         }
+    }
+
+    /// When our lease expires, as last written (0 when not held).
+    pub fn expires_at_ms(&self) -> u64 {
+        self.expires_at_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn current(&self) -> anyhow::Result<Option<LeaseDoc>> {
@@ -161,13 +222,38 @@ impl Lease {
         })
     }
 
-    async fn write(&self, expires_at_ms: u64) -> anyhow::Result<()> {
+    /// Writes our lease over a free one, our own, or (`or_expired`) an
+    /// expired one, then reads back who holds it: `None` when we do.
+    async fn write(&self, expires_at_ms: u64, or_expired: bool) -> anyhow::Result<Option<HeldBy>> {
+        let now = now_ms();
         let doc = LeaseDoc {
             holder: self.holder.clone(),
             expires_at_ms,
         };
-        self.meta.put(LEASE_KEY, &serde_json::to_value(doc)?).await?;
-        Ok(())
+        let guard = Guard {
+            holder: self.holder.clone(),
+            or_expired_before_ms: or_expired.then_some(now),
+        };
+        self.meta
+            .put_guarded(LEASE_KEY, &serde_json::to_value(doc)?, &guard)
+            .await?;
+        if or_expired {
+            // a store that ignored the guard (a Qdrant server before 1.16)
+            // still settles on the last writer: wait for it
+            tokio::time::sleep(self.settle).await;
+        }
+        match self.current().await? {
+            Some(doc) if doc.holder == self.holder => {
+                self.expires_at_ms
+                    .store(doc.expires_at_ms, std::sync::atomic::Ordering::Relaxed);
+                Ok(None)
+            }
+            Some(doc) => {
+                self.expires_at_ms.store(0, std::sync::atomic::Ordering::Relaxed);
+                Ok(Some(doc.held_by()))
+            }
+            None => anyhow::bail!("the lease written to {} is not there", self.meta.describe()),
+        }
     }
 
     /// Takes the lease if it is free, expired or already ours: `Ok(None)`
@@ -180,15 +266,9 @@ impl Lease {
         {
             return Ok(Some(doc.held_by()));
         }
-        self.write(now + self.ttl.as_millis() as u64).await?;
-        // a contender that read the lease free at the same moment writes too:
-        // the later write wins, and both read back the winner
-        tokio::time::sleep(self.settle).await;
-        match self.current().await? {
-            Some(doc) if doc.holder == self.holder => Ok(None),
-            Some(doc) => Ok(Some(doc.held_by())),
-            None => anyhow::bail!("the lease written to {} is not there", self.meta.describe()),
-        }
+        // of contenders that read the lease free at the same moment, the
+        // store lets the first write through and refuses the others
+        self.write(now + self.ttl.as_millis() as u64, true).await
     }
 
     /// Waits (as a standby) until the lease is ours; `false` when `stop`
@@ -213,22 +293,16 @@ impl Lease {
         }
     }
 
-    /// Extends the lease; `Ok(Some(..))` when another process holds it now.
+    /// Extends the lease; `Ok(Some(..))` when another process holds it now
+    /// (the write never replaces another holder's lease).
     pub async fn renew(&self) -> anyhow::Result<Option<HeldBy>> {
-        match self.current().await? {
-            Some(doc) if doc.holder != self.holder => Ok(Some(doc.held_by())),
-            _ => {
-                self.write(now_ms() + self.ttl.as_millis() as u64).await?;
-                Ok(None)
-            }
-        }
+        self.write(now_ms() + self.ttl.as_millis() as u64, false).await
     }
 
     /// Gives the lease up (a standby can take it at once).
     pub async fn release(&self) -> anyhow::Result<()> {
-        if matches!(self.current().await?, Some(doc) if doc.holder == self.holder) {
-            self.write(0).await?;
-        }
+        self.write(0, false).await?;
+        self.expires_at_ms.store(0, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }
@@ -316,16 +390,25 @@ mod tests {
         registry.put(record.clone()).unwrap();
 
         let mut published = None;
-        assert!(publish(&meta, indexer.path(), "idx-1", &mut published).await.unwrap());
-        assert!(
-            !publish(&meta, indexer.path(), "idx-1", &mut published).await.unwrap(),
+        let later = now_ms() + 60_000;
+        assert_eq!(
+            publish(&meta, indexer.path(), "idx-1", later, &mut published)
+                .await
+                .unwrap(),
+            Publication::Written
+        );
+        assert_eq!(
+            publish(&meta, indexer.path(), "idx-1", later, &mut published)
+                .await
+                .unwrap(),
+            Publication::Unchanged,
             "unchanged: not written again"
         );
         let copy = mirror(&meta, replica.path(), &mut seen)
             .await
             .unwrap()
             .expect("a new copy");
-        assert_eq!(copy.by, "idx-1");
+        assert_eq!(copy.holder, "idx-1");
         assert_eq!(generation::load(replica.path()).unwrap(), Some(g));
         let mirrored = Registry::new(replica.path().join("repos.json")).load().unwrap();
         assert_eq!(mirrored.get("acme-auth"), Some(&record));
@@ -352,13 +435,94 @@ mod tests {
 
         // a removal on the indexer reaches the replica
         registry.remove("acme-auth").unwrap();
-        assert!(publish(&meta, indexer.path(), "idx-1", &mut published).await.unwrap());
+        assert_eq!(
+            publish(&meta, indexer.path(), "idx-1", later, &mut published)
+                .await
+                .unwrap(),
+            Publication::Written
+        );
         assert!(mirror(&meta, replica.path(), &mut seen).await.unwrap().is_some());
+        // a renewed lease republishes with the new expiry; replicas see no change
+        assert_eq!(
+            publish(&meta, indexer.path(), "idx-1", later + 1, &mut published)
+                .await
+                .unwrap(),
+            Publication::Written
+        );
+        assert!(mirror(&meta, replica.path(), &mut seen).await.unwrap().is_none());
         assert!(
             Registry::new(replica.path().join("repos.json"))
                 .load()
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[tokio::test]
+    async fn a_former_holder_can_overwrite_neither_the_lease_nor_the_registry() {
+        let meta: Arc<dyn MetaStore> = Arc::new(MemoryMeta::default());
+        let (a, b) = (lease(&meta, 300), lease(&meta, 5_000));
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for (dir, repo) in [(&dir_a, "from-a"), (&dir_b, "from-b")] {
+            Registry::new(dir.path().join("repos.json"))
+                .put(RepoRecord {
+                    name: repo.into(),
+                    ..Default::default()
+                })
+                .unwrap();
+        }
+        assert_eq!(a.try_acquire().await.unwrap(), None);
+        assert!(a.expires_at_ms() > now_ms());
+        let (mut pa, mut pb) = (None, None);
+        let published = publish(meta.as_ref(), dir_a.path(), &a.holder, a.expires_at_ms(), &mut pa);
+        assert_eq!(published.await.unwrap(), Publication::Written);
+        // b cannot publish over a live holder
+        let refused = publish(meta.as_ref(), dir_b.path(), &b.holder, now_ms() + 5_000, &mut pb);
+        assert_eq!(
+            refused.await.unwrap(),
+            Publication::Refused {
+                holder: a.holder.clone()
+            }
+        );
+
+        // a is paused past its TTL; b takes over and publishes
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(b.try_acquire().await.unwrap(), None);
+        let published = publish(meta.as_ref(), dir_b.path(), &b.holder, b.expires_at_ms(), &mut pb);
+        assert_eq!(published.await.unwrap(), Publication::Written);
+
+        // a wakes up: its renewal does not overwrite b's lease, and its
+        // registry (changed meanwhile) is refused
+        assert_eq!(a.renew().await.unwrap().map(|h| h.holder), Some(b.holder.clone()));
+        assert_eq!(a.expires_at_ms(), 0);
+        Registry::new(dir_a.path().join("repos.json"))
+            .put(RepoRecord {
+                name: "late".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        let refused = publish(meta.as_ref(), dir_a.path(), &a.holder, now_ms() + 300, &mut pa);
+        assert_eq!(
+            refused.await.unwrap(),
+            Publication::Refused {
+                holder: b.holder.clone()
+            }
+        );
+        let replica = tempfile::tempdir().unwrap();
+        let copy = mirror(meta.as_ref(), replica.path(), &mut None).await.unwrap().unwrap();
+        assert_eq!(copy.repos.keys().collect::<Vec<_>>(), ["from-b"]);
+        assert_eq!(
+            meta.get(LEASE_KEY).await.unwrap().unwrap()["holder"],
+            serde_json::json!(b.holder)
+        );
+
+        // b exits: its last publication expires at once, so a successor
+        // publishes without waiting for b's lease to run out
+        let last = publish(meta.as_ref(), dir_b.path(), &b.holder, 0, &mut pb);
+        assert_eq!(last.await.unwrap(), Publication::Written);
+        b.release().await.unwrap();
+        assert_eq!(a.try_acquire().await.unwrap(), None);
+        let published = publish(meta.as_ref(), dir_a.path(), &a.holder, a.expires_at_ms(), &mut pa);
+        assert_eq!(published.await.unwrap(), Publication::Written);
     }
 }

@@ -3,22 +3,61 @@
 //! backend they live in a second collection, `<collection>-meta`, beside the
 //! chunks, so retrieval replicas and the indexer need nothing else in common.
 //!
-//! Qdrant has no compare-and-swap; writers are kept apart by the lease
-//! protocol in `cairn-services` (write, wait, read back), and only the lease
-//! holder writes anything else.
+//! Writers are kept apart by the lease protocol in `cairn-services`: the
+//! lease, and everything only its holder may write, is written with
+//! [`MetaStore::put_guarded`], which the store applies only when the
+//! document already there is not another live holder's (with Qdrant, a
+//! conditional update: `update_filter`, Qdrant 1.16+). Guarded documents
+//! carry their `holder` and `expires_at_ms` as top-level payload fields, so
+//! the store can evaluate the guard.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use qdrant_client::qdrant::{
-    CreateCollectionBuilder, DeleteCollectionBuilder, Distance, GetPointsBuilder, PointStruct, UpsertPointsBuilder,
-    VectorParamsBuilder, value::Kind,
+    Condition, CreateCollectionBuilder, DeleteCollectionBuilder, Distance, Filter, GetPointsBuilder, PointStruct,
+    Range, ReadConsistencyType, UpsertPointsBuilder, VectorParamsBuilder, WriteOrdering, WriteOrderingType,
+    read_consistency, value::Kind,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use serde_json::Value;
 
 use super::qdrant::QdrantSettings;
 use crate::error::{IndexError, Result};
+
+/// The payload field naming who wrote a guarded document.
+pub const HOLDER: &str = "holder";
+/// The payload field (milliseconds since the Unix epoch) after which a
+/// guarded document no longer protects its holder.
+pub const EXPIRES: &str = "expires_at_ms";
+
+/// When [`MetaStore::put_guarded`] may replace the document at a key: when
+/// there is none, when it names no holder (written before guards), when
+/// its holder is `holder`, or, with `or_expired_before_ms`, when it expires
+/// before that time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guard {
+    pub holder: String,
+    pub or_expired_before_ms: Option<u64>,
+}
+
+impl Guard {
+    /// Whether the guard lets a write replace `current`.
+    pub fn admits(&self, current: Option<&Value>) -> bool {
+        let Some(current) = current else {
+            return true;
+        };
+        match current.get(HOLDER).and_then(Value::as_str) {
+            None => true,
+            Some(h) if h == self.holder => true,
+            Some(_) => match (self.or_expired_before_ms, current.get(EXPIRES).and_then(Value::as_u64)) {
+                (Some(before), Some(expires)) => expires < before,
+                (Some(_), None) => true,
+                (None, _) => false,
+            },
+        }
+    }
+}
 
 /// A key → JSON document store.
 #[async_trait]
@@ -29,6 +68,10 @@ pub trait MetaStore: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Value>>;
     /// Replaces the document at `key`; returns once the store acknowledged it.
     async fn put(&self, key: &str, doc: &Value) -> Result<()>;
+    /// Replaces the document at `key` only if `guard` admits the one there,
+    /// decided by the store together with the write (no other write comes
+    /// between). Whether it wrote is not reported: read the key back.
+    async fn put_guarded(&self, key: &str, doc: &Value, guard: &Guard) -> Result<()>;
 }
 
 /// Documents in process memory: one process's view, for tests and tools.
@@ -47,6 +90,14 @@ impl MetaStore for MemoryMeta {
 
     async fn put(&self, key: &str, doc: &Value) -> Result<()> {
         self.0.lock().insert(key.to_string(), doc.clone());
+        Ok(())
+    }
+
+    async fn put_guarded(&self, key: &str, doc: &Value, guard: &Guard) -> Result<()> {
+        let mut docs = self.0.lock();
+        if guard.admits(docs.get(key)) {
+            docs.insert(key.to_string(), doc.clone());
+        }
         Ok(())
     }
 }
@@ -150,9 +201,11 @@ impl MetaStore for QdrantMeta {
 
     async fn get(&self, key: &str) -> Result<Option<Value>> {
         self.ready().await?;
+        // a majority of replicas: a guarded write acknowledged by them is seen
         let request = GetPointsBuilder::new(&self.settings.collection, vec![point_id(key).into()])
             .with_payload(true)
             .with_vectors(false)
+            .read_consistency(read_consistency::Value::Type(ReadConsistencyType::Majority.into()))
             .build();
         let response = self
             .retry("meta get", || self.client.get_points(request.clone()))
@@ -175,13 +228,51 @@ impl MetaStore for QdrantMeta {
     }
 
     async fn put(&self, key: &str, doc: &Value) -> Result<()> {
+        self.upsert(key, doc, None).await
+    }
+
+    async fn put_guarded(&self, key: &str, doc: &Value, guard: &Guard) -> Result<()> {
+        let mut may = vec![
+            Condition::is_empty(HOLDER),
+            Condition::matches(HOLDER, guard.holder.clone()),
+        ];
+        if let Some(before) = guard.or_expired_before_ms {
+            may.push(Condition::is_empty(EXPIRES));
+            may.push(Condition::range(
+                EXPIRES,
+                Range {
+                    lt: Some(before as f64),
+                    ..Range::default()
+                },
+            ));
+        }
+        self.upsert(key, doc, Some(Filter::should(may))).await
+    }
+}
+
+impl QdrantMeta {
+    /// Writes the point of `key` (through the shard leader, so guarded
+    /// writes are ordered); with `only_over`, a conditional update that
+    /// leaves an existing point that does not match it as it is.
+    async fn upsert(&self, key: &str, doc: &Value, only_over: Option<Filter>) -> Result<()> {
         self.ready().await?;
-        let payload = Payload::try_from(serde_json::json!({ "key": key, "doc": doc.to_string() }))
-            .map_err(|e| store_err("bad metadata payload", e))?;
+        let mut payload = serde_json::json!({ "key": key, "doc": doc.to_string() });
+        for field in [HOLDER, EXPIRES] {
+            if let Some(v) = doc.get(field) {
+                payload[field] = v.clone();
+            }
+        }
+        let payload = Payload::try_from(payload).map_err(|e| store_err("bad metadata payload", e))?;
         let point = PointStruct::new(point_id(key), vec![1.0f32], payload);
-        let request = UpsertPointsBuilder::new(&self.settings.collection, vec![point])
+        let mut request = UpsertPointsBuilder::new(&self.settings.collection, vec![point])
             .wait(true)
-            .build();
+            .ordering(WriteOrdering {
+                r#type: WriteOrderingType::Strong.into(),
+            });
+        if let Some(filter) = only_over {
+            request = request.update_filter(filter);
+        }
+        let request = request.build();
         self.retry("meta put", || self.client.upsert_points(request.clone()))
             .await
             .map(|_| ())
@@ -197,6 +288,43 @@ mod tests {
         assert_eq!(point_id("registry"), point_id("registry"));
         assert_ne!(point_id("registry"), point_id("lease"));
         assert!(uuid::Uuid::parse_str(&point_id("lease")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn guarded_writes_replace_only_what_the_guard_admits() {
+        use serde_json::json;
+        let m = MemoryMeta::default();
+        let mine = |or_expired_before_ms| Guard {
+            holder: "a".into(),
+            or_expired_before_ms,
+        };
+        // nothing there, then our own document
+        m.put_guarded("k", &json!({"holder": "a", "expires_at_ms": 100, "n": 1}), &mine(None))
+            .await
+            .unwrap();
+        m.put_guarded("k", &json!({"holder": "a", "expires_at_ms": 200, "n": 2}), &mine(None))
+            .await
+            .unwrap();
+        assert_eq!(m.get("k").await.unwrap().unwrap()["n"], 2);
+        // another holder's document: kept while it lives, replaced once expired
+        let theirs = json!({"holder": "b", "expires_at_ms": 500, "n": 3});
+        m.put("k", &theirs).await.unwrap();
+        for guard in [mine(None), mine(Some(500)), mine(Some(400))] {
+            m.put_guarded("k", &json!({"holder": "a", "n": 4}), &guard)
+                .await
+                .unwrap();
+            assert_eq!(m.get("k").await.unwrap().unwrap(), theirs, "{guard:?}");
+        }
+        m.put_guarded("k", &json!({"holder": "a", "n": 5}), &mine(Some(501)))
+            .await
+            .unwrap();
+        assert_eq!(m.get("k").await.unwrap().unwrap()["n"], 5);
+        // a document written before guards names no holder: anyone replaces it
+        m.put("k", &json!({"n": 6})).await.unwrap();
+        m.put_guarded("k", &json!({"holder": "a", "n": 7}), &mine(None))
+            .await
+            .unwrap();
+        assert_eq!(m.get("k").await.unwrap().unwrap()["n"], 7);
     }
 
     #[tokio::test]

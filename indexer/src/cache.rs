@@ -228,7 +228,7 @@ impl EmbeddingCache {
 
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync of
 /// the directory): readers see the old or the new content, never a mix.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |e| IndexError::io(format!("failed to write {}", path.display()), e);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;

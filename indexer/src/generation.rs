@@ -211,6 +211,29 @@ pub fn remove_stale_shards(root: &Path, serving: &str, building: Option<&str>) -
     Ok(removed)
 }
 
+/// The generation a Qdrant collection holds, when `name` is one of the
+/// chunk collections of the configured collection `base`: `base` itself
+/// ([`LEGACY`]) or `<base>-gen-<12 hex digits>`. The metadata collection
+/// and every other name are not generations.
+pub fn collection_generation<'a>(base: &str, name: &'a str) -> Option<&'a str> {
+    if name == base {
+        return Some(LEGACY);
+    }
+    let generation = name.strip_prefix(base)?.strip_prefix('-')?;
+    let hash = generation.strip_prefix("gen-")?;
+    (hash.len() == 12 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(generation)
+}
+
+/// Of the collections `existing`, those of generations of `base` other than
+/// `serving` and `building`: replaced by a switch, or abandoned builds.
+pub fn replaced_collections(base: &str, existing: &[String], serving: &str, building: Option<&str>) -> Vec<String> {
+    existing
+        .iter()
+        .filter(|name| collection_generation(base, name).is_some_and(|g| g != serving && Some(g) != building))
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,5 +351,41 @@ mod tests {
         removed.sort();
         assert_eq!(removed, ["edge"]);
         assert!(store.join("other").exists() && store.join("gen-bbbbbbbbbbbb.build").exists());
+    }
+
+    #[test]
+    fn replaced_collections_are_only_other_generations_of_this_deployment() {
+        let existing: Vec<String> = [
+            "cairn",
+            "cairn-meta",
+            "cairn-gen-aaaaaaaaaaaa",
+            "cairn-gen-bbbbbbbbbbbb",
+            "cairn-gen-cccccccccccc",
+            "cairn-gen-short",
+            "cairn-staging",
+            "cairn-staging-gen-dddddddddddd",
+            "other-gen-eeeeeeeeeeee",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            replaced_collections("cairn", &existing, "gen-bbbbbbbbbbbb", Some("gen-cccccccccccc")),
+            ["cairn", "cairn-gen-aaaaaaaaaaaa"]
+        );
+        assert_eq!(
+            replaced_collections("cairn", &existing, LEGACY, None),
+            [
+                "cairn-gen-aaaaaaaaaaaa",
+                "cairn-gen-bbbbbbbbbbbb",
+                "cairn-gen-cccccccccccc"
+            ]
+        );
+        // another deployment's collections sharing the prefix are not ours
+        assert_eq!(
+            replaced_collections("cairn-staging", &existing, LEGACY, None),
+            ["cairn-staging-gen-dddddddddddd"]
+        );
+        assert_eq!(collection_generation("cairn", "cairn-meta"), None);
     }
 }

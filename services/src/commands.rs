@@ -135,6 +135,37 @@ fn open_store(config: &Config, data: &DataDir, name: &str, dim: usize) -> anyhow
     })
 }
 
+/// How long the Qdrant collection of a replaced generation is kept after a
+/// switch: retrieval replicas follow the published generation within
+/// seconds ([`crate::roles::MIRROR_EVERY`]), and requests already under way
+/// finish on the old one.
+pub const RETIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Drops the Qdrant collections of this deployment's generations other than
+/// `serving` and `building` (replaced by a switch, or builds abandoned when
+/// the model changed again); returns their names. The embedded store's
+/// shards are removed when it is opened, so this is a no-op for it. Only
+/// the process that writes the index (the daemon) calls it.
+pub async fn drop_replaced_collections(
+    store: &crate::store_config::StoreConfig,
+    serving: &str,
+    building: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    if store.kind != StoreKind::Qdrant {
+        return Ok(Vec::new());
+    }
+    let settings = store.qdrant_settings();
+    let existing = cairn_indexer::store::qdrant::collections(&settings).await?;
+    let replaced = generation::replaced_collections(&settings.collection, &existing, serving, building);
+    for name in &replaced {
+        let mut of = settings.clone();
+        of.collection = name.clone();
+        QdrantStore::new(of, 1)?.drop_collection().await?;
+        tracing::info!(collection = %name, "dropped the collection of a replaced generation");
+    }
+    Ok(replaced)
+}
+
 impl Engine {
     /// Locks the data dir (failing at once if another process holds it),
     /// then loads the model and opens the store.

@@ -178,6 +178,8 @@ struct Inner {
     /// When the store was last optimized (or the daemon started).
     last_optimize: Mutex<Instant>,
     settings: IndexerConfig,
+    /// Where the index lives (replaced Qdrant generations are dropped).
+    store: crate::store_config::StoreConfig,
     configured: BTreeMap<String, RepoConfig>,
     workers: Mutex<HashMap<String, Arc<Worker>>>,
     permits: Semaphore,
@@ -320,6 +322,7 @@ impl Daemon {
             switching: tokio::sync::RwLock::new(()),
             last_optimize: Mutex::new(Instant::now()),
             settings: config.indexer.clone(),
+            store: config.store.clone(),
             configured: config.repos.iter().map(|r| (r.name.clone(), r.clone())).collect(),
             workers: Mutex::new(HashMap::new()),
             permits: Semaphore::new(config.indexer.concurrency.max(1)),
@@ -495,11 +498,28 @@ impl Daemon {
                 *self.0.indexer.write().unwrap_or_else(|p| p.into_inner()) = pending.after.clone();
                 *slot = None;
                 tracing::info!(generation = %to.name, model = %to.fingerprint, "switched to the new generation of the index");
+                self.retire_replaced(to.name.clone());
             }
             Err(e) => {
                 tracing::error!(error = %e, "switching to the new generation failed; retrying after the next run");
             }
         }
+    }
+
+    /// Drops the store of the generation a switch replaced once replicas
+    /// moved on ([`crate::commands::RETIRE_AFTER`]). A shutdown first leaves
+    /// it to the next start.
+    fn retire_replaced(&self, serving: String) {
+        let (store, shutdown) = (self.0.store.clone(), self.0.shutdown.clone());
+        self.0.tasks.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(crate::commands::RETIRE_AFTER) => {}
+            }
+            if let Err(e) = crate::commands::drop_replaced_collections(&store, &serving, None).await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot drop the collection of the replaced generation; the next start retries");
+            }
+        });
     }
 
     /// Waits until every worker and watcher stopped (after shutdown).

@@ -581,6 +581,16 @@ async fn start_daemon(engine: &Engine, config: &Config, shutdown: CancellationTo
     let indexer = timed(engine.repo_indexer(config));
     let pending = cairn_services::daemon::PendingSwitch::of(engine, config, timed);
     let daemon = Daemon::start_with(indexer, pending, config, metrics.clone(), shutdown).await?;
+    // generations replaced before the last stop (the daemon drops those it
+    // replaces itself, after a grace period)
+    let building = engine.migration.as_ref().map(|m| m.to.name.clone());
+    let (store, serving) = (config.store.clone(), engine.generation.name.clone());
+    tokio::spawn(async move {
+        if let Err(e) = cairn_services::commands::drop_replaced_collections(&store, &serving, building.as_deref()).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "cannot drop the collections of replaced generations");
+        }
+    });
     if !config.repos.is_empty() {
         tracing::info!(
             repos = config.repos.len(),
@@ -714,13 +724,29 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
             }
             tracing::info!(holder = %lease.holder, "holding the indexer lease");
             match roles::seed(meta.as_ref(), &config.data_dir).await {
-                Ok(true) => tracing::warn!(
-                    "fresh data dir: took the published repo registry and generation; \
-                     each repo's next run rebuilds it, reusing the vectors already stored in Qdrant"
+                Ok(roles::Seeded::Adopted { fresh }) => tracing::warn!(
+                    fresh,
+                    "took the published repo registry and generation (the data dir was {}); \
+                     each repo's next run rebuilds it, reusing the vectors already stored in Qdrant",
+                    if fresh { "empty" } else { "behind them" }
                 ),
-                Ok(false) => {}
-                Err(e) => anyhow::bail!("cannot read the published repo registry for a fresh data dir: {e:#}"),
+                Ok(_) => {}
+                Err(e) => anyhow::bail!("cannot read the published repo registry: {e:#}"),
             }
+            // claim the registry before the first run writes anything, so a
+            // former holder's data dir learns at its next start that it is behind
+            let claimed = roles::publish(
+                meta.as_ref(),
+                &config.data_dir,
+                &lease.holder,
+                lease.expires_at_ms(),
+                &mut None,
+            )
+            .await;
+            if let Ok(roles::Publication::Refused { holder }) = claimed {
+                anyhow::bail!("{holder} published the repo registry while this indexer took the lease; stopping");
+            }
+            claimed.map_err(|e| anyhow::anyhow!("cannot publish the repo registry: {e:#}"))?;
             Some(Arc::new(lease))
         }
         _ => None,

@@ -108,10 +108,23 @@ pub async fn publish(
     match there {
         Some(there) if there.holder != holder => Ok(Publication::Refused { holder: there.holder }),
         _ => {
+            let renewal = last
+                .as_ref()
+                .is_some_and(|l| l.holder == doc.holder && l.same_content(&doc));
+            if !renewal {
+                // what this data dir last published, for `seed` after a restart
+                let bytes = serde_json::to_vec(&doc)?;
+                cairn_indexer::cache::write_atomic(&last_published_path(root), &bytes)?;
+            }
             *last = Some(doc);
             Ok(Publication::Written)
         }
     }
+}
+
+/// `<data dir>/published.json`: this data dir's last publication.
+fn last_published_path(root: &Path) -> std::path::PathBuf {
+    root.join("published.json")
 }
 
 /// Copies the published registry and generation into the data dir at
@@ -138,17 +151,63 @@ pub async fn mirror(
     Ok(Some(doc))
 }
 
-/// An indexer on a fresh data dir (a new volume) takes the published
-/// registry and generation as its own, so it writes to the collection that
-/// serves and replicas keep every repo (and its readers) while it catches
-/// up: with no manifest, each repo's next run rebuilds it. Returns whether
-/// it seeded anything; a data dir with a registry or generation is left alone.
-pub async fn seed(meta: &dyn MetaStore, root: &Path) -> anyhow::Result<bool> {
-    let fresh = generation::load(root)?.is_none() && Registry::new(root.join("repos.json")).load()?.is_empty();
-    if !fresh {
-        return Ok(false);
+/// What [`seed`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seeded {
+    /// No indexer published yet: the data dir stays as it is.
+    NothingPublished,
+    /// The data dir holds what was published, or published it last (the
+    /// holder restarting on its own volume, perhaps after a crash that lost
+    /// its last publication): it is kept.
+    Current,
+    /// The data dir was fresh, or held an older view (a volume that last
+    /// indexed before another indexer took over); it now holds the published
+    /// registry and generation, and its manifests and unfinished builds are
+    /// gone, so each repo's next run rebuilds it (reusing stored vectors).
+    Adopted { fresh: bool },
+}
+
+/// Makes the data dir of a new lease holder agree with what was published,
+/// so it writes to the collection that serves and replicas keep every repo
+/// (and its readers) while it catches up. Local manifests describe what the
+/// local view wrote; they are kept only when that view is the published one.
+pub async fn seed(meta: &dyn MetaStore, root: &Path) -> anyhow::Result<Seeded> {
+    let Some(doc) = meta.get(REGISTRY_KEY).await? else {
+        return Ok(Seeded::NothingPublished);
+    };
+    let published: Published = serde_json::from_value(doc)
+        .map_err(|e| anyhow::anyhow!("the published registry in {} is not readable: {e}", meta.describe()))?;
+    let local = Published {
+        generation: generation::load(root)?,
+        repos: Registry::new(root.join("repos.json")).load()?,
+        holder: String::new(),
+        expires_at_ms: 0,
+    };
+    let ours = std::fs::read(last_published_path(root))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Published>(&b).ok())
+        .is_some_and(|last| last.holder == published.holder && last.same_content(&published));
+    if ours || local.same_content(&published) {
+        return Ok(Seeded::Current);
     }
-    Ok(mirror(meta, root, &mut None).await?.is_some())
+    let fresh = local.generation.is_none() && local.repos.is_empty();
+    if !fresh {
+        let mut stale = vec![root.join("state")];
+        if let Ok(entries) = std::fs::read_dir(root.join("store")) {
+            stale.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "build")),
+            );
+        }
+        for dir in stale.into_iter().filter(|d| d.exists()) {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| anyhow::anyhow!("cannot remove the stale {}: {e}", dir.display()))?;
+        }
+    }
+    mirror(meta, root, &mut None).await?;
+    Ok(Seeded::Adopted { fresh })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -418,9 +477,12 @@ mod tests {
         );
 
         // a new indexer on a fresh volume starts from what was published;
-        // one with its own state keeps it
+        // the holder restarting on its own volume keeps its state
         let fresh = tempfile::tempdir().unwrap();
-        assert!(seed(&meta, fresh.path()).await.unwrap());
+        assert_eq!(
+            seed(&meta, fresh.path()).await.unwrap(),
+            Seeded::Adopted { fresh: true }
+        );
         assert_eq!(
             generation::load(fresh.path()).unwrap().map(|g| g.name),
             Some(copy.generation.clone().unwrap().name)
@@ -431,8 +493,31 @@ mod tests {
                 .unwrap()
                 .contains_key("acme-auth")
         );
-        assert!(!seed(&meta, indexer.path()).await.unwrap());
-
+        std::fs::create_dir_all(indexer.path().join("state")).unwrap();
+        assert_eq!(seed(&meta, indexer.path()).await.unwrap(), Seeded::Current);
+        assert!(indexer.path().join("state").exists(), "its manifests are kept");
+        // a volume that last indexed before another indexer took over takes
+        // the published view and drops its manifests and unfinished builds
+        let stale = tempfile::tempdir().unwrap();
+        let old = Generation::for_model("old-fp", "chunking", 8, serde_json::json!({}));
+        generation::save(stale.path(), &old).unwrap();
+        for dir in ["state", "store/gen-aaaaaaaaaaaa.build", "store/gen-aaaaaaaaaaaa"] {
+            std::fs::create_dir_all(stale.path().join(dir)).unwrap();
+        }
+        assert_eq!(
+            seed(&meta, stale.path()).await.unwrap(),
+            Seeded::Adopted { fresh: false }
+        );
+        assert_eq!(generation::load(stale.path()).unwrap(), copy.generation);
+        assert!(!stale.path().join("state").exists() && !stale.path().join("store/gen-aaaaaaaaaaaa.build").exists());
+        assert!(
+            stale.path().join("store/gen-aaaaaaaaaaaa").exists(),
+            "stores are not its to remove"
+        );
+        assert_eq!(
+            seed(&MemoryMeta::default(), stale.path()).await.unwrap(),
+            Seeded::NothingPublished
+        );
         // a removal on the indexer reaches the replica
         registry.remove("acme-auth").unwrap();
         assert_eq!(
@@ -456,6 +541,44 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+
+        // the last publisher that ran on after its last publication (a crash
+        // before the final one) keeps its newer state
+        registry
+            .put(RepoRecord {
+                name: "indexed-after".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(seed(&meta, indexer.path()).await.unwrap(), Seeded::Current);
+        assert!(indexer.path().join("state").exists());
+        // ...unless another holder published since, even the same content
+        let other = tempfile::tempdir().unwrap();
+        assert_eq!(
+            seed(&meta, other.path()).await.unwrap(),
+            Seeded::Adopted { fresh: true }
+        );
+        registry.remove("indexed-after").unwrap();
+        let by_other = publish(&meta, other.path(), "idx-2", later, &mut None).await;
+        assert_eq!(by_other.unwrap(), Publication::Refused { holder: "idx-1".into() });
+        publish(&meta, indexer.path(), "idx-1", 0, &mut published)
+            .await
+            .unwrap();
+        assert_eq!(
+            publish(&meta, other.path(), "idx-2", later, &mut None).await.unwrap(),
+            Publication::Written
+        );
+        registry
+            .put(RepoRecord {
+                name: "indexed-after".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            seed(&meta, indexer.path()).await.unwrap(),
+            Seeded::Adopted { fresh: false }
+        );
+        assert!(!indexer.path().join("state").exists());
     }
 
     #[tokio::test]

@@ -57,20 +57,44 @@ impl TestQdrant {
         )
     }
 
-    /// Drops the chunks collection and its metadata collection (a failure
-    /// is printed, not raised: the test's own outcome matters more).
-    pub async fn drop_collections(&self) {
-        let settings = cairn_indexer::store::qdrant::QdrantSettings {
+    /// Settings for its chunks collection (`collection`: another name).
+    pub fn settings(&self, collection: &str) -> cairn_indexer::store::qdrant::QdrantSettings {
+        cairn_indexer::store::qdrant::QdrantSettings {
             url: self.url.clone(),
             api_key: std::env::var("QDRANT_API_KEY").ok(),
-            collection: self.collection.clone(),
+            collection: collection.to_string(),
             ..Default::default()
+        }
+    }
+
+    /// The test's collections on the server: the chunks collection of each
+    /// generation and the metadata collection.
+    pub async fn collections(&self) -> Vec<String> {
+        let mut names = cairn_indexer::store::qdrant::collections(&self.settings(&self.collection))
+            .await
+            .unwrap();
+        names.retain(|n| n == &self.collection || n.starts_with(&format!("{}-", self.collection)));
+        names.sort();
+        names
+    }
+
+    /// Drops every collection of the test (a failure is printed, not
+    /// raised: the test's own outcome matters more).
+    pub async fn drop_collections(&self) {
+        let names = match cairn_indexer::store::qdrant::collections(&self.settings(&self.collection)).await {
+            Ok(names) => names,
+            Err(e) => return eprintln!("could not list the collections of {}: {e}", self.collection),
         };
-        let meta = cairn_indexer::store::meta::QdrantMeta::new(settings.clone()).unwrap();
-        let chunks = cairn_indexer::store::qdrant::QdrantStore::new(settings, 384).unwrap();
-        for outcome in [meta.drop_collection().await, chunks.drop_collection().await] {
+        for name in names
+            .iter()
+            .filter(|n| *n == &self.collection || n.starts_with(&format!("{}-", self.collection)))
+        {
+            let outcome = match cairn_indexer::store::qdrant::QdrantStore::new(self.settings(name), 384) {
+                Ok(store) => store.drop_collection().await,
+                Err(e) => Err(e),
+            };
             if let Err(e) = outcome {
-                eprintln!("could not drop a collection of {}: {e}", self.collection);
+                eprintln!("could not drop the collection {name}: {e}");
             }
         }
     }

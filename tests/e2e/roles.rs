@@ -82,8 +82,19 @@ async fn indexer_and_replicas_share_the_registry_and_the_lease_through_qdrant() 
         .map(|n| tmp.path().join(n))
         .collect();
 
+    // the collection of a generation replaced before the indexer (re)starts
+    let replaced = format!("{}-gen-000000000000", qdrant.collection);
+    let store = cairn_indexer::store::qdrant::QdrantStore::new(qdrant.settings(&replaced), 384).unwrap();
+    cairn_indexer::store::VectorStore::check(&store).await.unwrap();
+    assert!(qdrant.collections().await.contains(&replaced));
+
     // spawned, so that a failed assertion still drops the collections below
+    let test_qdrant = crate::qdrant::TestQdrant {
+        url: qdrant.url.clone(),
+        collection: qdrant.collection.clone(),
+    };
     let outcome = tokio::spawn(async move {
+        let qdrant = test_qdrant;
         let cfg = ["--config", config.as_str()];
         let mut first = Server::wait_ready(Server::spawn(&dirs[0], &cfg, &[], &["indexer"]));
         let replica = Server::wait_ready(Server::spawn(&dirs[2], &cfg, &[], &["serve", "--no-indexer"]));
@@ -104,6 +115,11 @@ async fn indexer_and_replicas_share_the_registry_and_the_lease_through_qdrant() 
         // the replica's repo status is the mirrored registry
         let resp = c.get(replica.url("/v1/repos/acme-auth")).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 200);
+        // the indexer dropped the replaced generation, and only it
+        assert_eq!(
+            qdrant.collections().await,
+            [qdrant.collection.clone(), format!("{}-meta", qdrant.collection)]
+        );
         // a second indexer stands by (prints nothing) until the first stops
         let second = Server::spawn(&dirs[1], &cfg, &[], &["indexer"]);
         let waiting = tokio::task::spawn_blocking(move || Server::wait_ready(second));

@@ -119,6 +119,13 @@ pub(crate) fn client(settings: &QdrantSettings) -> Result<Qdrant> {
         .map_err(|e| store_err(&format!("invalid Qdrant url {:?}", settings.url), e))
 }
 
+/// The names of every collection on the server of `settings`.
+pub async fn collections(settings: &QdrantSettings) -> Result<Vec<String>> {
+    let client = client(settings)?;
+    let response = retry(settings, "list collections", || client.list_collections()).await?;
+    Ok(response.collections.into_iter().map(|c| c.name).collect())
+}
+
 /// Runs `op` until it succeeds, fails permanently, or runs out of
 /// `settings.attempts` (transient errors back off exponentially).
 pub(crate) async fn retry<T, F, Fut>(settings: &QdrantSettings, what: &str, op: F) -> Result<T>

@@ -4,7 +4,8 @@
 # the compose-spec schema on the compose file, helm lint (values.schema.json
 # included) and the Kubernetes 1.29/1.31 schemas (strict: unknown fields are
 # errors) on the chart rendered with default, GPU, repo-indexing and
-# split-role (retrieval Deployment + HPA, indexer StatefulSet) values,
+# split-role (retrieval Deployment + HPA, indexer StatefulSet, and the
+# in-release Qdrant cluster) values,
 # cairn's own strict config loader on every cairn.toml shipped in deploy/, and
 # systemd-analyze verify on the units. Tools come from PyPI into
 # .local/deploy-venv (pinned).
@@ -40,6 +41,7 @@ variants=(
     "repos:--set reposVolume.existingClaim=checkouts --set repos[0].name=acme-auth --set repos[0].path=acme-auth --set repos[0].groups[0]=payments --set networkPolicy.allowFromNamespaces[0].team=ide"
     "split:--set split.enabled=true --set split.qdrant.url=http://qdrant.qdrant.svc:6334 --set split.qdrant.apiKeySecret=qdrant-key --set gpu.enabled=true"
     "split-fixed:--set split.enabled=true --set split.qdrant.url=http://qdrant:6334 --set split.retrieval.autoscaling.enabled=false"
+    "split-qdrant:--set split.enabled=true --set split.qdrant.deploy.enabled=true --set split.qdrant.apiKeySecret=qdrant-key"
 )
 for v in "${variants[@]}"; do
     name=${v%%:*}
@@ -66,6 +68,10 @@ PYEOF
     else
         fail=1
     fi
+done
+# the in-release Qdrant: cairn points at its Service, the collection spread over its nodes
+for want in 'url = "http://cairn-qdrant:6334"' 'shard_number = 3' 'replication_factor = 2'; do
+    grep -qxF "$want" "$out/split-qdrant.toml" || { echo "split-qdrant: the config lacks $want" >&2; fail=1; }
 done
 # values the schema must refuse
 if "$bin/helm" lint "$chart" --strict --set gpu.enabled=yes >/dev/null 2>&1; then

@@ -18,3 +18,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+{{- define "cairn.qdrantSelectorLabels" -}}
+app.kubernetes.io/name: qdrant
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: {{ .Chart.Name }}
+{{- end -}}
+
+{{- /* The Qdrant gRPC url of split roles: the one given, else the Qdrant this release deploys. */}}
+{{- define "cairn.qdrantUrl" -}}
+{{- if .Values.split.qdrant.url -}}
+{{- .Values.split.qdrant.url -}}
+{{- else if .Values.split.qdrant.deploy.enabled -}}
+{{- printf "http://%s-qdrant:6334" (include "cairn.fullname" .) -}}
+{{- else -}}
+{{- required "split.qdrant.url (or split.qdrant.deploy.enabled) is required when split.enabled" "" -}}
+{{- end -}}
+{{- end -}}

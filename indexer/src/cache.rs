@@ -20,7 +20,10 @@
 //! end of each run; losing unsynced records costs only re-embedding.
 //!
 //! The log is never compacted: entries of purged repos stay (they are keyed
-//! by content, not by repo). Delete the `cache` directory to reclaim it.
+//! by content, not by repo). Delete the `cache` directory to reclaim it:
+//! chunks already in the store keep their vectors (the indexer reads them
+//! back before embedding, see [`crate::store::VectorStore::get`]), so only
+//! text that is not stored anywhere is embedded again.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};

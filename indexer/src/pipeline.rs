@@ -183,8 +183,9 @@ pub struct Written {
     pub tokens: usize,
     /// Chunks whose vectors the model computed.
     pub embedded: usize,
-    /// Chunks whose vectors came from the embedding cache (or from an
-    /// identical chunk earlier in the same group).
+    /// Chunks whose vectors came from the embedding cache, from the point
+    /// already stored for the same chunk, or from an identical chunk
+    /// earlier in the same group.
     pub reused: usize,
     pub secrets: SecretCounts,
 }

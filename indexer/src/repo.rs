@@ -96,8 +96,9 @@ pub struct RunReport {
     pub index: IndexReport,
     /// Chunks whose vectors were computed in this run (not taken from the cache).
     pub chunks_embedded: usize,
-    /// Chunks written in this run whose vectors came from the embedding
-    /// cache (identical text embedded before, in any repo or branch).
+    /// Chunks written in this run whose vectors were not computed: from the
+    /// embedding cache (identical text embedded before, in any repo or
+    /// branch) or from the point already stored for the same chunk.
     pub chunks_reused: usize,
     /// Files added, changed or removed since the previous checkpoint.
     pub files_changed: usize,

@@ -345,7 +345,7 @@ async fn run(command: Command, config: Config, data_dir_given: bool) -> anyhow::
                 report.seconds
             );
             println!(
-                "{}: {} files changed, {} chunks embedded, {} reused from the cache",
+                "{}: {} files changed, {} chunks embedded, {} reused (embedding cache or stored points)",
                 if run.full { "full build" } else { "incremental" },
                 run.files_changed,
                 run.chunks_embedded,

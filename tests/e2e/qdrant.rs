@@ -149,6 +149,18 @@ async fn eval_on_qdrant_matches_the_embedded_store() {
     }
 }
 
+/// Writes `<dir>/cairn.toml`: the `[store]` section `store`, then `extra`,
+/// then `repo` as the configured repo `acme-auth` (indexed at start).
+pub fn config_with_repo(dir: &std::path::Path, store: &str, extra: &str, repo: &std::path::Path) -> PathBuf {
+    let config = dir.join("cairn.toml");
+    let repos = format!(
+        "[[repos]]\nname = \"acme-auth\"\nurl = \"{}\"\nevery = \"1h\"\n",
+        repo.display()
+    );
+    std::fs::write(&config, format!("{store}{extra}\n{repos}")).unwrap();
+    config
+}
+
 /// A TCP proxy in front of the Qdrant server that can stop answering (open
 /// connections cut, new ones accepted and then left without a byte) and
 /// answer again, on the same port.
@@ -250,16 +262,8 @@ async fn a_qdrant_that_stops_answering_mid_run_fails_requests_and_indexing_resum
     let proxy = Proxy::start(&qdrant.url).await;
     let repo = fixture_repo();
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("cairn.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}timeout_ms = 2000\nretries = 2\n\n[[repos]]\nname = \"acme-auth\"\nurl = \"{}\"\nevery = \"1h\"\n",
-            qdrant.store_toml_at(&format!("http://127.0.0.1:{}", proxy.port)),
-            repo.path().display()
-        ),
-    )
-    .unwrap();
+    let store = qdrant.store_toml_at(&format!("http://127.0.0.1:{}", proxy.port));
+    let config = config_with_repo(tmp.path(), &store, "timeout_ms = 2000\nretries = 2\n", repo.path());
     let data = tmp.path().join("data");
     let outcome = tokio::spawn(async move {
         let cfg = ["--config", config.to_str().unwrap()];
@@ -289,12 +293,15 @@ async fn a_qdrant_that_stops_answering_mid_run_fails_requests_and_indexing_resum
         let (status, v) = search().await;
         assert_eq!(status, 503, "{v}");
         assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
-        let resp = c
-            .post(server.url("/v1/repos/acme-auth/reindex?full=true"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 202);
+        let reindex = || async {
+            let resp = c
+                .post(server.url("/v1/repos/acme-auth/reindex?full=true"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 202);
+        };
+        reindex().await;
         eventually(Duration::from_secs(120), "the failed run was not recorded", || async {
             let v = repo_status(&c, &server).await;
             (v["last_error"].is_string(), v)
@@ -306,12 +313,7 @@ async fn a_qdrant_that_stops_answering_mid_run_fails_requests_and_indexing_resum
             found(search().await)
         })
         .await;
-        let resp = c
-            .post(server.url("/v1/repos/acme-auth/reindex?full=true"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 202);
+        reindex().await;
         eventually(Duration::from_secs(180), "indexing did not resume", || async {
             let v = repo_status(&c, &server).await;
             (v["state"] == "idle" && v["last_error"].is_null(), v)

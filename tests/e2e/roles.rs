@@ -66,16 +66,12 @@ async fn indexer_and_replicas_share_the_registry_and_the_lease_through_qdrant() 
     };
     let repo = fixture_repo();
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("cairn.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[indexer]\nlease_ttl = \"5s\"\n\n[[repos]]\nname = \"acme-auth\"\nurl = \"{}\"\nevery = \"1h\"\n",
-            qdrant.store_toml(),
-            repo.path().display()
-        ),
-    )
-    .unwrap();
+    let config = crate::qdrant::config_with_repo(
+        tmp.path(),
+        &qdrant.store_toml(),
+        "\n[indexer]\nlease_ttl = \"5s\"\n",
+        repo.path(),
+    );
     let config = config.to_str().unwrap().to_string();
     let dirs: Vec<_> = ["indexer-1", "indexer-2", "replica"]
         .iter()

@@ -92,9 +92,18 @@ pub const EMBED_TEXT_VERSION: u32 = 1;
 /// Deterministic point id: the same chunk of the same blob, embedded by the
 /// same model and chunker, always gets the same UUID.
 pub fn point_id(repo: &str, path: &str, blob: &str, start: u32, end: u32, embedder: &str) -> String {
+    point_id_of_part(repo, path, blob, start, end, embedder, 0)
+}
+
+/// [`point_id`] of the `part`-th chunk (from 0, in file order) of a file
+/// that covers exactly lines `start..=end`: a line too long for one chunk
+/// is cut into several with the same range, and each needs its own point.
+/// Part 0 has the id [`point_id`] always gave, so ids of existing indexes
+/// stay valid.
+pub fn point_id_of_part(repo: &str, path: &str, blob: &str, start: u32, end: u32, embedder: &str, part: u32) -> String {
     let mut h = blake3::Hasher::new();
     let versions = format!("{CHUNKER_VERSION}.{EMBED_TEXT_VERSION}");
-    for part in [
+    for field in [
         repo,
         path,
         blob,
@@ -103,7 +112,11 @@ pub fn point_id(repo: &str, path: &str, blob: &str, start: u32, end: u32, embedd
         embedder,
         &versions,
     ] {
-        h.update(part.as_bytes());
+        h.update(field.as_bytes());
+        h.update(&[0]);
+    }
+    if part > 0 {
+        h.update(part.to_string().as_bytes());
         h.update(&[0]);
     }
     let bytes: [u8; 16] = h.finalize().as_bytes()[..16].try_into().unwrap_or([0; 16]);
@@ -111,6 +124,8 @@ pub fn point_id(repo: &str, path: &str, blob: &str, start: u32, end: u32, embedd
 }
 
 struct Prepared {
+    /// Its point's id.
+    id: String,
     payload: ChunkPayload,
     embed_text: String,
 }
@@ -217,6 +232,8 @@ pub async fn write_files(
     let (point_tx, mut point_rx) = tokio::sync::mpsc::channel::<Result<Embedded>>(2);
 
     // Stage 1: chunking.
+    let fingerprint = embedder.fingerprint().to_string();
+    let chunk_fingerprint = fingerprint.clone();
     let repo = options.repo.clone();
     let group_size = options.group_size.max(1);
     let commit = commit.to_string();
@@ -239,8 +256,22 @@ pub async fn write_files(
                     }
                     None => std::borrow::Cow::Borrowed(file.text.as_str()),
                 };
+                // chunks of one file with the same line range, so far
+                let mut parts: std::collections::HashMap<(u32, u32), u32> = std::collections::HashMap::new();
                 for c in chunker.chunk(&file.path, &text) {
+                    let part = parts.entry((c.start_line, c.end_line)).or_insert(0);
+                    let id = point_id_of_part(
+                        &repo,
+                        &file.path,
+                        &file.blob,
+                        c.start_line,
+                        c.end_line,
+                        &chunk_fingerprint,
+                        *part,
+                    );
+                    *part += 1;
                     group.chunks.push(Prepared {
+                        id,
                         payload: ChunkPayload {
                             repo: repo.clone(),
                             path: file.path.clone(),
@@ -269,7 +300,6 @@ pub async fn write_files(
         .map_err(|e| IndexError::io("failed to start the chunking thread", e))?;
 
     // Stage 2: embedding (the cache first, then the points already stored).
-    let fingerprint = embedder.fingerprint().to_string();
     let run_id = run.to_string();
     let runtime = tokio::runtime::Handle::current();
     let stored = store.clone();
@@ -283,19 +313,7 @@ pub async fn write_files(
             } in group_rx
             {
                 group.sort_by_key(|p| p.embed_text.len());
-                let ids: Vec<String> = group
-                    .iter()
-                    .map(|p| {
-                        point_id(
-                            &p.payload.repo,
-                            &p.payload.path,
-                            &p.payload.blob,
-                            p.payload.start_line,
-                            p.payload.end_line,
-                            &fingerprint,
-                        )
-                    })
-                    .collect();
+                let ids: Vec<String> = group.iter().map(|p| p.id.clone()).collect();
                 let sources = Sources {
                     fingerprint: &fingerprint,
                     cache: cache.as_deref(),
@@ -492,6 +510,10 @@ mod tests {
         assert_eq!(a, point_id("r", "a.rs", "b1", 1, 10, "m"));
         assert_ne!(a, point_id("r", "a.rs", "b1", 1, 11, "m"));
         assert_ne!(a, point_id("r", "a.rs", "b1", 1, 10, "other-model"));
+        // the first part of a range keeps the id; later parts get their own
+        assert_eq!(point_id_of_part("r", "a.rs", "b1", 1, 10, "m", 0), a);
+        let second = point_id_of_part("r", "a.rs", "b1", 1, 10, "m", 1);
+        assert!(second != a && second != point_id_of_part("r", "a.rs", "b1", 1, 10, "m", 2));
         assert!(a.parse::<uuid::Uuid>().is_ok());
     }
 }

@@ -239,3 +239,32 @@ async fn stored_points_are_not_embedded_again() {
         .unwrap();
     assert!(!hits[0].payload.content.contains("ghp_"), "{}", hits[0].payload.content);
 }
+
+/// A line too long for one chunk is cut into several chunks with the same
+/// line range; each keeps its own point (none overwrites another).
+#[tokio::test(flavor = "multi_thread")]
+async fn chunks_of_one_long_line_are_all_stored() {
+    let repo = sample_repo();
+    // a long line among ordinary ones (a file of long lines only is skipped as minified)
+    let entries: Vec<String> = (0..600).map(|i| format!("\"key_{i}\": \"value number {i}\"")).collect();
+    let ordinary: String = (0..60)
+        .map(|i| format!("def helper_{i}(x):\n    return x + {i}\n"))
+        .collect();
+    write(
+        repo.path(),
+        "data/table.py",
+        &format!("TABLE = {{{}}}\n\n{ordinary}", entries.join(", ")),
+    );
+    let store_dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn VectorStore> = Arc::new(EdgeStore::open(store_dir.path(), 32).unwrap());
+    let written = index(repo.path(), "r", store.clone(), Arc::new(HashEmbedder::new(32))).await;
+    let table: Vec<_> = store
+        .scroll_repo("r")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, p)| p.path == "data/table.py" && (p.start_line, p.end_line) == (1, 1))
+        .collect();
+    assert!(table.len() >= 2, "the line was cut into {} stored chunks", table.len());
+    assert_eq!(store.count(&SearchFilter::default()).await.unwrap(), written);
+}

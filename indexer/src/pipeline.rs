@@ -313,19 +313,17 @@ pub async fn write_files(
             } in group_rx
             {
                 group.sort_by_key(|p| p.embed_text.len());
-                let ids: Vec<String> = group.iter().map(|p| p.id.clone()).collect();
                 let sources = Sources {
                     fingerprint: &fingerprint,
                     cache: cache.as_deref(),
                     stored: &lookup,
                 };
-                let msg = embed_group(&group, &ids, embedder.as_ref(), &sources).map(|e| {
+                let msg = embed_group(&group, embedder.as_ref(), &sources).map(|e| {
                     let points: Vec<ChunkPoint> = group
                         .into_iter()
-                        .zip(ids)
                         .zip(e.vectors)
-                        .map(|((p, id), dense)| ChunkPoint {
-                            id,
+                        .map(|(p, dense)| ChunkPoint {
+                            id: p.id,
                             run: run_id.clone(),
                             sparse: sparse::document_vector_with_symbol(&p.embed_text, p.payload.symbol.as_deref()),
                             payload: p.payload,
@@ -414,11 +412,11 @@ fn same_chunk(stored: &ChunkPayload, prepared: &ChunkPayload) -> bool {
         && (stored.start_line, stored.end_line) == (prepared.start_line, prepared.end_line)
 }
 
-/// Vectors for a group (whose point ids are `ids`), in order: cached ones
+/// Vectors for a group, in order: cached ones
 /// are read, then those of points already stored with the same chunk, and
 /// the rest embedded once per distinct text; everything not cached before is
 /// added to the cache.
-fn embed_group(group: &[Prepared], ids: &[String], embedder: &dyn Embed, sources: &Sources) -> Result<GroupVectors> {
+fn embed_group(group: &[Prepared], embedder: &dyn Embed, sources: &Sources) -> Result<GroupVectors> {
     let cache = sources.cache;
     let humanized: Vec<String> = group.iter().map(|p| sparse::humanize(&p.embed_text)).collect();
     let keys: Vec<Key> = humanized.iter().map(|t| cache_key(sources.fingerprint, t)).collect();
@@ -428,7 +426,7 @@ fn embed_group(group: &[Prepared], ids: &[String], embedder: &dyn Embed, sources
         .collect();
     let missing: Vec<String> = (0..group.len())
         .filter(|&i| vectors[i].is_none())
-        .map(|i| ids[i].clone())
+        .map(|i| group[i].id.clone())
         .collect();
     if !missing.is_empty() {
         match (sources.stored)(&missing) {
@@ -437,7 +435,7 @@ fn embed_group(group: &[Prepared], ids: &[String], embedder: &dyn Embed, sources
                     points.iter().map(|p| (p.id.as_str(), p)).collect();
                 let mut found: Vec<(Key, &[f32])> = Vec::new();
                 for (i, v) in vectors.iter_mut().enumerate() {
-                    if let (None, Some(p)) = (&v, by_id.get(ids[i].as_str()))
+                    if let (None, Some(p)) = (&v, by_id.get(group[i].id.as_str()))
                         && p.dense.len() == embedder.dim()
                         && same_chunk(&p.payload, &group[i].payload)
                     {

@@ -316,6 +316,7 @@ impl Daemon {
             .as_ref()
             .map_or_else(|| indexer.registry.clone(), |p| p.before.registry.clone());
         let migrating = pending.is_some();
+        let building = pending.as_ref().map(|p| p.to.name.clone());
         let inner = Inner {
             registry,
             migration: Mutex::new(pending),
@@ -335,6 +336,10 @@ impl Daemon {
             indexer: std::sync::RwLock::new(indexer),
         };
         let daemon = Self(Arc::new(inner));
+        // generations replaced before the last stop
+        if let Some(serving) = generation::load(&daemon.indexer().root).ok().flatten() {
+            daemon.retire_replaced(serving.name, building, Duration::ZERO);
+        }
         let records = daemon.0.registry.load()?;
         if config.prune {
             for name in records.keys().filter(|n| !daemon.0.configured.contains_key(*n)) {
@@ -498,7 +503,7 @@ impl Daemon {
                 *self.0.indexer.write().unwrap_or_else(|p| p.into_inner()) = pending.after.clone();
                 *slot = None;
                 tracing::info!(generation = %to.name, model = %to.fingerprint, "switched to the new generation of the index");
-                self.retire_replaced(to.name.clone());
+                self.retire_replaced(to.name.clone(), None, crate::commands::RETIRE_AFTER);
             }
             Err(e) => {
                 tracing::error!(error = %e, "switching to the new generation failed; retrying after the next run");
@@ -506,18 +511,19 @@ impl Daemon {
         }
     }
 
-    /// Drops the store of the generation a switch replaced once replicas
-    /// moved on ([`crate::commands::RETIRE_AFTER`]). A shutdown first leaves
-    /// it to the next start.
-    fn retire_replaced(&self, serving: String) {
+    /// Drops, `after` a grace period, the stores of generations other than
+    /// `serving` and `building`: at start (nothing serves them), and after a
+    /// switch once replicas moved on ([`crate::commands::RETIRE_AFTER`]).
+    /// A shutdown first leaves them to the next start.
+    fn retire_replaced(&self, serving: String, building: Option<String>, after: Duration) {
         let (store, shutdown) = (self.0.store.clone(), self.0.shutdown.clone());
         self.0.tasks.spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(crate::commands::RETIRE_AFTER) => {}
+                _ = tokio::time::sleep(after) => {}
             }
-            if let Err(e) = crate::commands::drop_replaced_collections(&store, &serving, None).await {
-                tracing::warn!(error = %format!("{e:#}"), "cannot drop the collection of the replaced generation; the next start retries");
+            if let Err(e) = crate::commands::drop_replaced_collections(&store, &serving, building.as_deref()).await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot drop the collections of replaced generations; the next start retries");
             }
         });
     }

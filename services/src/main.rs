@@ -581,16 +581,6 @@ async fn start_daemon(engine: &Engine, config: &Config, shutdown: CancellationTo
     let indexer = timed(engine.repo_indexer(config));
     let pending = cairn_services::daemon::PendingSwitch::of(engine, config, timed);
     let daemon = Daemon::start_with(indexer, pending, config, metrics.clone(), shutdown).await?;
-    // generations replaced before the last stop (the daemon drops those it
-    // replaces itself, after a grace period)
-    let building = engine.migration.as_ref().map(|m| m.to.name.clone());
-    let (store, serving) = (config.store.clone(), engine.generation.name.clone());
-    tokio::spawn(async move {
-        if let Err(e) = cairn_services::commands::drop_replaced_collections(&store, &serving, building.as_deref()).await
-        {
-            tracing::warn!(error = %format!("{e:#}"), "cannot drop the collections of replaced generations");
-        }
-    });
     if !config.repos.is_empty() {
         tracing::info!(
             repos = config.repos.len(),
@@ -714,6 +704,8 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
         shutdown_signal().await;
         signal.cancel();
     });
+    // what the lease holder published when it claimed the registry
+    let mut claimed = None;
     let lease = match (&meta, role) {
         (Some(meta), Role::Indexer) => {
             let lease = roles::Lease::new(meta.clone(), config.indexer.lease_ttl());
@@ -735,18 +727,18 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
             }
             // claim the registry before the first run writes anything, so a
             // former holder's data dir learns at its next start that it is behind
-            let claimed = roles::publish(
+            let claim = roles::publish(
                 meta.as_ref(),
                 &config.data_dir,
                 &lease.holder,
                 lease.expires_at_ms(),
-                &mut None,
+                &mut claimed,
             )
             .await;
-            if let Ok(roles::Publication::Refused { holder }) = claimed {
+            if let Ok(roles::Publication::Refused { holder }) = claim {
                 anyhow::bail!("{holder} published the repo registry while this indexer took the lease; stopping");
             }
-            claimed.map_err(|e| anyhow::anyhow!("cannot publish the repo registry: {e:#}"))?;
+            claim.map_err(|e| anyhow::anyhow!("cannot publish the repo registry: {e:#}"))?;
             Some(Arc::new(lease))
         }
         _ => None,
@@ -838,16 +830,14 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
         let renew_every = config.indexer.lease_ttl() / 3;
         let mut following = engine.generation.name.clone();
         tokio::spawn(async move {
-            let mut published = None;
+            let mut published = claimed;
             let mut renewed = std::time::Instant::now();
-            // the first round at once: a new holder publishes before anything else
-            let mut first = true;
+            // the holder published when it claimed the registry, and a
+            // replica mirrored before opening the store: the first round waits
             loop {
-                if !std::mem::take(&mut first) {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(roles::MIRROR_EVERY) => {}
-                    }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(roles::MIRROR_EVERY) => {}
                 }
                 if let Some(lease) = &lease {
                     if renewed.elapsed() >= renew_every {

@@ -86,12 +86,7 @@ pub async fn publish(
     expires_at_ms: u64,
     last: &mut Option<Published>,
 ) -> anyhow::Result<Publication> {
-    let doc = Published {
-        generation: generation::load(root)?,
-        repos: Registry::new(root.join("repos.json")).load()?,
-        holder: holder.to_string(),
-        expires_at_ms,
-    };
+    let doc = local_view(root, holder, expires_at_ms)?;
     if last.as_ref() == Some(&doc) {
         return Ok(Publication::Unchanged);
     }
@@ -122,6 +117,35 @@ pub async fn publish(
     }
 }
 
+/// The data dir's registry and generation, as `holder` would publish them.
+fn local_view(root: &Path, holder: &str, expires_at_ms: u64) -> anyhow::Result<Published> {
+    Ok(Published {
+        generation: generation::load(root)?,
+        repos: Registry::new(root.join("repos.json")).load()?,
+        holder: holder.to_string(),
+        expires_at_ms,
+    })
+}
+
+/// The published registry and generation, if any.
+async fn fetch(meta: &dyn MetaStore) -> anyhow::Result<Option<Published>> {
+    let Some(doc) = meta.get(REGISTRY_KEY).await? else {
+        return Ok(None);
+    };
+    serde_json::from_value(doc)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("the published registry in {} is not readable: {e}", meta.describe()))
+}
+
+/// Writes the published registry and generation into the data dir at `root`.
+fn adopt(root: &Path, doc: &Published) -> anyhow::Result<()> {
+    if let Some(g) = &doc.generation {
+        generation::save(root, g)?;
+    }
+    Registry::new(root.join("repos.json")).replace_all(doc.repos.clone())?;
+    Ok(())
+}
+
 /// `<data dir>/published.json`: this data dir's last publication.
 fn last_published_path(root: &Path) -> std::path::PathBuf {
     root.join("published.json")
@@ -135,18 +159,13 @@ pub async fn mirror(
     root: &Path,
     last: &mut Option<Published>,
 ) -> anyhow::Result<Option<Published>> {
-    let Some(doc) = meta.get(REGISTRY_KEY).await? else {
+    let Some(doc) = fetch(meta).await? else {
         return Ok(None);
     };
-    let doc: Published = serde_json::from_value(doc)
-        .map_err(|e| anyhow::anyhow!("the published registry in {} is not readable: {e}", meta.describe()))?;
     if last.as_ref().is_some_and(|l| l.same_content(&doc)) {
         return Ok(None);
     }
-    if let Some(g) = &doc.generation {
-        generation::save(root, g)?;
-    }
-    Registry::new(root.join("repos.json")).replace_all(doc.repos.clone())?;
+    adopt(root, &doc)?;
     *last = Some(doc.clone());
     Ok(Some(doc))
 }
@@ -172,17 +191,10 @@ pub enum Seeded {
 /// (and its readers) while it catches up. Local manifests describe what the
 /// local view wrote; they are kept only when that view is the published one.
 pub async fn seed(meta: &dyn MetaStore, root: &Path) -> anyhow::Result<Seeded> {
-    let Some(doc) = meta.get(REGISTRY_KEY).await? else {
+    let Some(published) = fetch(meta).await? else {
         return Ok(Seeded::NothingPublished);
     };
-    let published: Published = serde_json::from_value(doc)
-        .map_err(|e| anyhow::anyhow!("the published registry in {} is not readable: {e}", meta.describe()))?;
-    let local = Published {
-        generation: generation::load(root)?,
-        repos: Registry::new(root.join("repos.json")).load()?,
-        holder: String::new(),
-        expires_at_ms: 0,
-    };
+    let local = local_view(root, "", 0)?;
     let ours = std::fs::read(last_published_path(root))
         .ok()
         .and_then(|b| serde_json::from_slice::<Published>(&b).ok())
@@ -206,7 +218,7 @@ pub async fn seed(meta: &dyn MetaStore, root: &Path) -> anyhow::Result<Seeded> {
                 .map_err(|e| anyhow::anyhow!("cannot remove the stale {}: {e}", dir.display()))?;
         }
     }
-    mirror(meta, root, &mut None).await?;
+    adopt(root, &published)?;
     Ok(Seeded::Adopted { fresh })
 }
 

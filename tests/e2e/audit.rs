@@ -3,25 +3,14 @@
 
 use serde_json::{Value, json};
 
-use crate::{Server, fixture_repo, run};
+use crate::{Server, indexed_data_dir, run};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_search_is_audited_and_tampering_is_reported() {
     use cairn_proto::v1::SearchRequest;
     use cairn_proto::v1::retrieval_client::RetrievalClient;
 
-    let repo = fixture_repo();
-    let data = tempfile::tempdir().unwrap();
-    let d = data.path().to_str().unwrap();
-    let (ok, _, err) = run(&[
-        "index",
-        repo.path().to_str().unwrap(),
-        "--repo",
-        "acme-auth",
-        "--data-dir",
-        d,
-    ]);
-    assert!(ok, "{err}");
+    let (_repo, data) = indexed_data_dir();
 
     let mut server = Server::start(data.path());
     let client = reqwest::Client::new();

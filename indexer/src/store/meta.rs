@@ -22,7 +22,7 @@ use qdrant_client::qdrant::{
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use serde_json::Value;
 
-use super::qdrant::QdrantSettings;
+use super::qdrant::{QdrantSettings, store_err};
 use crate::error::{IndexError, Result};
 
 /// The payload field naming who wrote a guarded document.
@@ -108,10 +108,6 @@ pub struct QdrantMeta {
     client: Qdrant,
     settings: QdrantSettings,
     ready: tokio::sync::OnceCell<()>,
-}
-
-fn store_err(context: &str, e: impl std::fmt::Display) -> IndexError {
-    IndexError::Store(format!("{context}: {e}"))
 }
 
 /// The point id of `key`: a UUID made of the key's hash.

@@ -92,7 +92,7 @@ pub struct QdrantStore {
     ready: tokio::sync::OnceCell<()>,
 }
 
-fn store_err(context: &str, e: impl std::fmt::Display) -> IndexError {
+pub(crate) fn store_err(context: &str, e: impl std::fmt::Display) -> IndexError {
     IndexError::Store(format!("{context}: {e}"))
 }
 

@@ -48,6 +48,7 @@ pub mod http;
 pub mod limits;
 #[cfg(test)]
 mod limits_tests;
+pub mod linger;
 pub mod llm;
 pub mod mcp;
 pub mod metrics;

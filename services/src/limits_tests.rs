@@ -24,7 +24,10 @@ struct Served {
     grpc: String,
     alice: String,
     bob: String,
-    data: tempfile::TempDir,
+    /// The data dir; the server task owns it and removes it after the
+    /// engine's stores have closed (removing it first makes their final
+    /// flush fail loudly).
+    data: std::path::PathBuf,
     audit: Arc<crate::audit::AuditLog>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -65,8 +68,10 @@ async fn serve(limits: LimitsConfig, behaviour: Behaviour) -> Served {
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http_addr, grpc_addr) = (http.local_addr().unwrap(), grpc.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let data_dir = data.path().to_path_buf();
     tokio::spawn(async move {
-        let _engine = engine;
+        // dropped in this order: the stores close, then the dir goes
+        let _owned = (engine, data);
         crate::server::run(state, http, grpc, 1 << 20, async move {
             let _ = rx.await;
         })
@@ -77,7 +82,7 @@ async fn serve(limits: LimitsConfig, behaviour: Behaviour) -> Served {
         grpc: format!("http://{grpc_addr}"),
         alice,
         bob,
-        data,
+        data: data_dir,
         audit,
         _shutdown: tx,
     }
@@ -185,7 +190,7 @@ async fn a_burst_over_the_rate_is_refused_for_that_principal_only() {
 
     // the refusals are audited as denials
     s.audit.close();
-    let log = std::fs::read_to_string(s.data.path().join("audit/audit.jsonl")).unwrap();
+    let log = std::fs::read_to_string(s.data.join("audit/audit.jsonl")).unwrap();
     let refused: Vec<Value> = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -245,4 +250,73 @@ async fn an_answer_stream_holds_a_concurrency_slot_until_it_ends() {
         assert!(std::time::Instant::now() < deadline, "the slot was never released");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A client that sends a large body without waiting for `100 Continue` is
+/// still writing when the server has answered (413 at the size limit, 401
+/// before auth lets the body be read). The server drains the rest before it
+/// closes (`crate::linger`), so the client can finish writing and reads the
+/// answer; before, its writes failed with a broken pipe and reqwest reported
+/// that instead of the answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_still_writing_its_body_gets_the_answer_not_a_reset() {
+    let s = serve(LimitsConfig::default(), Behaviour::Reply).await;
+    // far more than the socket buffers hold
+    const TOTAL: usize = 16 << 20;
+    let addr = s.http.trim_start_matches("http://").to_string();
+    for (token, want) in [(Some(s.bob.clone()), "413"), (None, "401")] {
+        let addr = addr.clone();
+        let (written, answer) = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            let auth = token
+                .map(|t| format!("authorization: Bearer {t}\r\n"))
+                .unwrap_or_default();
+            write!(
+                c,
+                "POST /v1/search HTTP/1.1\r\nhost: cairn\r\n{auth}content-length: {TOTAL}\r\n\r\n"
+            )
+            .unwrap();
+            let block = vec![b'x'; 64 << 10];
+            let mut written = 0;
+            while written < TOTAL {
+                if written == 1 << 20 {
+                    // the server has answered and closed its side by now
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                if let Err(e) = c.write_all(&block) {
+                    return (Err(format!("after {written} bytes: {e}")), String::new());
+                }
+                written += block.len();
+            }
+            let mut answer = String::new();
+            let read = c
+                .read_to_string(&mut answer)
+                .map(|_| written)
+                .map_err(|e| e.to_string());
+            (read, answer)
+        })
+        .await
+        .unwrap();
+        assert_eq!(written, Ok(TOTAL), "{want}");
+        assert!(answer.starts_with(&format!("HTTP/1.1 {want} ")), "{answer}");
+        assert!(
+            answer.contains("\r\nconnection: close\r\n") || want == "401",
+            "{answer}"
+        );
+    }
+    // the same through reqwest, which reports a failed body write as the
+    // request's error
+    for (token, want) in [(Some(&s.bob), 413), (None, 401)] {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/v1/search", s.http))
+            .body(vec![b'x'; TOTAL]);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("expected {want}: {e:?}"));
+        assert_eq!(resp.status().as_u16(), want);
+    }
+    // the server goes on serving
+    assert_eq!(search(&s, &s.bob).await.status().as_u16(), 200);
 }

@@ -286,7 +286,10 @@ pub async fn run_with_tls(
             let listener = crate::tls::TlsListener::new(http, http_tls.clone())?;
             tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(http_stop).await })
         }
-        None => tokio::spawn(async move { axum::serve(http, app).with_graceful_shutdown(http_stop).await }),
+        None => {
+            let listener = crate::linger::LingeringListener(http);
+            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(http_stop).await })
+        }
     };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

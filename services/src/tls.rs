@@ -15,11 +15,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::server::TlsStream;
+
+use crate::linger::Lingering;
 
 /// `[server.tls]`: empty paths leave TLS off.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -135,7 +137,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// TLS connections accepted on a TCP listener, handshakes done.
 pub struct TlsListener {
     local: SocketAddr,
-    rx: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    rx: tokio::sync::mpsc::Receiver<(TlsStream<Lingering>, SocketAddr)>,
     /// Stops the accept task when the listener (or its stream) goes away.
     task: Option<AbortOnDrop>,
 }
@@ -148,15 +150,7 @@ impl TlsListener {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let task = tokio::spawn(async move {
             loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // out of descriptors and the like: back off, go on
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+                let (tcp, peer) = crate::linger::accept(&listener).await;
                 let (acceptor, sender) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -182,7 +176,7 @@ impl TlsListener {
     /// The connections as the stream tonic serves.
     pub fn into_incoming(
         mut self,
-    ) -> impl futures::Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> + Send + 'static {
+    ) -> impl futures::Stream<Item = Result<TlsStream<Lingering>, std::io::Error>> + Send + 'static {
         let rx = std::mem::replace(&mut self.rx, tokio::sync::mpsc::channel(1).1);
         let guard = self.task.take();
         futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
@@ -201,7 +195,7 @@ impl Drop for AbortOnDrop {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsStream<Lingering>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

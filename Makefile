@@ -31,12 +31,12 @@ test: setup
 eval: build
 	$(CAIRN) eval ../shared/eval/dev
 
-# Throughput and latency benches (see README "Performance").
+# Throughput and latency benches (see docs/performance.md).
 bench: build
 	./scripts/bench-venv.sh
 	$(CARGO) bench --locked -p cairn-benches
 
-# deploy/: Dockerfiles, compose, Helm chart, systemd units (see README "Deployment").
+# deploy/: Dockerfiles, compose, Helm chart, systemd units (see docs/deployment.md).
 deploy-check: build
 	./scripts/validate-deploy.sh
 

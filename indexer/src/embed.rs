@@ -103,7 +103,7 @@ pub struct EmbedderConfig {
     pub provider: Provider,
     /// Padded tokens per model call when embedding documents (estimated
     /// from characters): short texts share a call, a long one runs alone.
-    /// Small calls are fastest for int8 models on CPUs (measured: README);
+    /// Small calls are fastest for int8 models on CPUs (measured: docs/performance.md);
     /// raise it on GPUs.
     pub batch_tokens: usize,
 }

@@ -46,6 +46,56 @@ pub struct RepoRecord {
     pub sensitivity: String,
 }
 
+/// Data sensitivity: of a repo (`cairn index --sensitivity`), the most a
+/// backend may receive (`max_sensitivity`), and the most a caller may read
+/// (a token's or OIDC claim's clearance). An answer goes only to a backend
+/// allowed for every piece of its context; a caller reads only repos at or
+/// below its clearance.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Sensitivity {
+    /// The default: a backend is trusted with nothing until the operator says so.
+    #[default]
+    Public,
+    Internal,
+    Confidential,
+    Restricted,
+}
+
+impl Sensitivity {
+    /// What a repo indexed without `--sensitivity` counts as.
+    pub const REPO_DEFAULT: Sensitivity = Sensitivity::Internal;
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public" => Some(Self::Public),
+            "internal" => Some(Self::Internal),
+            "confidential" => Some(Self::Confidential),
+            "restricted" => Some(Self::Restricted),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Internal => "internal",
+            Self::Confidential => "confidential",
+            Self::Restricted => "restricted",
+        }
+    }
+
+    /// A repo's sensitivity from its registry record (unset or unknown:
+    /// [`Self::REPO_DEFAULT`], or `restricted` for an unknown word, to fail closed).
+    pub fn of_repo(record: &str) -> Self {
+        if record.is_empty() {
+            Self::REPO_DEFAULT
+        } else {
+            Self::parse(record).unwrap_or(Self::Restricted)
+        }
+    }
+}
+
 /// What identifies one version of `repos.json` on disk: it is replaced by
 /// rename, so a new version has a new inode (and usually a new mtime/size).
 type Stamp = (Option<std::time::SystemTime>, u64, u64);

@@ -177,6 +177,9 @@ pub fn filter_json(filter: &SearchFilter) -> Option<Value> {
     {
         must.push(json!({"key": "dirs", "match": {"value": dir}}));
     }
+    if !filter.paths.is_empty() {
+        must.push(json!({"key": "path", "match": {"any": filter.paths}}));
+    }
     (!must.is_empty()).then(|| json!({ "must": must }))
 }
 

@@ -82,6 +82,8 @@ pub struct SearchFilter {
     pub repos: Vec<String>,
     pub languages: Vec<String>,
     pub path_prefix: Option<String>,
+    /// Exact repository-relative paths (any of them); empty: every path.
+    pub paths: Vec<String>,
 }
 
 impl SearchFilter {

@@ -348,6 +348,9 @@ fn to_filter(filter: &SearchFilter) -> Option<Filter> {
     if let Some((Some(dir), _)) = filter.prefix_split() {
         must.push(Condition::matches("dirs", dir.to_string()));
     }
+    if !filter.paths.is_empty() {
+        must.push(Condition::matches("path", filter.paths.clone()));
+    }
     (!must.is_empty()).then(|| Filter::must(must))
 }
 
@@ -610,9 +613,10 @@ mod tests {
             repos: vec!["a".into(), "b".into()],
             languages: vec!["rust".into()],
             path_prefix: Some("src/ser".into()),
+            paths: vec!["src/server.rs".into()],
         })
         .expect("filter");
-        assert_eq!(f.must.len(), 3);
+        assert_eq!(f.must.len(), 4);
         // a prefix without a directory part filters on the hits only
         let f = to_filter(&SearchFilter {
             path_prefix: Some("READ".into()),

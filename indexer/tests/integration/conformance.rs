@@ -106,6 +106,22 @@ async fn conformance(store: Arc<dyn VectorStore>) {
         ..Default::default()
     };
     assert!(store.search_dense(q.clone(), &nobody, 10).await.unwrap().is_empty());
+    // exact paths: one file, not the files it is a prefix of
+    let one_file = SearchFilter {
+        repos: vec!["alpha".into()],
+        paths: vec!["src/net/b.rs".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        paths(&store.search_dense(q.clone(), &one_file, 10).await.unwrap()),
+        ["alpha/src/net/b.rs"]
+    );
+    assert_eq!(store.count(&one_file).await.unwrap(), 1);
+    let not_a_file = SearchFilter {
+        paths: vec!["src/net/b".into()],
+        ..Default::default()
+    };
+    assert_eq!(store.count(&not_a_file).await.unwrap(), 0);
 
     // sparse search (IDF applied by the store) finds the one point with the term
     let hits = store

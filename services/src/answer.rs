@@ -189,6 +189,41 @@ impl AnswerService {
         }
     }
 
+    /// The gateway's check of what it forwards: refuses (403) when any
+    /// message of the conversation (earlier turns included) quotes code, or
+    /// cites a label, from a repo more sensitive than `backend` may receive.
+    async fn check_conversation(
+        &self,
+        backend: &crate::config::BackendConfig,
+        messages: &[ChatMessage],
+    ) -> Result<(), ServiceError> {
+        let records = self.context.search().registry().load()?;
+        let above: Vec<String> = records
+            .values()
+            .filter(|r| Sensitivity::of_repo(&r.sensitivity) > backend.max_sensitivity)
+            .map(|r| r.name.clone())
+            .collect();
+        if above.is_empty() {
+            return Ok(());
+        }
+        for (i, m) in messages.iter().enumerate() {
+            if let Some((repo, what)) = self.context.search().quoted_in(&m.content, &above).await? {
+                let level = records
+                    .get(&repo)
+                    .map_or(Sensitivity::Restricted, |r| Sensitivity::of_repo(&r.sensitivity));
+                return Err(ServiceError::forbidden(format!(
+                    "message {i} ({}) carries {} code from repo {repo:?} ({what}), and backend {} may receive {} code at most; \
+                     nothing was sent: remove it, or name a backend allowed for it",
+                    m.role,
+                    level.as_str(),
+                    backend.name,
+                    backend.max_sensitivity.as_str()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn record(
         &self,
         surface: &'static str,
@@ -361,6 +396,8 @@ impl AnswerService {
             .saturating_sub(answer_tokens)
             .saturating_sub(conversation + estimate_tokens(SYSTEM_PROMPT) + TEMPLATE_TOKENS);
         trail.query = Some(query.clone());
+        // every turn the client sends is forwarded: check them all, before anything is sent
+        self.check_conversation(cfg, &request.messages).await?;
         let context = self.context.assemble_for(access, &query, Vec::new(), budget).await?;
         trail.context(&context);
         self.route(cfg, &context)?;

@@ -836,6 +836,15 @@ async fn answers_go_only_to_backends_allowed_for_every_piece() {
         .await
         .unwrap();
     engine.set_sensitivity("acme-auth", Sensitivity::Confidential).unwrap();
+    engine
+        .index(
+            &fixtures.join("acme-billing"),
+            "acme-billing",
+            &config,
+            &cairn_indexer::pipeline::NoProgress,
+        )
+        .await
+        .unwrap();
     let audit = Arc::new(AuditLog::open(&AuditConfig::default(), data.path()).unwrap());
     let state = engine.state(&config).with_audit(audit.clone());
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -867,6 +876,27 @@ async fn answers_go_only_to_backends_allowed_for_every_piece() {
     )
     .await;
     assert_eq!(status, 403, "{body}");
+    // the gateway forwards the whole conversation: an earlier turn quoting
+    // confidential code (or citing it) is refused too, whatever the question
+    let quoted = std::fs::read_to_string(fixtures.join("acme-auth/src/rate_limit.py")).unwrap();
+    for earlier in [
+        format!("Here is the code:\n```python\n{quoted}```"),
+        "As [1] acme-auth/src/rate_limit.py#L1-L29 shows, the bucket refills.".to_string(),
+    ] {
+        let (status, body) = post(
+            &format!("http://{addr}/v1/chat/completions"),
+            json!({"model": "cloud", "messages": [
+                {"role": "user", "content": "how does the bucket work?"},
+                {"role": "assistant", "content": earlier},
+                {"role": "user", "content": "compute an invoice total"}]}),
+        )
+        .await;
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body.contains("message 1 (assistant) carries confidential code from repo \\\"acme-auth\\\""),
+            "{body}"
+        );
+    }
     assert_eq!(fake.calls.load(Ordering::SeqCst), 0, "nothing reached the backend");
 
     let (status, body) = post(
@@ -900,6 +930,8 @@ async fn answers_go_only_to_backends_allowed_for_every_piece() {
         decisions,
         [
             ("http.answer", "deny", "cloud"),
+            ("http.chat_completions", "deny", "cloud"),
+            ("http.chat_completions", "deny", "cloud"),
             ("http.chat_completions", "deny", "cloud"),
             ("http.answer", "allow", "local")
         ]

@@ -10,6 +10,11 @@
 //! [`ADMIN_GROUP`]; repos indexed without groups are readable by admins only.
 //! The readable set is computed per request and goes into the store query
 //! (see `SearchService::search`), never applied afterwards.
+//!
+//! A caller also has a clearance (a [`Sensitivity`]): a token's
+//! `max_sensitivity`, an OIDC claim, or `[auth] none_max_sensitivity`.
+//! Repos above it are not readable, exactly as if their groups excluded the
+//! caller, so the same set carries both rules into every query.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -21,7 +26,7 @@ use anyhow::{Context, bail};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
-use cairn_indexer::registry::RepoRecord;
+use cairn_indexer::registry::{RepoRecord, Sensitivity};
 
 /// Members read every repo (and, later, administer them).
 pub const ADMIN_GROUP: &str = "admin";
@@ -34,6 +39,9 @@ pub struct AuthConfig {
     pub mode: AuthMode,
     /// `[auth.oidc]`: used with `mode = "oidc"`.
     pub oidc: crate::oidc::OidcConfig,
+    /// The clearance of every caller in `mode = "none"`: repos more
+    /// sensitive than this are invisible on every surface. Unset: no cap.
+    pub none_max_sensitivity: Option<Sensitivity>,
 }
 
 impl AuthConfig {
@@ -64,6 +72,8 @@ pub enum AuthMode {
 pub struct Principal {
     pub name: String,
     pub groups: BTreeSet<String>,
+    /// The most sensitive code this principal may read (`restricted`: no cap).
+    pub clearance: Sensitivity,
 }
 
 impl Principal {
@@ -72,6 +82,16 @@ impl Principal {
         Self {
             name: "anonymous".into(),
             groups: BTreeSet::new(),
+            clearance: Sensitivity::Restricted,
+        }
+    }
+
+    /// A principal with these groups and no clearance cap.
+    pub fn new(name: impl Into<String>, groups: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            name: name.into(),
+            groups: groups.into_iter().collect(),
+            clearance: Sensitivity::Restricted,
         }
     }
 
@@ -98,6 +118,25 @@ impl Access {
         }
     }
 
+    /// No authentication, capped at `clearance` (`[auth] none_max_sensitivity`).
+    pub fn open_with_clearance(clearance: Sensitivity) -> Self {
+        let mut access = Self::open();
+        access.principal.clearance = clearance;
+        access
+    }
+
+    /// Whether some repos may be hidden from this caller (the read rule is
+    /// enforced, or its clearance is capped): then the readable set is named
+    /// in every query instead of "all".
+    pub fn filters(&self) -> bool {
+        self.enforced || self.principal.clearance < Sensitivity::Restricted
+    }
+
+    /// The caller's clearance.
+    pub fn clearance(&self) -> Sensitivity {
+        self.principal.clearance
+    }
+
     pub fn for_principal(principal: Principal) -> Self {
         Self {
             principal,
@@ -107,7 +146,10 @@ impl Access {
 
     /// Whether this access may read `repo`.
     pub fn can_read(&self, repo: &RepoRecord) -> bool {
-        !self.enforced || self.principal.is_admin() || repo.groups.iter().any(|g| self.principal.groups.contains(g))
+        let member = !self.enforced
+            || self.principal.is_admin()
+            || repo.groups.iter().any(|g| self.principal.groups.contains(g));
+        member && Sensitivity::of_repo(&repo.sensitivity) <= self.principal.clearance
     }
 
     /// The names of the readable repos among `repos`.
@@ -128,6 +170,10 @@ pub struct TokenRecord {
     pub groups: Vec<String>,
     pub sha256: String,
     pub created_at: String,
+    /// The most sensitive code the token reads; absent: no cap (tokens made
+    /// before clearances existed keep working as they did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sensitivity: Option<Sensitivity>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -213,6 +259,16 @@ impl TokenStore {
 
     /// Creates a token; returns its record and the token (shown once).
     pub fn create(&self, principal: &str, groups: Vec<String>) -> anyhow::Result<(TokenRecord, String)> {
+        self.create_capped(principal, groups, None)
+    }
+
+    /// [`Self::create`] with a clearance cap (`--max-sensitivity`).
+    pub fn create_capped(
+        &self,
+        principal: &str,
+        groups: Vec<String>,
+        max_sensitivity: Option<Sensitivity>,
+    ) -> anyhow::Result<(TokenRecord, String)> {
         check_name("principal", principal)?;
         let rng = SystemRandom::new();
         let mut secret = [0u8; 32];
@@ -228,6 +284,7 @@ impl TokenStore {
             groups,
             sha256: sha256_hex(token.as_bytes()),
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            max_sensitivity,
         };
         let r = record.clone();
         self.update(move |f| {
@@ -279,6 +336,7 @@ impl TokenStore {
         Ok(file.tokens.iter().find(|t| t.sha256 == hash).map(|t| Principal {
             name: t.principal.clone(),
             groups: t.groups.iter().cloned().collect(),
+            clearance: t.max_sensitivity.unwrap_or(Sensitivity::Restricted),
         }))
     }
 }
@@ -337,18 +395,76 @@ mod tests {
         .into_iter()
         .map(|r| (r.name.clone(), r))
         .collect();
-        let who = |groups: &[&str]| {
-            Access::for_principal(Principal {
-                name: "p".into(),
-                groups: groups.iter().map(|g| g.to_string()).collect(),
-            })
-        };
+        let who = |groups: &[&str]| Access::for_principal(Principal::new("p", groups.iter().map(|g| g.to_string())));
         assert_eq!(who(&["payments"]).readable(&repos), ["pay", "web"]);
         assert_eq!(who(&["web"]).readable(&repos), ["web"]);
         assert!(who(&[]).readable(&repos).is_empty());
         assert!(who(&["other"]).readable(&repos).is_empty());
         assert_eq!(who(&["admin"]).readable(&repos), ["pay", "secret", "web"]);
         assert_eq!(Access::open().readable(&repos).len(), 3);
+    }
+
+    #[test]
+    fn clearance_hides_repos_above_it() {
+        let level = |name: &str, s: &str| RepoRecord {
+            sensitivity: s.into(),
+            ..repo(name, &["dev"])
+        };
+        let repos: BTreeMap<String, RepoRecord> = [
+            level("pub", "public"),
+            level("int", ""),
+            level("conf", "confidential"),
+            level("res", "restricted"),
+            level("odd", "secret-ish"),
+        ]
+        .into_iter()
+        .map(|r| (r.name.clone(), r))
+        .collect();
+        let capped = |s: Sensitivity| {
+            let mut p = Principal::new("p", ["dev".to_string()]);
+            p.clearance = s;
+            Access::for_principal(p)
+        };
+        assert_eq!(capped(Sensitivity::Public).readable(&repos), ["pub"]);
+        // unset counts as internal; an unknown word as restricted (fail closed)
+        assert_eq!(capped(Sensitivity::Internal).readable(&repos), ["int", "pub"]);
+        assert_eq!(
+            capped(Sensitivity::Confidential).readable(&repos),
+            ["conf", "int", "pub"]
+        );
+        assert_eq!(capped(Sensitivity::Restricted).readable(&repos).len(), 5);
+        // admins are capped too
+        let mut admin = Principal::new("root", ["admin".to_string()]);
+        admin.clearance = Sensitivity::Public;
+        assert_eq!(Access::for_principal(admin).readable(&repos), ["pub"]);
+        // mode none: uncapped reads all and names nothing; capped filters
+        assert!(!Access::open().filters());
+        let open = Access::open_with_clearance(Sensitivity::Internal);
+        assert!(open.filters());
+        assert_eq!(open.readable(&repos), ["int", "pub"]);
+    }
+
+    #[test]
+    fn token_clearance_is_stored_and_old_tokens_are_uncapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(dir.path());
+        let (rec, capped) = store
+            .create_capped("carol", vec!["dev".into()], Some(Sensitivity::Internal))
+            .unwrap();
+        assert_eq!(rec.max_sensitivity, Some(Sensitivity::Internal));
+        let (_, free) = store.create("dave", vec!["dev".into()]).unwrap();
+        assert_eq!(
+            store.authenticate(&capped).unwrap().unwrap().clearance,
+            Sensitivity::Internal
+        );
+        assert_eq!(
+            store.authenticate(&free).unwrap().unwrap().clearance,
+            Sensitivity::Restricted
+        );
+        // a token file from before clearances: no field, no cap
+        let raw = std::fs::read_to_string(dir.path().join("tokens.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        assert!(v["tokens"][1].get("max_sensitivity").is_none(), "{raw}");
     }
 
     #[test]

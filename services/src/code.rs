@@ -2,14 +2,25 @@
 //! files as they were indexed (the git blob at the indexed commit, or the
 //! file on disk for plain directories). The MCP tools `read_code` and
 //! `list_repos` call this, so any other transport gets the same answers.
+//!
+//! Both take the caller's [`Access`]: its read rule and clearance decide
+//! which repos exist for it, exactly as in search. A file is served only
+//! when the index holds it (the serving store has chunks of that path), so
+//! include/exclude globs and skip rules apply, and it is redacted with the
+//! indexer's secret rules and placeholders when its repo was indexed with
+//! redaction; line numbers stay those of the original file.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
-use cairn_indexer::registry::Registry;
+use cairn_indexer::secrets::Scanner;
 use cairn_indexer::source;
+use cairn_indexer::store::SearchFilter;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Access;
 use crate::error::ServiceError;
+use crate::search::SearchService;
 
 /// Largest file `read` serves, in bytes.
 pub const MAX_READ_BYTES: usize = 16 * 1024 * 1024;
@@ -52,23 +63,28 @@ pub struct CodeSlice {
     pub content: String,
 }
 
-/// Reads indexed repositories through the registry.
+/// The indexer's secret rules, compiled once for every read.
+static SCANNER: LazyLock<Result<Scanner, String>> = LazyLock::new(|| Scanner::new().map_err(|e| e.to_string()));
+
+/// Reads indexed repositories through the registry and the serving store.
 #[derive(Clone)]
 pub struct CodeService {
-    registry: Registry,
+    search: SearchService,
 }
 
 impl CodeService {
-    pub fn new(registry: Registry) -> Self {
-        Self { registry }
+    pub fn new(search: SearchService) -> Self {
+        Self { search }
     }
 
-    /// All indexed repositories, by name.
-    pub fn list_repos(&self) -> Result<Vec<RepoInfo>, ServiceError> {
+    /// The indexed repositories `access` may read, by name.
+    pub fn list_repos(&self, access: &Access) -> Result<Vec<RepoInfo>, ServiceError> {
         Ok(self
-            .registry
+            .search
+            .registry()
             .load()?
             .into_values()
+            .filter(|r| access.can_read(r))
             .map(|r| RepoInfo {
                 name: r.name,
                 commit: r.indexed_commit,
@@ -79,10 +95,15 @@ impl CodeService {
             .collect())
     }
 
-    /// Lines `start_line..=end_line` of `path` in `repo` as indexed.
-    pub async fn read(&self, req: ReadRequest) -> Result<CodeSlice, ServiceError> {
+    /// Lines `start_line..=end_line` of `path` in `repo` as indexed,
+    /// redacted. A repo `access` cannot read answers as search does for it
+    /// (403 with authentication, else 404), and a file the index does not
+    /// hold is not found.
+    pub async fn read(&self, access: &Access, req: ReadRequest) -> Result<CodeSlice, ServiceError> {
+        self.search.allowed_repos(access, std::slice::from_ref(&req.repo))?;
         let record = self
-            .registry
+            .search
+            .registry()
             .load()?
             .remove(&req.repo)
             .ok_or_else(|| ServiceError::not_found(format!("unknown repo {:?}", req.repo)))?;
@@ -100,6 +121,19 @@ impl CodeService {
             )));
         }
         source::checked_relative_path(&req.path)?;
+        let not_found = || ServiceError::not_found(format!("no file {:?} in repo {:?}", req.path, req.repo));
+        // only what the index holds: skipped, excluded and never-indexed files are not found
+        let (_, store) = self.search.serving().get();
+        let held = store
+            .count(&SearchFilter {
+                repos: vec![req.repo.clone()],
+                paths: vec![req.path.clone()],
+                ..Default::default()
+            })
+            .await?;
+        if held == 0 {
+            return Err(not_found());
+        }
         let root = PathBuf::from(&record.source);
         let commit = record.indexed_commit.clone();
         let path = req.path.clone();
@@ -110,10 +144,19 @@ impl CodeService {
                 .map_err(|e| {
                     let mut e = ServiceError::from(e);
                     if e.kind == crate::error::ServiceErrorKind::NotFound {
-                        e.message = format!("no file {:?} in repo {:?}", req.path, req.repo);
+                        e.message = not_found().message;
                     }
                     e
                 })?;
+        // the indexer's rules and placeholders; the line count never changes
+        let text = if record.redact_secrets {
+            let scanner = SCANNER
+                .as_ref()
+                .map_err(|e| ServiceError::internal(format!("secret rules: {e}")))?;
+            scanner.redact_file(&req.path, &text).text.into_owned()
+        } else {
+            text
+        };
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
         let total = lines.len();
         let start = start as usize;

@@ -338,53 +338,8 @@ impl Default for AnswerConfig {
     }
 }
 
-/// Data sensitivity: of a repo (`cairn index --sensitivity`), and the most a
-/// backend may receive (`max_sensitivity`). An answer goes only to a backend
-/// allowed for every piece of its context.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Sensitivity {
-    /// The default: a backend is trusted with nothing until the operator says so.
-    #[default]
-    Public,
-    Internal,
-    Confidential,
-    Restricted,
-}
-
-impl Sensitivity {
-    /// What a repo indexed without `--sensitivity` counts as.
-    pub const REPO_DEFAULT: Sensitivity = Sensitivity::Internal;
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "public" => Some(Self::Public),
-            "internal" => Some(Self::Internal),
-            "confidential" => Some(Self::Confidential),
-            "restricted" => Some(Self::Restricted),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Public => "public",
-            Self::Internal => "internal",
-            Self::Confidential => "confidential",
-            Self::Restricted => "restricted",
-        }
-    }
-
-    /// A repo's sensitivity from its registry record (unset or unknown:
-    /// [`Self::REPO_DEFAULT`], or `restricted` for an unknown word, to fail closed).
-    pub fn of_repo(record: &str) -> Self {
-        if record.is_empty() {
-            Self::REPO_DEFAULT
-        } else {
-            Self::parse(record).unwrap_or(Self::Restricted)
-        }
-    }
-}
+/// Data sensitivity (defined beside the registry records that carry it).
+pub use cairn_indexer::registry::Sensitivity;
 
 /// One OpenAI-compatible chat-completions backend (vLLM, llama.cpp server,
 /// Ollama, TGI, …).
@@ -466,6 +421,11 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// TLS on both listeners (`[server.tls]`); off when `cert` is empty.
     pub tls: crate::tls::TlsConfig,
+    /// Host names HTTP requests may address (`Host`, and `Origin` when a
+    /// browser sends one); others get 403 before routing. Empty: the
+    /// loopback names plus the listen address's host, or every host when
+    /// listening on a wildcard address. `"*"` admits every host.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Which embedder `[embed]` configures.
@@ -567,6 +527,7 @@ impl Default for ServerConfig {
             grpc: "127.0.0.1:7701".into(),
             max_body_bytes: 1024 * 1024,
             tls: crate::tls::TlsConfig::default(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -556,6 +556,7 @@ impl Daemon {
             (Some(r), _) => Some(access.can_read(r)),
             (None, Some(c)) => Some(access.can_read(&RepoRecord {
                 groups: c.groups.clone(),
+                sensitivity: c.sensitivity.map(|s| s.as_str().to_string()).unwrap_or_default(),
                 ..RepoRecord::default()
             })),
             (None, None) => None,

@@ -18,6 +18,8 @@ pub enum ServiceErrorKind {
     InvalidArgument,
     NotFound,
     PayloadTooLarge,
+    /// A POST body that is not `application/json` (415).
+    UnsupportedMediaType,
     Unauthenticated,
     Forbidden,
     Unavailable,
@@ -37,6 +39,7 @@ impl ServiceErrorKind {
             Self::InvalidArgument => "invalid_argument",
             Self::NotFound => "not_found",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
@@ -84,6 +87,13 @@ impl ServiceError {
         }
     }
 
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self {
+            kind: ServiceErrorKind::UnsupportedMediaType,
+            message: message.into(),
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self {
             kind: ServiceErrorKind::Internal,
@@ -97,6 +107,7 @@ impl ServiceError {
             ServiceErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
             ServiceErrorKind::NotFound => StatusCode::NOT_FOUND,
             ServiceErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ServiceErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ServiceErrorKind::Forbidden => StatusCode::FORBIDDEN,
             ServiceErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -110,7 +121,7 @@ impl ServiceError {
     /// gRPC code for this error.
     pub fn grpc_code(&self) -> tonic::Code {
         match self.kind {
-            ServiceErrorKind::InvalidArgument => tonic::Code::InvalidArgument,
+            ServiceErrorKind::InvalidArgument | ServiceErrorKind::UnsupportedMediaType => tonic::Code::InvalidArgument,
             ServiceErrorKind::NotFound => tonic::Code::NotFound,
             ServiceErrorKind::PayloadTooLarge | ServiceErrorKind::TooManyRequests => tonic::Code::ResourceExhausted,
             ServiceErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
@@ -161,6 +172,7 @@ impl ServiceError {
             ServiceErrorKind::InvalidArgument => ("invalid_request_error", serde_json::Value::Null),
             ServiceErrorKind::NotFound => ("invalid_request_error", "not_found".into()),
             ServiceErrorKind::PayloadTooLarge => ("invalid_request_error", "payload_too_large".into()),
+            ServiceErrorKind::UnsupportedMediaType => ("invalid_request_error", "unsupported_media_type".into()),
             ServiceErrorKind::Unauthenticated => ("authentication_error", "invalid_api_key".into()),
             ServiceErrorKind::Forbidden => ("permission_error", "forbidden".into()),
             ServiceErrorKind::TooManyRequests => ("rate_limit_error", "rate_limit_exceeded".into()),

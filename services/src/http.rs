@@ -20,28 +20,102 @@ use crate::error::{ServiceError, ServiceErrorKind};
 use crate::search::{SearchRequest, SearchResponse};
 use crate::server::AppState;
 
+/// One HTTP route: its path pattern and methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub path: &'static str,
+    pub methods: &'static [&'static str],
+    /// Whether the route sits behind bearer authentication (when auth is on).
+    pub authenticated: bool,
+}
+
+/// Builds the router and, from the same calls, the list of its routes, so
+/// the list cannot drift from what is served (the promise matrix test
+/// enumerates it).
+struct Routes {
+    router: Router<AppState>,
+    list: Vec<RouteInfo>,
+}
+
+impl Routes {
+    fn route(
+        mut self,
+        path: &'static str,
+        methods: &'static [&'static str],
+        handler: axum::routing::MethodRouter<AppState>,
+    ) -> Self {
+        self.router = self.router.route(path, handler);
+        self.list.push(RouteInfo {
+            path,
+            methods,
+            authenticated: false,
+        });
+        self
+    }
+
+    /// Puts every route added so far behind `authenticate` (`None`: only
+    /// the list is wanted).
+    fn authenticated(mut self, state: Option<&AppState>) -> Self {
+        if let Some(state) = state {
+            self.router = self
+                .router
+                .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        }
+        for r in &mut self.list {
+            r.authenticated = true;
+        }
+        self
+    }
+}
+
+/// The routes and the router serving them (without `/mcp`, which
+/// [`crate::server`] adds behind the same authentication).
+fn build(state: Option<&AppState>) -> Routes {
+    Routes {
+        router: Router::new(),
+        list: Vec::new(),
+    }
+    .route("/v1/search", &["POST"], post(search))
+    .route("/v1/context", &["POST"], post(context))
+    .route("/v1/answer", &["POST"], post(answer))
+    .route("/v1/chat/completions", &["POST"], post(crate::openai::chat_completions))
+    .route("/v1/models", &["GET"], get(crate::openai::models))
+    .route(
+        "/v1/continue/context",
+        &["POST"],
+        post(crate::continue_provider::handler),
+    )
+    .route("/v1/repos", &["GET"], get(crate::repos::list))
+    .route(
+        "/v1/repos/{*name}",
+        &["GET", "POST", "DELETE"],
+        get(crate::repos::get)
+            .post(crate::repos::post)
+            .delete(crate::repos::delete),
+    )
+    .route("/metrics", &["GET"], get(crate::repos::metrics))
+    // every route above needs credentials (when auth is on)
+    .authenticated(state)
+    .route("/healthz", &["GET"], get(healthz))
+    // webhooks authenticate by the provider's signature, not a bearer token
+    .route("/v1/webhooks/{provider}", &["POST"], post(crate::repos::webhook))
+}
+
+/// Every HTTP route of [`router`], `/mcp` included.
+pub fn routes() -> Vec<RouteInfo> {
+    let mut list = build(None).list;
+    list.push(RouteInfo {
+        path: "/mcp",
+        methods: &["GET", "POST", "DELETE"],
+        authenticated: true,
+    });
+    list
+}
+
 /// The HTTP API.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
-        .route("/v1/search", post(search))
-        .route("/v1/context", post(context))
-        .route("/v1/answer", post(answer))
-        .route("/v1/chat/completions", post(crate::openai::chat_completions))
-        .route("/v1/models", get(crate::openai::models))
-        .route("/v1/continue/context", post(crate::continue_provider::handler))
-        .route("/v1/repos", get(crate::repos::list))
-        .route(
-            "/v1/repos/{*name}",
-            get(crate::repos::get)
-                .post(crate::repos::post)
-                .delete(crate::repos::delete),
-        )
-        .route("/metrics", get(crate::repos::metrics))
-        // every route above needs credentials (when auth is on)
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .route("/healthz", get(healthz))
-        // webhooks authenticate by the provider's signature, not a bearer token
-        .route("/v1/webhooks/{provider}", post(crate::repos::webhook))
+    build(Some(&state))
+        .router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -82,8 +156,9 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
         .map(str::to_string);
     match state.authenticate_async(header.as_deref()).await {
         Ok(access) => {
+            crate::gate::note_access(&access);
             // per-principal limits; the slot is held until the body ends
-            let permit = match state.admit(&access, crate::limits::http_surface(req.uri().path())) {
+            let permit = match state.admit(&access, crate::gate::http_surface(req.method(), req.uri().path())) {
                 Ok(p) => p,
                 Err(refusal) => return crate::limits::http_refusal(refusal, state.limits.config()),
             };
@@ -151,8 +226,8 @@ async fn answer(
 }
 
 /// A JSON body whose every rejection is a JSON error: malformed JSON and
-/// wrong types are 400, an oversized body is 413. The content type is not
-/// required to be `application/json`, so `curl -d` works as typed.
+/// wrong types are 400, an oversized body is 413. The content type was
+/// checked before routing ([`crate::gate`]: 415 unless `application/json`).
 pub struct JsonBody<T>(pub T);
 
 impl<S, T> FromRequest<S> for JsonBody<T>

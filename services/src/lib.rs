@@ -17,6 +17,8 @@
 //! - [`tls`]: rustls (ring) on the HTTP and gRPC listeners, with optional client certificates.
 //! - [`error`]: [`error::ServiceError`] and the single kind → HTTP/gRPC table.
 //! - [`http`], [`grpc`]: thin transports; [`server`]: state and `run(…, listeners, shutdown)`.
+//! - [`gate`]: in front of every route and method: Host, Origin and JSON
+//!   content-type checks, and one audit record per request.
 //! - [`code`]: [`code::CodeService`], indexed repositories and files as indexed.
 //! - [`mcp`]: the MCP server (`search_code`, `read_code`, `list_repos`) at `/mcp`;
 //!   [`continue_provider`]: Continue's http context provider.
@@ -41,6 +43,9 @@ pub mod continue_provider;
 pub mod daemon;
 pub mod error;
 pub mod eval;
+pub mod gate;
+#[cfg(test)]
+mod gate_tests;
 #[cfg(test)]
 mod git_https_tests;
 pub mod grpc;

@@ -222,20 +222,6 @@ impl AppState {
     }
 }
 
-/// The audit surface of an HTTP path.
-pub(crate) fn http_surface(path: &str) -> &'static str {
-    match path {
-        "/v1/search" => "http.search",
-        "/v1/context" => "http.context",
-        "/v1/answer" => "http.answer",
-        "/v1/chat/completions" => "http.chat_completions",
-        "/v1/models" => "http.models",
-        "/v1/continue/context" => "http.continue",
-        p if p == "/mcp" || p.starts_with("/mcp/") => "http.mcp",
-        _ => "http",
-    }
-}
-
 /// The 429 response: the JSON error with `Retry-After`.
 pub(crate) fn http_refusal(refusal: Refusal, limits: &LimitsConfig) -> axum::response::Response {
     let mut resp = refusal.error(limits).into_response();
@@ -323,7 +309,10 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
-        Box::pin(async move {
+        let started = std::time::Instant::now();
+        let surface = crate::gate::grpc_surface(req.uri().path());
+        let slot = std::sync::Arc::new(crate::gate::Slot::default());
+        let call = async move {
             let header = req
                 .headers()
                 .get("authorization")
@@ -331,32 +320,40 @@ where
                 .map(str::to_string);
             let access = match state.authenticate_async(header.as_deref()).await {
                 Ok(a) => a,
-                Err(e) => return Ok(tonic::Status::from(e).into_http()),
+                Err(e) => return (Ok(tonic::Status::from(e).into_http()), state),
             };
-            let permit = match state.admit(&access, grpc_surface(req.uri().path())) {
+            crate::gate::note_access(&access);
+            let permit = match state.admit(&access, surface) {
                 Ok(p) => p,
                 Err(refusal) => {
                     let mut status: tonic::Status = refusal.error(state.limits.config()).into();
                     if let Ok(v) = refusal.retry_after_secs().to_string().parse() {
                         status.metadata_mut().insert("retry-after", v);
                     }
-                    return Ok(status.into_http());
+                    return (Ok(status.into_http()), state);
                 }
             };
             req.extensions_mut().insert(access);
-            let resp = inner.call(req).await?;
-            Ok(resp.map(|body| tonic::body::Body::new(PermitBody::new(body, permit))))
+            let resp = inner
+                .call(req)
+                .await
+                .map(|resp| resp.map(|body| tonic::body::Body::new(PermitBody::new(body, permit))));
+            (resp, state)
+        };
+        Box::pin(async move {
+            // one audit record per call: the services' own, or one from the status
+            let (resp, state) = crate::gate::scoped(slot.clone(), call).await;
+            if let Ok(resp) = &resp {
+                let code = resp
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+                crate::gate::grpc_fallback(&state, surface, &slot, code, started);
+            }
+            resp
         })
-    }
-}
-
-fn grpc_surface(path: &str) -> &'static str {
-    if path.ends_with("/Answer") {
-        "grpc.answer"
-    } else if path.ends_with("/Search") {
-        "grpc.search"
-    } else {
-        "grpc"
     }
 }
 

@@ -163,6 +163,7 @@ async fn a_burst_over_the_rate_is_refused_for_that_principal_only() {
     let invalid = client
         .post(format!("{}/v1/search", s.http))
         .bearer_auth(&s.bob)
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await
@@ -171,6 +172,7 @@ async fn a_burst_over_the_rate_is_refused_for_that_principal_only() {
     let big = client
         .post(format!("{}/v1/search", s.http))
         .bearer_auth(&s.bob)
+        .header("content-type", "application/json")
         .body(vec![b'x'; 2 << 20])
         .send()
         .await
@@ -274,7 +276,7 @@ async fn a_client_still_writing_its_body_gets_the_answer_not_a_reset() {
                 .unwrap_or_default();
             write!(
                 c,
-                "POST /v1/search HTTP/1.1\r\nhost: cairn\r\n{auth}content-length: {TOTAL}\r\n\r\n"
+                "POST /v1/search HTTP/1.1\r\nhost: cairn\r\ncontent-type: application/json\r\n{auth}content-length: {TOTAL}\r\n\r\n"
             )
             .unwrap();
             let block = vec![b'x'; 64 << 10];
@@ -310,6 +312,7 @@ async fn a_client_still_writing_its_body_gets_the_answer_not_a_reset() {
     for (token, want) in [(Some(&s.bob), 413), (None, 401)] {
         let mut req = reqwest::Client::new()
             .post(format!("{}/v1/search", s.http))
+            .header("content-type", "application/json")
             .body(vec![b'x'; TOTAL]);
         if let Some(t) = token {
             req = req.bearer_auth(t);

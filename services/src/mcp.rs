@@ -9,7 +9,6 @@
 //! can act on; JSON-RPC errors are left to the SDK for protocol problems
 //! (unknown method or tool, bad session).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rmcp::handler::server::common::Extension;
@@ -123,6 +122,11 @@ impl CodeTools {
         }
     }
 
+    /// Every tool this server offers (what `tools/list` answers).
+    pub fn tools() -> Vec<rmcp::model::Tool> {
+        Self::tool_router().list_all()
+    }
+
     /// Audits one tool call that is not a search.
     fn audit(
         &self,
@@ -138,6 +142,20 @@ impl CodeTools {
         ));
     }
 
+    /// A call refused before it started (malformed arguments): audited, then
+    /// answered as a tool error.
+    fn refuse(
+        &self,
+        surface: &'static str,
+        parts: &http::request::Parts,
+        e: ServiceError,
+        started: std::time::Instant,
+    ) -> CallToolResult {
+        let access = access_of(parts).unwrap_or_else(|_| Access::open());
+        self.audit(surface, &access, Vec::new(), Vec::new(), Some(&e), started);
+        tool_error(e)
+    }
+
     #[tool(
         description = "Search the indexed code (hybrid semantic + keyword). Returns the best matching functions, types and blocks, each labelled repo/path#Lstart-Lend with its symbol and code.",
         input_schema = schema::<SearchCodeArgs>(),
@@ -148,9 +166,10 @@ impl CodeTools {
         Extension(parts): Extension<http::request::Parts>,
         Parameters(args): Parameters<JsonObject>,
     ) -> Result<CallToolResult, ErrorData> {
+        let started = std::time::Instant::now();
         let (access, args): (Access, SearchCodeArgs) = match begin(&parts, args) {
             Ok(begun) => begun,
-            Err(e) => return Ok(tool_error(e)),
+            Err(e) => return Ok(self.refuse("mcp.search_code", &parts, e, started)),
         };
         let request = SearchRequest {
             query: args.query,
@@ -158,7 +177,6 @@ impl CodeTools {
             repos: args.repos.unwrap_or_default(),
             ..Default::default()
         };
-        let started = std::time::Instant::now();
         let result = self.state.search.search(&access, request.clone()).await;
         self.state
             .audit_search("mcp.search_code", &access, &request, &result, started);
@@ -197,17 +215,8 @@ impl CodeTools {
         let started = std::time::Instant::now();
         let (access, args): (Access, ReadCodeArgs) = match begin(&parts, args) {
             Ok(begun) => begun,
-            Err(e) => return Ok(tool_error(e)),
+            Err(e) => return Ok(self.refuse("mcp.read_code", &parts, e, started)),
         };
-        // the read rule first: a repo the caller cannot read answers like a missing one
-        if let Err(e) = self
-            .state
-            .search
-            .allowed_repos(&access, std::slice::from_ref(&args.repo))
-        {
-            self.audit("mcp.read_code", &access, Vec::new(), Vec::new(), Some(&e), started);
-            return Ok(tool_error(e));
-        }
         let request = ReadRequest {
             repo: args.repo,
             path: args.path,
@@ -215,10 +224,16 @@ impl CodeTools {
             end_line: args.end_line,
         };
         let repo = request.repo.clone();
-        let slice = match self.state.code.read(request).await {
+        let slice = match self.state.code.read(&access, request).await {
             Ok(s) => s,
             Err(e) => {
-                self.audit("mcp.read_code", &access, vec![repo], Vec::new(), Some(&e), started);
+                // a refused repo is not named in the record's scope
+                let scope = if e.kind == crate::error::ServiceErrorKind::Forbidden {
+                    Vec::new()
+                } else {
+                    vec![repo]
+                };
+                self.audit("mcp.read_code", &access, scope, Vec::new(), Some(&e), started);
                 return Ok(tool_error(e));
             }
         };
@@ -262,13 +277,16 @@ impl CodeTools {
         let started = std::time::Instant::now();
         let (access, ListReposArgs {}) = match begin(&parts, args) {
             Ok(begun) => begun,
-            Err(e) => return Ok(tool_error(e)),
+            Err(e) => return Ok(self.refuse("mcp.list_repos", &parts, e, started)),
         };
         // only the repos this caller may read
         let readable = self.state.search.repos_in_scope(&access, &[]);
-        let repos: Vec<_> = match self.state.code.list_repos() {
-            Ok(r) => r.into_iter().filter(|r| readable.contains(&r.name)).collect(),
-            Err(e) => return Ok(tool_error(e)),
+        let repos = match self.state.code.list_repos(&access) {
+            Ok(r) => r,
+            Err(e) => {
+                self.audit("mcp.list_repos", &access, Vec::new(), Vec::new(), Some(&e), started);
+                return Ok(tool_error(e));
+            }
         };
         self.audit("mcp.list_repos", &access, readable, Vec::new(), None, started);
         let mut text = String::new();
@@ -301,22 +319,19 @@ impl ServerHandler for CodeTools {
 /// The `/mcp` endpoint. Sessions live in memory; `shutdown` ends them (and
 /// their open SSE streams) so the HTTP server can stop gracefully.
 ///
-/// The `Host` header is checked against loopback names when the server is
-/// bound to a loopback address (DNS-rebinding protection for a server on a
-/// developer's machine); bound to any other address, cairn is deliberately
-/// on the network and clients reach it by names it cannot know.
+/// `Host` and `Origin` are checked before routing by [`crate::gate`] against
+/// `[server] allowed_hosts`, for `/mcp` as for every route (DNS-rebinding
+/// protection, as the MCP specification requires), so the SDK's own host
+/// list is off: one list, one place.
 pub fn service(
     state: &AppState,
-    bound: SocketAddr,
     max_body_bytes: usize,
     shutdown: CancellationToken,
 ) -> StreamableHttpService<CodeTools, LocalSessionManager> {
-    let mut config = StreamableHttpServerConfig::default()
+    let config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shutdown)
-        .with_max_request_body_bytes(max_body_bytes);
-    if !bound.ip().is_loopback() {
-        config = config.disable_allowed_hosts();
-    }
+        .with_max_request_body_bytes(max_body_bytes)
+        .disable_allowed_hosts();
     let state = state.clone();
     StreamableHttpService::new(
         move || Ok(CodeTools::new(state.clone())),

@@ -46,6 +46,13 @@ pub struct OidcConfig {
     /// The claim listing the principal's groups: an array of strings, or a
     /// string of names separated by commas or spaces.
     pub groups_claim: String,
+    /// The claim carrying the caller's clearance (`public`, `internal`,
+    /// `confidential` or `restricted`). Empty: no cap. When set, a token
+    /// without the claim is cleared for `default_max_sensitivity`, and one
+    /// with an unknown value is refused.
+    pub max_sensitivity_claim: String,
+    /// The clearance of a token that lacks `max_sensitivity_claim`.
+    pub default_max_sensitivity: cairn_indexer::registry::Sensitivity,
     /// Clock skew allowed on `exp` and `nbf`, seconds.
     pub leeway_secs: u64,
     /// Least time between two JWKS refreshes caused by unknown `kid`s.
@@ -63,6 +70,8 @@ impl Default for OidcConfig {
             allowed_algorithms: SUPPORTED_ALGORITHMS.iter().map(|a| a.to_string()).collect(),
             principal_claim: "sub".into(),
             groups_claim: "groups".into(),
+            max_sensitivity_claim: String::new(),
+            default_max_sensitivity: cairn_indexer::registry::Sensitivity::Public,
             leeway_secs: 30,
             jwks_refresh_secs: 60,
         }
@@ -281,9 +290,26 @@ impl OidcVerifier {
                 .collect(),
             _ => BTreeSet::new(),
         };
+        let clearance = if self.config.max_sensitivity_claim.is_empty() {
+            cairn_indexer::registry::Sensitivity::Restricted
+        } else {
+            match claims.get(&self.config.max_sensitivity_claim) {
+                None | Some(serde_json::Value::Null) => self.config.default_max_sensitivity,
+                Some(v) => v
+                    .as_str()
+                    .and_then(cairn_indexer::registry::Sensitivity::parse)
+                    .ok_or_else(|| {
+                        VerifyError::Invalid(format!(
+                            "claim {:?} must be public, internal, confidential or restricted, got {v}",
+                            self.config.max_sensitivity_claim
+                        ))
+                    })?,
+            }
+        };
         Ok(Principal {
             name: name.to_string(),
             groups,
+            clearance,
         })
     }
 

@@ -62,7 +62,7 @@ impl AppState {
         };
         match readable {
             Some(true) => Ok(()),
-            None if !access.enforced => Err(ServiceError::not_found(format!("unknown repo {name:?}"))),
+            None if !access.filters() => Err(ServiceError::not_found(format!("unknown repo {name:?}"))),
             _ => Err(ServiceError::forbidden(format!(
                 "repo {name:?} does not exist or is not readable with these credentials"
             ))),
@@ -421,10 +421,7 @@ pub async fn webhook(
     let Some(p) = Provider::parse(&provider) else {
         return ServiceError::not_found("unknown webhook provider: use github, gitlab or gitea").into_response();
     };
-    let access = Access::for_principal(Principal {
-        name: format!("webhook:{provider}"),
-        groups: Default::default(),
-    });
+    let access = Access::for_principal(Principal::new(format!("webhook:{provider}"), []));
     let body = match body {
         Ok(b) => b,
         Err(e) => {

@@ -4,7 +4,7 @@
 //! Every transport (HTTP, gRPC, CLI, eval) calls [`SearchService::search`],
 //! so the same question gets the same answer everywhere.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -163,6 +163,11 @@ impl SearchService {
         }
     }
 
+    /// The embedder and store searches use.
+    pub fn serving(&self) -> &Serving {
+        &self.serving
+    }
+
     /// The registry of indexed repositories this service answers from.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -174,7 +179,7 @@ impl SearchService {
     pub async fn search(&self, access: &Access, request: SearchRequest) -> Result<SearchResponse, ServiceError> {
         let started = Instant::now();
         let (query, k, filter) = self.validate(access, request)?;
-        if access.enforced && filter.repos.is_empty() {
+        if access.filters() && filter.repos.is_empty() {
             // nothing readable: no store query at all
             return Ok(SearchResponse {
                 results: Vec::new(),
@@ -215,13 +220,66 @@ impl SearchService {
         })
     }
 
+    /// The first chunk of `repos` that `text` quotes, as
+    /// `repo/path#Lstart-Lend`: a keyword search for the text's terms inside
+    /// those repos, then a line check on the best hits. A chunk counts as
+    /// quoted when the text holds (trimmed) at least two of its substantial
+    /// lines, or its only one. Labels like cairn's own citations count too.
+    pub async fn quoted_in(&self, text: &str, repos: &[String]) -> Result<Option<(String, String)>, ServiceError> {
+        if repos.is_empty() || text.trim().is_empty() {
+            return Ok(None);
+        }
+        for repo in repos {
+            // a citation label of that repo (`repo/path#L…`)
+            let marker = format!("{repo}/");
+            if text.match_indices(&marker).any(|(i, _)| {
+                let before_ok = i == 0 || !text[..i].ends_with(|c: char| c.is_alphanumeric() || "._-/".contains(c));
+                let rest = &text[i + marker.len()..];
+                let token_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                before_ok && rest[..token_end].contains("#L")
+            }) {
+                return Ok(Some((repo.clone(), format!("a citation of {repo}"))));
+            }
+        }
+        let lines: HashSet<&str> = text.lines().map(str::trim).filter(|l| substantial(l)).collect();
+        if lines.is_empty() {
+            return Ok(None);
+        }
+        let (_, store) = self.serving.get();
+        let filter = SearchFilter {
+            repos: repos.to_vec(),
+            ..Default::default()
+        };
+        let hits = store
+            .search_sparse(sparse::query_vector(text), &filter, QUOTE_CANDIDATES)
+            .await?;
+        for hit in hits {
+            let own: Vec<&str> = hit
+                .payload
+                .content
+                .lines()
+                .map(str::trim)
+                .filter(|l| substantial(l))
+                .collect();
+            let quoted = own.iter().filter(|l| lines.contains(*l)).count();
+            if quoted > 0 && quoted >= own.len().min(2) {
+                let p = &hit.payload;
+                return Ok(Some((
+                    p.repo.clone(),
+                    crate::code::label(&p.repo, &p.path, p.start_line as usize, p.end_line as usize),
+                )));
+            }
+        }
+        Ok(None)
+    }
+
     /// The repos `access` may search for `requested` (all readable ones
     /// when none are named). With authentication on, a repo that cannot be
     /// read and one that does not exist get the same 403, so existence is
     /// not revealed; without it an unknown repo is a 404.
     pub fn allowed_repos(&self, access: &Access, requested: &[String]) -> Result<Vec<String>, ServiceError> {
         let known = self.registry.load()?;
-        if access.enforced {
+        if access.filters() {
             if let Some(denied) = requested
                 .iter()
                 .find(|name| !known.get(name.as_str()).is_some_and(|r| access.can_read(r)))
@@ -247,7 +305,7 @@ impl SearchService {
     /// when the request was refused.
     pub fn repos_in_scope(&self, access: &Access, requested: &[String]) -> Vec<String> {
         match self.allowed_repos(access, requested) {
-            Ok(repos) if repos.is_empty() && !access.enforced => self
+            Ok(repos) if repos.is_empty() && !access.filters() => self
                 .registry
                 .load()
                 .map(|m| m.into_keys().collect())
@@ -285,9 +343,18 @@ impl SearchService {
             repos,
             languages,
             path_prefix: r.path_prefix.filter(|p| !p.is_empty()),
+            paths: Vec::new(),
         };
         Ok((query, r.k as usize, filter))
     }
+}
+
+/// Best keyword hits whose lines [`SearchService::quoted_in`] compares.
+const QUOTE_CANDIDATES: usize = 10;
+
+/// A line worth comparing: 16 or more non-blank characters, not only punctuation.
+fn substantial(line: &str) -> bool {
+    line.chars().filter(|c| !c.is_whitespace()).count() >= 16 && line.chars().any(char::is_alphanumeric)
 }
 
 /// Normalised scores of one list for score-based fusion.

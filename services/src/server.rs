@@ -38,6 +38,10 @@ pub struct AppState {
     pub limits: Arc<crate::limits::Limiter>,
     /// The JWT verifier of `auth.mode = "oidc"`.
     pub oidc: Option<Arc<crate::oidc::OidcVerifier>>,
+    /// The clearance of callers in `auth.mode = "none"` (`[auth] none_max_sensitivity`).
+    pub none_clearance: cairn_indexer::registry::Sensitivity,
+    /// The host names HTTP requests may address (see [`crate::gate`]).
+    pub hosts: crate::gate::HostPolicy,
 }
 
 impl AppState {
@@ -67,7 +71,6 @@ impl AppState {
         answer: &AnswerConfig,
         backends: &[BackendConfig],
     ) -> Self {
-        let registry_for_code = registry.clone();
         let search = SearchService::with_serving(serving, registry, rank);
         let context = ContextService::new(search.clone(), answer.clone());
         let answers = AnswerService::new(
@@ -76,7 +79,7 @@ impl AppState {
             answer.allowed_link_hosts.clone(),
         );
         Self {
-            code: CodeService::new(registry_for_code),
+            code: CodeService::new(search.clone()),
             search,
             context,
             answers,
@@ -87,7 +90,21 @@ impl AppState {
             webhook_secrets: crate::config::WebhookSecrets::default(),
             limits: Arc::new(crate::limits::Limiter::off()),
             oidc: None,
+            none_clearance: cairn_indexer::registry::Sensitivity::Restricted,
+            hosts: crate::gate::HostPolicy::any(),
         }
+    }
+
+    /// Answers only requests addressed to `hosts` (`[server] allowed_hosts`).
+    pub fn with_hosts(mut self, hosts: crate::gate::HostPolicy) -> Self {
+        self.hosts = hosts;
+        self
+    }
+
+    /// Caps callers of `auth.mode = "none"` at `clearance` (unset: no cap).
+    pub fn with_none_clearance(mut self, clearance: Option<cairn_indexer::registry::Sensitivity>) -> Self {
+        self.none_clearance = clearance.unwrap_or(cairn_indexer::registry::Sensitivity::Restricted);
+        self
     }
 
     /// Authenticates requests with `mode` against `tokens`.
@@ -126,7 +143,7 @@ impl AppState {
     /// may read. With `auth.mode = "none"` credentials are ignored.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Access, ServiceError> {
         match self.auth {
-            AuthMode::None => Ok(Access::open()),
+            AuthMode::None => Ok(Access::open_with_clearance(self.none_clearance)),
             AuthMode::Oidc => {
                 let token = authorization.and_then(bearer).ok_or_else(|| {
                     ServiceError::unauthenticated("missing credentials: send `Authorization: Bearer <token>`")
@@ -268,7 +285,7 @@ pub async fn run_with_tls(
     let mcp = axum::Router::new()
         .nest_service(
             "/mcp",
-            crate::mcp::service(&state, http.local_addr()?, max_body_bytes, mcp_shutdown.clone()),
+            crate::mcp::service(&state, max_body_bytes, mcp_shutdown.clone()),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -276,6 +293,10 @@ pub async fn run_with_tls(
         ));
     let app = crate::http::router(state.clone(), max_body_bytes)
         .merge(mcp)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::gate::http_gate,
+        ))
         .layer(axum::middleware::from_fn(crate::http::close_after_unread_body));
     let mut http_rx = rx.clone();
     let http_stop = async move {

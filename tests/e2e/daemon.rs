@@ -31,7 +31,12 @@ async fn get(c: &reqwest::Client, url: &str, token: Option<&str>) -> (u16, Value
 }
 
 async fn send(c: &reqwest::Client, method: reqwest::Method, url: &str, token: Option<&str>) -> (u16, Value) {
+    let post = method == reqwest::Method::POST;
     let mut req = c.request(method, url);
+    if post {
+        // POST routes take JSON only (415 otherwise), even without a body
+        req = req.header("content-type", "application/json");
+    }
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }

@@ -180,7 +180,13 @@ async fn continue_http_context_provider() {
         let c = c.clone();
         let url = url.clone();
         async move {
-            let resp = c.post(url).body(body).send().await.unwrap();
+            let resp = c
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap();
             (

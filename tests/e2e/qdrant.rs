@@ -296,6 +296,7 @@ async fn a_qdrant_that_stops_answering_mid_run_fails_requests_and_indexing_resum
         let reindex = || async {
             let resp = c
                 .post(server.url("/v1/repos/acme-auth/reindex?full=true"))
+                .header("content-type", "application/json")
                 .send()
                 .await
                 .unwrap();

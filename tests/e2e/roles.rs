@@ -47,7 +47,12 @@ async fn serve_without_the_indexer_answers_searches_from_a_built_index() {
     let resp = c.get(server.url("/v1/repos/acme-auth")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     // no daemon here: triggers belong to the indexer
-    let resp = c.post(server.url("/v1/repos/acme-auth/reindex")).send().await.unwrap();
+    let resp = c
+        .post(server.url("/v1/repos/acme-auth/reindex"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 503);
     let body: Value = resp.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("indexer"), "{body}");

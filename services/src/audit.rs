@@ -13,9 +13,17 @@
 //! Writing happens on a dedicated thread fed by a channel, so a request
 //! never waits for the disk; [`AuditLog::close`] drains the channel, writes
 //! a final checkpoint and syncs the file before shutdown completes.
+//!
+//! Admin commands run from the command line (`cairn token create`, `cairn
+//! repo remove`, …) write `"type": "admin"` records into the same chain
+//! through [`AdminLog`], naming the acting OS user, whether `cairn serve`
+//! runs or not. One process appends at a time: every append holds an
+//! exclusive lock on `FILE.lock` next to the live file and first checks
+//! whether another process wrote or rotated since its own last append (the
+//! live file's length and inode), reading the chain's head again if so.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -166,6 +174,107 @@ impl From<&crate::search::SearchHit> for AuditResult {
     }
 }
 
+/// One admin action taken from the command line (`cairn token create`,
+/// `cairn repo remove`, …), written as a `"type": "admin"` record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminEvent {
+    /// `token.create`, `token.revoke`, `repo.remove`, `repo.groups`, …
+    pub action: String,
+    /// What it acted on: a principal, a repo, a directory.
+    pub target: String,
+    /// A JSON object of what else tells the action apart (never a secret).
+    pub details: serde_json::Value,
+    /// Why it failed; `None`: it succeeded.
+    pub error: Option<String>,
+}
+
+impl AdminEvent {
+    pub fn new(action: impl Into<String>, target: impl Into<String>) -> Self {
+        Self {
+            action: action.into(),
+            target: target.into(),
+            details: serde_json::Value::Object(Default::default()),
+            error: None,
+        }
+    }
+
+    /// Adds `key: value` to the details.
+    pub fn detail(mut self, key: &str, value: impl Serialize) -> Self {
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        if let serde_json::Value::Object(map) = &mut self.details {
+            map.insert(key.to_string(), value);
+        }
+        self
+    }
+
+    /// The details of a token: its id, principal, groups and clearance;
+    /// never the token, nor its hash.
+    pub fn token(self, record: &crate::auth::TokenRecord) -> Self {
+        let event = self
+            .detail("id", &record.id)
+            .detail("principal", &record.principal)
+            .detail("groups", &record.groups);
+        match &record.max_sensitivity {
+            Some(s) => event.detail("max_sensitivity", s),
+            None => event,
+        }
+    }
+}
+
+/// The operating-system user a command runs as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OsUser {
+    /// The effective uid's name in /etc/passwd, else `$USER` / `$LOGNAME`,
+    /// else `uid:N` (or `unknown`).
+    pub name: String,
+    /// The effective uid (from /proc/self/status), when known.
+    pub uid: Option<u32>,
+    /// `$SUDO_USER`: who ran `sudo`, as sudo reports it (environment, not
+    /// verified).
+    pub sudo_user: Option<String>,
+}
+
+impl OsUser {
+    /// The user this process runs as.
+    pub fn current() -> Self {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| effective_uid(&s));
+        let name = uid
+            .and_then(|uid| {
+                std::fs::read_to_string("/etc/passwd")
+                    .ok()
+                    .and_then(|p| passwd_name(&p, uid))
+            })
+            .or_else(|| env("USER"))
+            .or_else(|| env("LOGNAME"))
+            .unwrap_or_else(|| uid.map_or_else(|| "unknown".to_string(), |u| format!("uid:{u}")));
+        Self {
+            name,
+            uid,
+            sudo_user: env("SUDO_USER"),
+        }
+    }
+}
+
+/// The effective uid in the text of /proc/self/status (`Uid: real effective
+/// saved fs`).
+fn effective_uid(status: &str) -> Option<u32> {
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The name of `uid` in the text of /etc/passwd.
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|l| {
+        let mut fields = l.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_string())
+    })
+}
+
 #[derive(Serialize)]
 struct RequestLine<'a> {
     seq: u64,
@@ -196,6 +305,26 @@ struct CheckpointLine<'a> {
     kind: &'static str,
     public_key: &'a str,
     signature: String,
+    prev: &'a str,
+}
+
+#[derive(Serialize)]
+struct AdminLine<'a> {
+    seq: u64,
+    time: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    action: &'a str,
+    os_user: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sudo_user: Option<&'a str>,
+    target: &'a str,
+    details: &'a serde_json::Value,
+    outcome: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
     prev: &'a str,
 }
 
@@ -242,11 +371,23 @@ pub fn load_or_create_key(path: &Path) -> anyhow::Result<Ed25519KeyPair> {
         .map_err(|e| anyhow::anyhow!("{} is not a PKCS#8 ed25519 key: {e}", path.display()))
 }
 
-/// Where the chain stands: the last record's number and line hash.
+/// Where the chain stands: the last record's number and line hash, and
+/// whether that line is a checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 struct Head {
     seq: u64,
     hash: String,
+    checkpoint: bool,
+}
+
+impl Head {
+    fn genesis() -> Self {
+        Self {
+            seq: 0,
+            hash: GENESIS.to_string(),
+            checkpoint: false,
+        }
+    }
 }
 
 /// Reads the head of the chain from the live file (or, when it is empty,
@@ -278,12 +419,10 @@ fn read_head(live: &Path) -> anyhow::Result<Head> {
         return Ok(Head {
             seq,
             hash: sha256_hex(line),
+            checkpoint: v["type"] == "checkpoint",
         });
     }
-    Ok(Head {
-        seq: 0,
-        hash: GENESIS.to_string(),
-    })
+    Ok(Head::genesis())
 }
 
 /// Rotated files of `live`, oldest first.
@@ -313,9 +452,85 @@ fn rotated_files(live: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out.into_iter().map(|(_, p)| p).collect())
 }
 
+/// Identity and length of the live file: what a writer left behind after
+/// its last append, to tell at the next one whether another process wrote
+/// (or rotated) in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileState {
+    dev: u64,
+    ino: u64,
+    len: u64,
+}
+
+impl FileState {
+    fn of(m: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Self {
+                dev: m.dev(),
+                ino: m.ino(),
+                len: m.len(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {
+                dev: 0,
+                ino: 0,
+                len: m.len(),
+            }
+        }
+    }
+}
+
+/// The lock file next to the live log (`audit.jsonl.lock`): whoever appends
+/// holds it, so one process writes at a time.
+fn lock_path(live: &Path) -> PathBuf {
+    let mut p = live.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+fn open_live(live: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(live)
+        .with_context(|| format!("failed to open audit log {}", live.display()))
+}
+
+/// The live log and signing key of `config`, relative to `data_dir` when
+/// left empty.
+fn resolve(config: &AuditConfig, data_dir: &Path) -> (PathBuf, PathBuf) {
+    let live = if config.path.as_os_str().is_empty() {
+        data_dir.join("audit").join("audit.jsonl")
+    } else {
+        config.path.clone()
+    };
+    let key_path = if config.signing_key.as_os_str().is_empty() {
+        data_dir.join("audit").join("signing-key.pk8")
+    } else {
+        config.signing_key.clone()
+    };
+    (live, key_path)
+}
+
+/// Appends to the chain. Every append (a drained batch of requests, an
+/// admin record, a checkpoint, a rotation) happens under the lock file, and
+/// starts by checking that the live file is still as this writer left it:
+/// when another process (`cairn serve`, a CLI admin command) appended or
+/// rotated since, the head is read again and the file reopened, so the chain
+/// continues from the other writer's last line.
 struct Writer {
     live: PathBuf,
-    file: BufWriter<File>,
+    lock: File,
+    file: File,
+    /// Lines of the current locked section, written at its end (or before a
+    /// checkpoint or rotation).
+    buf: Vec<u8>,
+    /// The live file as this writer left it; `None`: read the head again.
+    left: Option<FileState>,
     size: u64,
     head: Head,
     since_checkpoint: u64,
@@ -329,32 +544,102 @@ impl Writer {
         if let Some(dir) = live.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
         }
-        let head = read_head(&live)?;
-        let file = OpenOptions::new()
+        let lock = OpenOptions::new()
             .create(true)
-            .append(true)
-            .open(&live)
-            .with_context(|| format!("failed to open audit log {}", live.display()))?;
-        let size = file.metadata()?.len();
+            .truncate(false)
+            .write(true)
+            .open(lock_path(&live))
+            .with_context(|| format!("failed to open {}", lock_path(&live).display()))?;
+        let file = open_live(&live)?;
         let public_key = hex::encode(key.public_key().as_ref());
-        Ok(Self {
+        let mut writer = Self {
             live,
-            file: BufWriter::new(file),
-            size,
-            head,
+            lock,
+            file,
+            buf: Vec::new(),
+            left: None,
+            size: 0,
+            head: Head::genesis(),
             since_checkpoint: 0,
             key,
             public_key,
             config,
-        })
+        };
+        // reads the head (cutting a torn line) under the lock
+        writer.locked(|_| Ok(()))?;
+        Ok(writer)
     }
 
-    fn append(&mut self, line: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(line)?;
-        self.file.write_all(b"\n")?;
-        self.size += line.len() as u64 + 1;
-        self.head.hash = sha256_hex(line);
+    /// Runs `f` holding the lock file, after catching up with other writers,
+    /// and writes what it appended before letting go.
+    fn locked<T>(&mut self, f: impl FnOnce(&mut Self) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        self.lock
+            .lock()
+            .with_context(|| format!("failed to lock {}", lock_path(&self.live).display()))?;
+        let out = self.resync().and_then(|()| f(self));
+        let flushed = self.flush();
+        if flushed.is_ok() {
+            self.left = self.file.metadata().ok().map(|m| FileState::of(&m));
+            if let Some(state) = self.left {
+                self.size = state.len;
+            }
+        }
+        if let Err(e) = self.lock.unlock() {
+            tracing::error!(error = %e, "failed to unlock the audit log");
+        }
+        let out = out?;
+        flushed?;
+        Ok(out)
+    }
+
+    /// Reads the head again and reopens the live file when it is not as
+    /// this writer left it (another process appended, rotated or removed it).
+    fn resync(&mut self) -> anyhow::Result<()> {
+        let now = std::fs::metadata(&self.live).ok().map(|m| FileState::of(&m));
+        if now.is_some() && now == self.left {
+            return Ok(());
+        }
+        if self.left.is_some() {
+            tracing::debug!(path = %self.live.display(), "another process wrote the audit log; continuing its chain");
+        }
+        self.buf.clear();
+        self.left = None;
+        self.head = read_head(&self.live)?;
+        self.file = open_live(&self.live)?;
+        let state = FileState::of(&self.file.metadata()?);
+        self.size = state.len;
+        self.left = Some(state);
         Ok(())
+    }
+
+    /// Writes the buffered lines. On failure they are dropped and the head
+    /// is read again from what reached the file (a torn line is cut off), so
+    /// the chain goes on from the disk.
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let written = self.file.write_all(&self.buf);
+        self.buf.clear();
+        if let Err(e) = written {
+            self.left = None;
+            if let Err(again) = self.resync() {
+                tracing::error!(error = %format!("{again:#}"), "failed to read the audit log's head again");
+            }
+            return Err(e).with_context(|| format!("failed to write audit log {}", self.live.display()));
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, seq: u64, line: &[u8], checkpoint: bool) {
+        self.buf.extend_from_slice(line);
+        self.buf.push(b'\n');
+        self.size += line.len() as u64 + 1;
+        self.head = Head {
+            seq,
+            hash: sha256_hex(line),
+            checkpoint,
+        };
     }
 
     fn request(&mut self, e: &AuditEvent) -> anyhow::Result<()> {
@@ -367,7 +652,7 @@ impl Writer {
         };
         let line = serde_json::to_vec(&RequestLine {
             seq,
-            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            time: now(),
             kind: "request",
             principal: &e.principal,
             surface: e.surface,
@@ -382,12 +667,40 @@ impl Writer {
             latency_ms: (e.latency_ms * 1000.0).round() / 1000.0,
             prev: &prev,
         })?;
-        self.append(&line)?;
-        self.head.seq = seq;
+        self.append(seq, &line, false);
         self.since_checkpoint += 1;
         if self.since_checkpoint >= self.config.checkpoint_every {
             self.checkpoint()?;
         }
+        if self.size >= self.config.rotate_bytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Appends an admin record and seals it at once with a signed
+    /// checkpoint (admin commands are rare, and a CLI process may be the
+    /// last writer for a long time).
+    fn admin(&mut self, e: &AdminEvent, user: &OsUser) -> anyhow::Result<()> {
+        let seq = self.head.seq + 1;
+        let prev = self.head.hash.clone();
+        let line = serde_json::to_vec(&AdminLine {
+            seq,
+            time: now(),
+            kind: "admin",
+            action: &e.action,
+            os_user: &user.name,
+            uid: user.uid,
+            sudo_user: user.sudo_user.as_deref(),
+            target: &e.target,
+            details: &e.details,
+            outcome: if e.error.is_some() { "error" } else { "ok" },
+            error: e.error.as_deref(),
+            prev: &prev,
+        })?;
+        self.append(seq, &line, false);
+        self.since_checkpoint += 1;
+        self.checkpoint()?;
         if self.size >= self.config.rotate_bytes {
             self.rotate()?;
         }
@@ -401,25 +714,30 @@ impl Writer {
         let signature = hex::encode(self.key.sign(signed_message(seq, &prev).as_bytes()).as_ref());
         let line = serde_json::to_vec(&CheckpointLine {
             seq,
-            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            time: now(),
             kind: "checkpoint",
             public_key: &self.public_key,
             signature,
             prev: &prev,
         })?;
-        self.append(&line)?;
-        self.head.seq = seq;
+        self.append(seq, &line, true);
         self.since_checkpoint = 0;
-        self.file.flush()?;
-        self.file.get_ref().sync_data()?;
+        self.flush()?;
+        self.file.sync_data()?;
         Ok(())
     }
 
-    /// Closes the live file with a checkpoint, renames it to the next
-    /// `FILE.NNNNNN`, starts a new one (the chain continues into it) and
-    /// removes the oldest rotated files beyond `retain_files`.
+    /// Closes the live file with a checkpoint (unless its last line is one),
+    /// renames it to the next `FILE.NNNNNN`, starts a new one (the chain
+    /// continues into it) and removes the oldest rotated files beyond
+    /// `retain_files`.
     fn rotate(&mut self) -> anyhow::Result<()> {
-        self.checkpoint()?;
+        if self.head.checkpoint {
+            self.flush()?;
+            self.file.sync_data()?;
+        } else {
+            self.checkpoint()?;
+        }
         let rotated = rotated_files(&self.live)?;
         let next = rotated
             .last()
@@ -433,8 +751,7 @@ impl Writer {
         let mut target = self.live.clone().into_os_string();
         target.push(format!(".{next:06}"));
         std::fs::rename(&self.live, &target)?;
-        let file = OpenOptions::new().create(true).append(true).open(&self.live)?;
-        self.file = BufWriter::new(file);
+        self.file = open_live(&self.live)?;
         self.size = 0;
         if self.config.retain_files > 0 {
             let rotated = rotated_files(&self.live)?;
@@ -453,22 +770,34 @@ impl Writer {
             while let Ok(more) = rx.try_recv() {
                 batch.push(more);
             }
-            for event in &batch {
-                if let Err(e) = self.request(event) {
-                    tracing::error!(error = %format!("{e:#}"), "failed to write an audit record");
+            let written = self.locked(|w| {
+                for event in &batch {
+                    if let Err(e) = w.request(event) {
+                        tracing::error!(error = %format!("{e:#}"), "failed to write an audit record");
+                    }
                 }
-            }
-            if let Err(e) = self.file.flush() {
-                tracing::error!(error = %e, "failed to flush the audit log");
+                Ok(())
+            });
+            if let Err(e) = written {
+                tracing::error!(error = %format!("{e:#}"), records = batch.len(), "failed to write audit records");
             }
         }
-        // the channel closed: shutdown. Seal the chain.
-        if self.since_checkpoint > 0
-            && let Err(e) = self.checkpoint()
-        {
+        // the channel closed: shutdown. Seal the chain (unless another
+        // writer's checkpoint already follows this one's last record).
+        let sealed = self.locked(|w| {
+            if w.since_checkpoint > 0 && !w.head.checkpoint {
+                w.checkpoint()?;
+            }
+            Ok(())
+        });
+        if let Err(e) = sealed {
             tracing::error!(error = %format!("{e:#}"), "failed to write the final audit checkpoint");
         }
     }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// The audit log's handle: cheap to share, never blocks a request.
@@ -493,16 +822,7 @@ impl AuditLog {
             tracing::warn!("the audit log is disabled (audit.enabled = false)");
             return Ok(Self::disabled());
         }
-        let live = if config.path.as_os_str().is_empty() {
-            data_dir.join("audit").join("audit.jsonl")
-        } else {
-            config.path.clone()
-        };
-        let key_path = if config.signing_key.as_os_str().is_empty() {
-            data_dir.join("audit").join("signing-key.pk8")
-        } else {
-            config.signing_key.clone()
-        };
+        let (live, key_path) = resolve(config, data_dir);
         let key = load_or_create_key(&key_path)?;
         let writer = Writer::open(live.clone(), key, config.clone())?;
         tracing::info!(path = %live.display(), next_seq = writer.head.seq + 1, "audit log open");
@@ -518,6 +838,8 @@ impl AuditLog {
 
     /// Queues one record.
     pub fn record(&self, event: AuditEvent) {
+        // the request's one record (see crate::gate), kept or not
+        crate::gate::note_recorded(event.surface);
         let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = guard.as_ref()
             && tx.send(event).is_err()
@@ -544,10 +866,111 @@ impl Drop for AuditLog {
     }
 }
 
+/// Admin records of a command-line process, written into the same chain as
+/// `cairn serve`'s request records, whether it runs or not: each record is
+/// appended under the log's lock file, continues from whatever the last
+/// writer left, is sealed by a signed checkpoint and synced before
+/// [`AdminLog::record`] returns.
+pub struct AdminLog {
+    writer: Option<Writer>,
+    user: OsUser,
+}
+
+impl AdminLog {
+    /// Opens the log of `config` (paths resolved as [`AuditLog::open`]
+    /// does): loads (or creates) the signing key and reads the chain's head,
+    /// so that a log that cannot be written is found before the action runs.
+    /// With `audit.enabled = false` it records nothing.
+    pub fn open(config: &AuditConfig, data_dir: &Path) -> anyhow::Result<Self> {
+        let user = OsUser::current();
+        if !config.enabled {
+            return Ok(Self { writer: None, user });
+        }
+        let (live, key_path) = resolve(config, data_dir);
+        let key = load_or_create_key(&key_path)?;
+        let writer = Writer::open(live.clone(), key, config.clone())
+            .with_context(|| format!("cannot write the audit log {}", live.display()))?;
+        Ok(Self {
+            writer: Some(writer),
+            user,
+        })
+    }
+
+    /// Appends `event` (by this process's OS user), a checkpoint after it,
+    /// and syncs.
+    pub fn record(&mut self, event: &AdminEvent) -> anyhow::Result<()> {
+        let user = &self.user;
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        writer
+            .locked(|w| w.admin(event, user))
+            .with_context(|| format!("failed to write the audit record of {}", event.action))
+    }
+
+    /// Records `event` with the outcome of `result` (its error, if any) and
+    /// returns `result`; when the record cannot be written the command fails
+    /// with that error too, even if the action succeeded.
+    pub fn finish<T>(&mut self, event: AdminEvent, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        let event = with_outcome(event, &result);
+        let recorded = self.record(&event);
+        combine(&event, recorded, result)
+    }
+
+    /// [`AdminLog::open`] and [`AdminLog::finish`], for an action that must
+    /// run before the log is opened (`store.restore` brings the signing key).
+    /// A failure where the log has no signing key yet is not recorded:
+    /// creating the key would leave a file in the data dir that the retry
+    /// of such an action (a restore into an empty data dir) refuses.
+    pub fn open_and_finish<T>(
+        config: &AuditConfig,
+        data_dir: &Path,
+        event: AdminEvent,
+        result: anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        if config.enabled && result.is_err() && !resolve(config, data_dir).1.exists() {
+            tracing::warn!(action = %event.action, "the data dir has no audit log yet: the failure is not recorded");
+            return result;
+        }
+        let event = with_outcome(event, &result);
+        let recorded = Self::open(config, data_dir).and_then(|mut log| log.record(&event));
+        combine(&event, recorded, result)
+    }
+}
+
+fn with_outcome<T>(mut event: AdminEvent, result: &anyhow::Result<T>) -> AdminEvent {
+    if let Err(e) = result {
+        event.error = Some(format!("{e:#}"));
+    }
+    event
+}
+
+fn combine<T>(event: &AdminEvent, recorded: anyhow::Result<()>, result: anyhow::Result<T>) -> anyhow::Result<T> {
+    match (recorded, result) {
+        (Ok(()), result) => result,
+        (Err(audit), Ok(_)) => Err(audit.context(format!(
+            "{} of {:?} was done, but its audit record could not be written",
+            event.action, event.target
+        ))),
+        (Err(audit), Err(e)) => Err(anyhow::anyhow!(
+            "{e:#} (and its audit record could not be written: {audit:#})"
+        )),
+    }
+}
+
+/// Appends one admin record to the log of `config` and syncs it (nothing
+/// when `audit.enabled = false`); see [`AdminLog`].
+pub fn append_admin(config: &AuditConfig, data_dir: &Path, event: AdminEvent) -> anyhow::Result<()> {
+    AdminLog::open(config, data_dir)?.record(&event)
+}
+
 /// What [`verify`] found in a chain that holds together.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifyReport {
+    /// Request and admin records (checkpoints not counted).
     pub records: u64,
+    /// Of `records`, the `"type": "admin"` ones.
+    pub admin_records: u64,
     pub checkpoints: u64,
     pub signatures_checked: u64,
     pub first_seq: u64,
@@ -589,6 +1012,7 @@ pub fn parse_public_key(arg: &str) -> anyhow::Result<Vec<u8>> {
 pub fn verify(files: &[PathBuf], public_key: Option<&[u8]>) -> anyhow::Result<Result<VerifyReport, VerifyError>> {
     let mut report = VerifyReport {
         records: 0,
+        admin_records: 0,
         checkpoints: 0,
         signatures_checked: 0,
         first_seq: 0,
@@ -665,6 +1089,9 @@ pub fn verify(files: &[PathBuf], public_key: Option<&[u8]>) -> anyhow::Result<Re
                 }
             } else {
                 report.records += 1;
+                if v["type"] == "admin" {
+                    report.admin_records += 1;
+                }
             }
             report.last_seq = seq;
             prev = Some((seq, sha256_hex(line)));
@@ -840,5 +1267,206 @@ mod tests {
         let key = public_key(dir.path());
         let report = verify(&[path], Some(&key)).unwrap().unwrap();
         assert_eq!(report.records, 3);
+    }
+
+    fn admin_event(i: usize) -> AdminEvent {
+        AdminEvent::new("token.create", format!("user{i}"))
+            .detail("id", format!("tok_{i}"))
+            .detail("groups", ["payments"])
+    }
+
+    fn lines_of(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn writers_in_two_processes_share_one_chain() {
+        // two handles are two writers, each with its own lock description,
+        // exactly as `cairn serve` and a CLI command in another process
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(5);
+        let a = AuditLog::open(&cfg, dir.path()).unwrap();
+        let b = AuditLog::open(&cfg, dir.path()).unwrap();
+        for i in 0..20 {
+            a.record(event(i));
+            b.record(event(100 + i));
+            if i % 5 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                append_admin(&cfg, dir.path(), admin_event(i)).unwrap();
+            }
+        }
+        a.close();
+        b.close();
+        let path = dir.path().join("audit/audit.jsonl");
+        let key = public_key(dir.path());
+        let report = verify(std::slice::from_ref(&path), Some(&key)).unwrap().unwrap();
+        assert_eq!(report.records, 44);
+        assert_eq!(report.admin_records, 4);
+        assert_eq!(report.first_seq, 1);
+        let lines = lines_of(&path);
+        let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, (1..=lines.len() as u64).collect::<Vec<_>>());
+        assert_eq!(lines.last().unwrap()["type"], "checkpoint");
+        // every admin record is sealed by the checkpoint right after it
+        for (i, l) in lines.iter().enumerate() {
+            if l["type"] == "admin" {
+                assert_eq!(lines[i + 1]["type"], "checkpoint", "{l}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_rotation_by_another_writer_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig {
+            rotate_bytes: 4096,
+            ..AuditConfig::default()
+        };
+        let log = AuditLog::open(&cfg, dir.path()).unwrap();
+        for i in 0..60 {
+            log.record(event(i));
+            if i % 10 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                append_admin(&cfg, dir.path(), admin_event(i)).unwrap();
+            }
+        }
+        log.close();
+        let path = dir.path().join("audit/audit.jsonl");
+        let mut files = rotated_files(&path).unwrap();
+        assert!(files.len() >= 2, "{files:?}");
+        files.push(path);
+        let report = verify(&files, Some(&public_key(dir.path()))).unwrap().unwrap();
+        assert_eq!(report.records, 66);
+        assert_eq!(report.admin_records, 6);
+        assert!(!report.starts_mid_chain);
+    }
+
+    #[test]
+    fn admin_records_verify_and_tampering_with_them_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_log(dir.path(), 2, config(100));
+        let mut admin = AdminLog::open(&config(100), dir.path()).unwrap();
+        admin.record(&admin_event(1)).unwrap();
+        let failed: anyhow::Result<()> = Err(anyhow::anyhow!("no token with id or principal \"x\""));
+        let e = admin
+            .finish(AdminEvent::new("token.revoke", "x").detail("revoked", 0), failed)
+            .unwrap_err();
+        assert!(e.to_string().contains("no token"), "{e}");
+        let key = public_key(dir.path());
+        let report = verify(std::slice::from_ref(&path), Some(&key)).unwrap().unwrap();
+        assert_eq!((report.records, report.admin_records, report.checkpoints), (4, 2, 3));
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<String> = text.lines().map(String::from).collect();
+        let created: serde_json::Value = serde_json::from_str(&lines[3]).unwrap();
+        assert_eq!(created["type"], "admin");
+        assert_eq!(created["seq"], 4);
+        assert_eq!(created["action"], "token.create");
+        assert_eq!(created["target"], "user1");
+        assert_eq!(created["details"]["id"], "tok_1");
+        assert_eq!(created["outcome"], "ok");
+        assert!(created.get("error").is_none());
+        assert_eq!(created["os_user"], OsUser::current().name.as_str());
+        assert!(!created["os_user"].as_str().unwrap().is_empty());
+        assert_eq!(created["prev"], sha256_hex(lines[2].as_bytes()));
+        let revoked: serde_json::Value = serde_json::from_str(&lines[5]).unwrap();
+        assert_eq!(revoked["action"], "token.revoke");
+        assert_eq!(revoked["outcome"], "error");
+        assert!(revoked["error"].as_str().unwrap().contains("no token"));
+
+        let check = |lines: &[String]| {
+            let copy = dir.path().join("copy.jsonl");
+            std::fs::write(&copy, lines.join("\n") + "\n").unwrap();
+            verify(&[copy], Some(&key)).unwrap()
+        };
+        let mut forged = lines.clone();
+        forged[3] = forged[3].replace("\"token.create\"", "\"token.list\"");
+        let e = check(&forged).unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+        let mut other_user = lines.clone();
+        other_user[5] = other_user[5].replace(
+            &format!("\"os_user\":{}", created["os_user"]),
+            "\"os_user\":\"somebody\"",
+        );
+        assert_ne!(other_user[5], lines[5]);
+        let e = check(&other_user).unwrap_err();
+        assert_eq!(e.line, 7, "{e}");
+        let mut dropped = lines.clone();
+        dropped.remove(3);
+        assert_eq!(check(&dropped).unwrap_err().line, 4);
+    }
+
+    #[test]
+    fn an_action_done_but_not_recorded_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut admin = AdminLog::open(&config(100), dir.path()).unwrap();
+        // the live file turns into a directory: appending fails
+        let live = dir.path().join("audit/audit.jsonl");
+        std::fs::remove_file(&live).unwrap();
+        std::fs::create_dir(&live).unwrap();
+        let e = admin.finish(admin_event(1), Ok(())).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("was done, but its audit record could not be written"),
+            "{e:#}"
+        );
+        let e = AdminLog::open_and_finish(
+            &config(100),
+            dir.path(),
+            admin_event(2),
+            Err::<(), _>(anyhow::anyhow!("restore failed")),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with("restore failed (and its audit record"),
+            "{e:#}"
+        );
+    }
+
+    #[test]
+    fn a_disabled_log_records_no_admin_action() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig {
+            enabled: false,
+            ..AuditConfig::default()
+        };
+        append_admin(&cfg, dir.path(), admin_event(1)).unwrap();
+        assert!(!dir.path().join("audit").exists());
+    }
+
+    #[test]
+    fn the_os_user_comes_from_the_effective_uid() {
+        let status = "Name:\tcairn\nUid:\t1000\t1001\t1001\t1001\nGid:\t100\t100\t100\t100\n";
+        assert_eq!(effective_uid(status), Some(1001));
+        assert_eq!(effective_uid("Name:\tx\n"), None);
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nalice:x:1001:1001::/home/alice:/bin/sh\n";
+        assert_eq!(passwd_name(passwd, 1001).as_deref(), Some("alice"));
+        assert_eq!(passwd_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(passwd, 7), None);
+        let me = OsUser::current();
+        assert!(!me.name.is_empty());
+        if std::path::Path::new("/proc/self/status").exists() {
+            assert!(me.uid.is_some());
+        }
+    }
+
+    #[test]
+    fn token_details_never_hold_the_token() {
+        let record: crate::auth::TokenRecord = serde_json::from_value(serde_json::json!({
+            "id": "tok_1",
+            "principal": "alice",
+            "groups": ["payments"],
+            "sha256": "ab".repeat(32),
+            "created_at": "now",
+        }))
+        .unwrap();
+        let e = AdminEvent::new("token.create", "alice").token(&record);
+        assert_eq!(
+            e.details,
+            serde_json::json!({"id": "tok_1", "principal": "alice", "groups": ["payments"]})
+        );
     }
 }

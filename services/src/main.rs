@@ -151,13 +151,17 @@ enum TokenCommand {
         /// Groups (comma-separated); `admin` reads every repo.
         #[arg(long, value_name = "A,B", default_value = "")]
         groups: String,
+        /// public | internal | confidential | restricted: the most sensitive
+        /// repos the token reads, on every surface. Default: no cap.
+        #[arg(long, value_name = "LEVEL")]
+        max_sensitivity: Option<String>,
     },
     /// Revoke a token by id, or every token of a principal; applies to the next request.
     Revoke {
         /// Token id (`tok_…`, see `cairn token list`) or principal name.
         id_or_principal: String,
     },
-    /// List tokens (ids, principals, groups; never the tokens).
+    /// List tokens (ids, principals, groups, created, clearance; never the tokens).
     List,
 }
 
@@ -206,11 +210,21 @@ async fn store_command(cmd: StoreCommand, config: &Config) -> anyhow::Result<()>
     use cairn_services::store_admin::{self, Endpoint};
     match cmd {
         StoreCommand::Copy { from, to } => {
+            let event = audit::AdminEvent::new("store.copy", &to).detail("from", &from);
             let from: Endpoint = from.parse()?;
             let to: Endpoint = to.parse()?;
-            // vectors must have the configured model's dimension
-            let embedder = cairn_services::commands::load_embedder(config)?;
-            let report = store_admin::copy(&from, &to, config, cairn_indexer::embed::Embed::dim(&embedder)).await?;
+            let mut admin = admin_log(config)?;
+            let copied = async {
+                // vectors must have the configured model's dimension
+                let embedder = cairn_services::commands::load_embedder(config)?;
+                store_admin::copy(&from, &to, config, cairn_indexer::embed::Embed::dim(&embedder)).await
+            }
+            .await;
+            let event = match &copied {
+                Ok(report) => event.detail("points", report.points),
+                Err(_) => event,
+            };
+            let report = admin.finish(event, copied)?;
             println!("copied {} points", report.points);
             Ok(())
         }
@@ -222,8 +236,17 @@ async fn store_command(cmd: StoreCommand, config: &Config) -> anyhow::Result<()>
                     config.store.collection
                 );
             }
-            let data = cairn_indexer::datadir::DataDir::open(&config.data_dir, "cairn store snapshot")?;
-            let m = store_admin::snapshot(&data, &out)?;
+            let mut admin = admin_log(config)?;
+            let taken = cairn_indexer::datadir::DataDir::open(&config.data_dir, "cairn store snapshot")
+                .map_err(anyhow::Error::from)
+                .and_then(|data| store_admin::snapshot(&data, &out));
+            let event = audit::AdminEvent::new("store.snapshot", out.display().to_string())
+                .detail("data_dir", config.data_dir.display().to_string());
+            let event = match &taken {
+                Ok(m) => event.detail("files", m.files.len()),
+                Err(_) => event,
+            };
+            let m = admin.finish(event, taken)?;
             let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
             println!(
                 "snapshot of {} in {}: {} files, {bytes} bytes",
@@ -234,8 +257,18 @@ async fn store_command(cmd: StoreCommand, config: &Config) -> anyhow::Result<()>
             Ok(())
         }
         StoreCommand::Restore { from, force } => {
-            let data = cairn_indexer::datadir::DataDir::open(&config.data_dir, "cairn store restore")?;
-            let m = store_admin::restore(&from, &data, force)?;
+            let restored = cairn_indexer::datadir::DataDir::open(&config.data_dir, "cairn store restore")
+                .map_err(anyhow::Error::from)
+                .and_then(|data| store_admin::restore(&from, &data, force));
+            let event = audit::AdminEvent::new("store.restore", config.data_dir.display().to_string())
+                .detail("from", from.display().to_string())
+                .detail("force", force);
+            let event = match &restored {
+                Ok(m) => event.detail("files", m.files.len()),
+                Err(_) => event,
+            };
+            // audited after the restore, which may bring the audit signing key
+            let m = audit::AdminLog::open_and_finish(&config.audit, &config.data_dir, event, restored)?;
             println!(
                 "restored {} files from {} into {}",
                 m.files.len(),
@@ -316,11 +349,22 @@ async fn run(command: Command, config: Config, data_dir_given: bool) -> anyhow::
             let run = engine.index_run(&path, &repo, &config, &bar).await?;
             let report = &run.index;
             bar.0.finish_and_clear();
+            // access changes are admin actions: audited (see admin_log)
             if let Some(groups) = groups {
-                engine.set_groups(&repo, groups)?;
+                let mut admin = admin_log(&config)?;
+                let before = engine.data.registry().load()?.get(&repo).map(|r| r.groups.clone());
+                let event = audit::AdminEvent::new("repo.groups", &repo)
+                    .detail("groups", &groups)
+                    .detail("previous", before);
+                admin.finish(event, engine.set_groups(&repo, groups))?;
             }
             if let Some(s) = sensitivity {
-                engine.set_sensitivity(&repo, s)?;
+                let mut admin = admin_log(&config)?;
+                let before = engine.data.registry().load()?.get(&repo).map(|r| r.sensitivity.clone());
+                let event = audit::AdminEvent::new("repo.sensitivity", &repo)
+                    .detail("sensitivity", s)
+                    .detail("previous", before);
+                admin.finish(event, engine.set_sensitivity(&repo, s))?;
             }
             let skipped: Vec<String> = report
                 .skipped
@@ -408,10 +452,21 @@ async fn run(command: Command, config: Config, data_dir_given: bool) -> anyhow::
         Command::Indexer { http, grpc } => run_server(config, http, grpc, Role::Indexer).await,
         Command::Store(cmd) => store_command(cmd, &config).await,
         Command::Repo(RepoCommand::Remove { name }) => {
-            let engine = Engine::open(&config, "cairn repo remove")
-                .context("while `cairn serve` runs, remove repos with DELETE /v1/repos/{name}")?;
-            let existed = engine.data.registry().load()?.contains_key(&name);
-            engine.remove(&name, &config).await?;
+            let mut admin = admin_log(&config)?;
+            let removed = async {
+                let engine = Engine::open(&config, "cairn repo remove")
+                    .context("while `cairn serve` runs, remove repos with DELETE /v1/repos/{name}")?;
+                let existed = engine.data.registry().load()?.contains_key(&name);
+                engine.remove(&name, &config).await?;
+                anyhow::Ok(existed)
+            }
+            .await;
+            let event = audit::AdminEvent::new("repo.remove", &name);
+            let event = match &removed {
+                Ok(existed) => event.detail("existed", existed),
+                Err(_) => event,
+            };
+            let existed = admin.finish(event, removed)?;
             if existed {
                 println!("removed {name}");
             } else {
@@ -424,28 +479,64 @@ async fn run(command: Command, config: Config, data_dir_given: bool) -> anyhow::
         Command::Token(cmd) => {
             let store = TokenStore::new(&config.data_dir);
             match cmd {
-                TokenCommand::Create { principal, groups } => {
+                TokenCommand::Create {
+                    principal,
+                    groups,
+                    max_sensitivity,
+                } => {
                     let groups = auth::parse_groups(&groups)?;
-                    let (record, token) = store.create(&principal, groups)?;
+                    let max_sensitivity = max_sensitivity.as_deref().map(parse_sensitivity).transpose()?;
+                    let mut admin = admin_log(&config)?;
+                    let created = store.create_capped(&principal, groups.clone(), max_sensitivity);
+                    let event = audit::AdminEvent::new("token.create", &principal);
+                    let event = match &created {
+                        Ok((record, _)) => event.token(record),
+                        Err(_) => event
+                            .detail("groups", &groups)
+                            .detail("max_sensitivity", max_sensitivity),
+                    };
+                    let (record, token) = admin.finish(event, created)?;
                     println!(
-                        "created {} for {} (groups: {}); it is shown once:",
+                        "created {} for {} (groups: {}{}); it is shown once:",
                         record.id,
                         record.principal,
                         if record.groups.is_empty() {
                             "none".to_string()
                         } else {
                             record.groups.join(",")
-                        }
+                        },
+                        record
+                            .max_sensitivity
+                            .map(|s| format!("; max sensitivity: {}", s.as_str()))
+                            .unwrap_or_default()
                     );
                     println!("{token}");
                 }
-                TokenCommand::Revoke { id_or_principal } => match store.revoke(&id_or_principal)? {
-                    0 => anyhow::bail!("no token with id or principal {id_or_principal:?}"),
-                    n => println!("revoked {n} token(s)"),
-                },
+                TokenCommand::Revoke { id_or_principal } => {
+                    let mut admin = admin_log(&config)?;
+                    let revoked = store.revoke(&id_or_principal).and_then(|n| match n {
+                        0 => Err(anyhow::anyhow!("no token with id or principal {id_or_principal:?}")),
+                        n => Ok(n),
+                    });
+                    let event = audit::AdminEvent::new("token.revoke", &id_or_principal);
+                    let event = match &revoked {
+                        Ok(n) => event.detail("revoked", n),
+                        Err(_) => event,
+                    };
+                    let n = admin.finish(event, revoked)?;
+                    println!("revoked {n} token(s)");
+                }
                 TokenCommand::List => {
                     for t in store.list()? {
-                        println!("{}\t{}\t{}\t{}", t.id, t.principal, t.groups.join(","), t.created_at);
+                        // the clearance is the last column: `-` is no cap
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}",
+                            t.id,
+                            t.principal,
+                            t.groups.join(","),
+                            t.created_at,
+                            t.max_sensitivity.map_or("-", |s| s.as_str())
+                        );
                     }
                 }
             }
@@ -453,6 +544,24 @@ async fn run(command: Command, config: Config, data_dir_given: bool) -> anyhow::
         }
         Command::Eval { dir, reuse, json } => run_eval(&dir, reuse, json, config, data_dir_given).await,
     }
+}
+
+/// A `--max-sensitivity` value.
+fn parse_sensitivity(s: &str) -> anyhow::Result<Sensitivity> {
+    Sensitivity::parse(s)
+        .with_context(|| format!("invalid --max-sensitivity {s:?}: use public, internal, confidential or restricted"))
+}
+
+/// The audit log for the admin record of a CLI action (`token.create`,
+/// `repo.remove`, …), in the same chain `cairn serve` writes, whether it
+/// runs or not. It is opened before the action (an unwritable log stops the
+/// command before anything changes) and the record written after it, on
+/// success and failure alike, with the outcome; when the record cannot be
+/// written the command fails even though the action was done, so no admin
+/// action passes unrecorded. Invalid arguments, refused before anything is
+/// attempted, are not recorded.
+fn admin_log(config: &Config) -> anyhow::Result<audit::AdminLog> {
+    audit::AdminLog::open(&config.audit, &config.data_dir)
 }
 
 fn audit_verify(files: &[PathBuf], public_key: Option<&str>) -> std::process::ExitCode {
@@ -466,8 +575,13 @@ fn audit_verify(files: &[PathBuf], public_key: Option<&str>) -> std::process::Ex
     match audit::verify(files, key.as_deref()) {
         Ok(Ok(r)) => {
             println!(
-                "audit log ok: {} records, {} checkpoints ({}), seq {}..={}{}",
+                "audit log ok: {} records{}, {} checkpoints ({}), seq {}..={}{}",
                 r.records,
+                if r.admin_records > 0 {
+                    format!(" ({} admin)", r.admin_records)
+                } else {
+                    String::new()
+                },
                 r.checkpoints,
                 if key.is_some() {
                     format!("{} signatures verified", r.signatures_checked)
@@ -777,9 +891,13 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
     tracing::info!(http = %http_addr, grpc = %grpc_addr, role = ?role, "serving");
     let scheme = if config.server.tls.enabled() { "https" } else { "http" };
     println!("cairn is serving HTTP on {scheme}://{http_addr} and gRPC on {grpc_addr}");
-    println!("try:\n  curl -s http://{http_addr}/v1/search -d '{{\"query\": \"how are chunks embedded\", \"k\": 3}}'");
+    println!(
+        "try:\n  curl -s http://{http_addr}/v1/search -H 'content-type: application/json' -d '{{\"query\": \"how are chunks embedded\", \"k\": 3}}'"
+    );
     if !config.backends.is_empty() {
-        println!("  curl -sN http://{http_addr}/v1/answer -d '{{\"query\": \"how are chunks embedded?\"}}'");
+        println!(
+            "  curl -sN http://{http_addr}/v1/answer -H 'content-type: application/json' -d '{{\"query\": \"how are chunks embedded?\"}}'"
+        );
     }
     match config.auth.mode {
         AuthMode::None if !auth::loopback_only(&[http_addr, grpc_addr]) => anyhow::bail!(
@@ -813,6 +931,11 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
         .state(&config)
         .with_audit(audit.clone())
         .with_auth(config.auth.mode, tokens)
+        .with_none_clearance(config.auth.none_max_sensitivity)
+        .with_hosts(cairn_services::gate::HostPolicy::new(
+            &config.server.allowed_hosts,
+            http_addr,
+        ))
         .with_limits(config.limits.clone());
     let state = match &daemon {
         Some(d) => state.with_daemon(d.clone(), config.webhooks.secrets.clone()),

@@ -3,6 +3,7 @@
 //! in `fixtures/repos/acme-auth` (and `planted-secrets` for redaction),
 //! turned into a git repository per test.
 
+mod admin_audit;
 mod answer;
 mod audit;
 mod auth;
@@ -10,6 +11,7 @@ mod cli;
 mod crash;
 mod daemon;
 mod embed;
+mod gate;
 mod mcp;
 mod qdrant;
 mod roles;

@@ -336,12 +336,17 @@ impl AnswerService {
 
     /// The gateway: adds the context for the last user turn as a system
     /// message, forwards the conversation, returns sanitized deltas.
-    pub async fn chat(&self, access: &Access, request: ChatRequest) -> Result<ChatDeltas, ServiceError> {
+    pub async fn chat(
+        &self,
+        access: &Access,
+        request: ChatRequest,
+        surface: &'static str,
+    ) -> Result<ChatDeltas, ServiceError> {
         let started = std::time::Instant::now();
         let mut trail = Trail::default();
         let result = self.chat_inner(access, request, &mut trail).await;
         self.record(
-            "http.chat_completions",
+            surface,
             access,
             &[],
             trail,

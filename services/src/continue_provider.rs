@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Access;
 use crate::code::{fenced, label};
 use crate::error::ServiceError;
+use crate::facade::Caller;
 use crate::http::JsonBody;
 use crate::search::{DEFAULT_K, MAX_QUERY_BYTES, SearchRequest, SearchResponse};
 use crate::server::AppState;
@@ -26,11 +27,9 @@ pub async fn handler(
     Extension(access): Extension<Access>,
     JsonBody(req): JsonBody<ContinueRequest>,
 ) -> Result<Json<Vec<ContextItem>>, ServiceError> {
-    let started = std::time::Instant::now();
-    let request = search_request(req)?;
-    let result = state.search.search(&access, request.clone()).await;
-    state.audit_search("http.continue", &access, &request, &result, started);
-    Ok(Json(context_items(result?)))
+    let caller = Caller::new(access, "http.continue");
+    let request = search_request(req).map_err(|e| state.refuse(&caller, e))?;
+    Ok(Json(context_items(state.search(&caller, request).await?)))
 }
 
 /// The body Continue posts.

@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::answer::{AnswerEvent, AnswerRequest};
 use crate::auth::Access;
 use crate::daemon::RepoStatus;
+use crate::facade::Caller;
 use crate::limits::GrpcLimit;
 use crate::search::{DEFAULT_K, SearchRequest};
 use crate::server::AppState;
@@ -54,7 +55,7 @@ impl Retrieval for RetrievalService {
             repos: r.repos,
             backend: (!r.backend.is_empty()).then_some(r.backend),
         };
-        let events = self.state.answers.answer(&access, req, "grpc.answer").await?;
+        let events = self.state.answer(&Caller::new(access, "grpc.answer"), req).await?;
         let out = events.map(|item| {
             let event = match item? {
                 AnswerEvent::Token(t) => answer_event::Event::Token(t),
@@ -97,10 +98,7 @@ impl Retrieval for RetrievalService {
             languages: r.languages,
             path_prefix: (!r.path_prefix.is_empty()).then_some(r.path_prefix),
         };
-        let started = std::time::Instant::now();
-        let result = self.state.search.search(&access, req.clone()).await;
-        self.state.audit_search("grpc.search", &access, &req, &result, started);
-        let resp = result?;
+        let resp = self.state.search(&Caller::new(access, "grpc.search"), req).await?;
         Ok(Response::new(PbSearchResponse {
             results: resp
                 .results
@@ -161,76 +159,48 @@ impl Indexer for IndexerService {
 
     async fn list_repos(&self, request: Request<ListReposRequest>) -> Result<Response<ListReposResponse>, Status> {
         let access = access_of(&request)?;
-        let started = std::time::Instant::now();
-        let result = self.state.list_repos(&access);
-        let names: Vec<String> = result
-            .as_ref()
-            .map(|r| r.iter().map(|s| s.name.clone()).collect())
-            .unwrap_or_default();
-        self.state.audit_repos(
-            "grpc.repos.list",
-            &access,
-            names.clone(),
-            result.as_ref().err(),
-            started,
-        );
-        let repos = result?.into_iter().map(pb_status).collect();
-        let index = Some(pb_index(self.state.index_status(&names)));
+        let (repos, index) = self.state.repos(&Caller::new(access, "grpc.repos.list"))?;
+        let repos = repos.into_iter().map(pb_status).collect();
+        let index = Some(pb_index(index));
         Ok(Response::new(ListReposResponse { repos, index }))
     }
 
     async fn get_repo(&self, request: Request<GetRepoRequest>) -> Result<Response<PbRepoStatus>, Status> {
         let access = access_of(&request)?;
         let name = request.into_inner().name;
-        let started = std::time::Instant::now();
-        let result = self.state.get_repo(&access, &name);
-        self.state
-            .audit_repos("grpc.repos.get", &access, vec![name], result.as_ref().err(), started);
-        Ok(Response::new(pb_status(result?)))
+        let status = self.state.repo(&Caller::new(access, "grpc.repos.get"), &name)?;
+        Ok(Response::new(pb_status(status)))
     }
 
     async fn reindex(&self, request: Request<ReindexRequest>) -> Result<Response<ReindexResponse>, Status> {
         let access = access_of(&request)?;
         let r = request.into_inner();
-        let started = std::time::Instant::now();
-        let result = self.state.reindex_repo(&access, &r.name, r.full);
-        self.state.audit_repos(
-            "grpc.repos.reindex",
-            &access,
-            vec![r.name],
-            result.as_ref().err(),
-            started,
-        );
+        let status = self
+            .state
+            .reindex(&Caller::new(access, "grpc.repos.reindex"), &r.name, r.full)?;
         Ok(Response::new(ReindexResponse {
-            repo: Some(pb_status(result?)),
+            repo: Some(pb_status(status)),
         }))
     }
 
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let access = access_of(&request)?;
         let wanted = request.into_inner().repos;
-        let started = std::time::Instant::now();
+        let caller = Caller::new(access, "grpc.repos.watch");
         let daemon = self
             .state
             .daemon
             .clone()
-            .ok_or_else(|| Status::unavailable("the indexer daemon is not running in this process"))?;
+            .ok_or_else(|| {
+                self.state.refuse(
+                    &caller,
+                    crate::error::ServiceError::unavailable("the indexer daemon is not running in this process"),
+                )
+            })?;
         // subscribe first, so no change between the snapshot and the stream is lost
         let events = daemon.subscribe();
-        let result = wanted
-            .iter()
-            .try_for_each(|name| self.state.get_repo(&access, name).map(|_| ()))
-            .and_then(|()| self.state.list_repos(&access));
-        let current = result.as_ref().cloned().unwrap_or_default();
+        let current = self.state.watch(&caller, &wanted)?;
         let readable: Vec<String> = current.iter().map(|s| s.name.clone()).collect();
-        self.state.audit_repos(
-            "grpc.repos.watch",
-            &access,
-            readable.clone(),
-            result.as_ref().err(),
-            started,
-        );
-        result?;
         let keep = move |s: &RepoStatus| readable.contains(&s.name) && (wanted.is_empty() || wanted.contains(&s.name));
         let first: Vec<Result<PbRepoStatus, Status>> =
             current.into_iter().filter(&keep).map(|s| Ok(pb_status(s))).collect();

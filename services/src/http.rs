@@ -17,6 +17,7 @@ use crate::answer::{AnswerEvent, AnswerRequest};
 use crate::auth::Access;
 use crate::context::{Context, ContextRequest};
 use crate::error::{ServiceError, ServiceErrorKind};
+use crate::facade::Caller;
 use crate::search::{SearchRequest, SearchResponse};
 use crate::server::AppState;
 
@@ -179,10 +180,7 @@ async fn search(
     Extension(access): Extension<Access>,
     JsonBody(req): JsonBody<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ServiceError> {
-    let started = std::time::Instant::now();
-    let result = state.search.search(&access, req.clone()).await;
-    state.audit_search("http.search", &access, &req, &result, started);
-    Ok(Json(result?))
+    Ok(Json(state.search(&Caller::new(access, "http.search"), req).await?))
 }
 
 async fn context(
@@ -190,12 +188,7 @@ async fn context(
     Extension(access): Extension<Access>,
     JsonBody(req): JsonBody<ContextRequest>,
 ) -> Result<Json<Context>, ServiceError> {
-    let started = std::time::Instant::now();
-    let query = req.query.clone();
-    let repos = req.repos.clone();
-    let result = state.context.context(&access, req).await;
-    state.audit_context(&access, &query, &repos, &result, started);
-    Ok(Json(result?))
+    Ok(Json(state.context(&Caller::new(access, "http.context"), req).await?))
 }
 
 /// Server-Sent Events: `token` events (`{"text": "..."}`), then one `done`
@@ -207,7 +200,7 @@ async fn answer(
     Extension(access): Extension<Access>,
     JsonBody(req): JsonBody<AnswerRequest>,
 ) -> Result<Response, ServiceError> {
-    let events = state.answers.answer(&access, req, "http.answer").await?;
+    let events = state.answer(&Caller::new(access, "http.answer"), req).await?;
     let sse = events.map(|item| {
         let event = match item {
             Ok(AnswerEvent::Token(text)) => Event::default()

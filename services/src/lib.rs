@@ -17,6 +17,9 @@
 //! - [`tls`]: rustls (ring) on the HTTP and gRPC listeners, with optional client certificates.
 //! - [`error`]: [`error::ServiceError`] and the single kind → HTTP/gRPC table.
 //! - [`http`], [`grpc`]: thin transports; [`server`]: state and `run(…, listeners, shutdown)`.
+//! - [`facade`]: the one operation facade: every operation that returns code
+//!   or repo facts is an `AppState` method taking a [`facade::Caller`], and
+//!   writes exactly one audit record.
 //! - [`gate`]: in front of every route and method: Host, Origin and JSON
 //!   content-type checks, and one audit record per request.
 //! - [`code`]: [`code::CodeService`], indexed repositories and files as indexed.
@@ -43,6 +46,7 @@ pub mod continue_provider;
 pub mod daemon;
 pub mod error;
 pub mod eval;
+pub mod facade;
 pub mod gate;
 #[cfg(test)]
 mod gate_tests;

@@ -409,9 +409,8 @@ async fn run(command: Command, config: Config, data_dir_given: bool) -> anyhow::
             let engine = Engine::open(&config, "cairn search")?;
             let state = engine.state(&config);
             let resp = state
-                .search
                 .search(
-                    &cairn_services::auth::Access::open(),
+                    &cairn_services::facade::Caller::local("cli.search"),
                     SearchRequest {
                         query,
                         k,
@@ -660,7 +659,7 @@ async fn eval_in(dir: &Path, queries: &[eval::Query], reuse: bool, json: bool, c
     }
     let state = engine.state(config);
     let started = Instant::now();
-    let ranks = eval::run_queries(&state.search, queries).await?;
+    let ranks = eval::run_queries(state.searcher(), queries).await?;
     let query_s = started.elapsed().as_secs_f64();
     let m = eval::metrics(queries, &ranks);
     if json {

@@ -23,10 +23,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{AuditEvent, AuditResult};
 use crate::auth::Access;
 use crate::code::{ReadRequest, fenced, label};
 use crate::error::ServiceError;
+use crate::facade::Caller;
 use crate::search::{DEFAULT_K, SearchRequest};
 use crate::server::AppState;
 
@@ -127,33 +127,11 @@ impl CodeTools {
         Self::tool_router().list_all()
     }
 
-    /// Audits one tool call that is not a search.
-    fn audit(
-        &self,
-        surface: &'static str,
-        access: &Access,
-        repos: Vec<String>,
-        results: Vec<AuditResult>,
-        error: Option<&ServiceError>,
-        started: std::time::Instant,
-    ) {
-        self.state.audit.record(AuditEvent::finished(
-            surface, access, None, repos, results, error, started,
-        ));
-    }
-
-    /// A call refused before it started (malformed arguments): audited, then
-    /// answered as a tool error.
-    fn refuse(
-        &self,
-        surface: &'static str,
-        parts: &http::request::Parts,
-        e: ServiceError,
-        started: std::time::Instant,
-    ) -> CallToolResult {
+    /// A call refused before it started (malformed arguments): recorded,
+    /// then answered as a tool error.
+    fn refuse(&self, surface: &'static str, parts: &http::request::Parts, e: ServiceError) -> CallToolResult {
         let access = access_of(parts).unwrap_or_else(|_| Access::open());
-        self.audit(surface, &access, Vec::new(), Vec::new(), Some(&e), started);
-        tool_error(e)
+        tool_error(self.state.refuse(&Caller::new(access, surface), e))
     }
 
     #[tool(
@@ -166,10 +144,9 @@ impl CodeTools {
         Extension(parts): Extension<http::request::Parts>,
         Parameters(args): Parameters<JsonObject>,
     ) -> Result<CallToolResult, ErrorData> {
-        let started = std::time::Instant::now();
         let (access, args): (Access, SearchCodeArgs) = match begin(&parts, args) {
             Ok(begun) => begun,
-            Err(e) => return Ok(self.refuse("mcp.search_code", &parts, e, started)),
+            Err(e) => return Ok(self.refuse("mcp.search_code", &parts, e)),
         };
         let request = SearchRequest {
             query: args.query,
@@ -177,9 +154,10 @@ impl CodeTools {
             repos: args.repos.unwrap_or_default(),
             ..Default::default()
         };
-        let result = self.state.search.search(&access, request.clone()).await;
-        self.state
-            .audit_search("mcp.search_code", &access, &request, &result, started);
+        let result = self
+            .state
+            .search(&Caller::new(access, "mcp.search_code"), request)
+            .await;
         let response = match result {
             Ok(r) => r,
             Err(e) => return Ok(tool_error(e)),
@@ -212,10 +190,9 @@ impl CodeTools {
         Extension(parts): Extension<http::request::Parts>,
         Parameters(args): Parameters<JsonObject>,
     ) -> Result<CallToolResult, ErrorData> {
-        let started = std::time::Instant::now();
         let (access, args): (Access, ReadCodeArgs) = match begin(&parts, args) {
             Ok(begun) => begun,
-            Err(e) => return Ok(self.refuse("mcp.read_code", &parts, e, started)),
+            Err(e) => return Ok(self.refuse("mcp.read_code", &parts, e)),
         };
         let request = ReadRequest {
             repo: args.repo,
@@ -223,33 +200,14 @@ impl CodeTools {
             start_line: args.start_line,
             end_line: args.end_line,
         };
-        let repo = request.repo.clone();
-        let slice = match self.state.code.read(&access, request).await {
+        let slice = match self
+            .state
+            .read_code(&Caller::new(access, "mcp.read_code"), request)
+            .await
+        {
             Ok(s) => s,
-            Err(e) => {
-                // a refused repo is not named in the record's scope
-                let scope = if e.kind == crate::error::ServiceErrorKind::Forbidden {
-                    Vec::new()
-                } else {
-                    vec![repo]
-                };
-                self.audit("mcp.read_code", &access, scope, Vec::new(), Some(&e), started);
-                return Ok(tool_error(e));
-            }
+            Err(e) => return Ok(tool_error(e)),
         };
-        self.audit(
-            "mcp.read_code",
-            &access,
-            vec![slice.repo.clone()],
-            vec![AuditResult {
-                id: label(&slice.repo, &slice.path, slice.start_line, slice.end_line),
-                repo: slice.repo.clone(),
-                path: slice.path.clone(),
-                commit: slice.commit.clone(),
-            }],
-            None,
-            started,
-        );
         let at = if slice.commit.is_empty() {
             String::new()
         } else {
@@ -274,21 +232,15 @@ impl CodeTools {
         Extension(parts): Extension<http::request::Parts>,
         Parameters(args): Parameters<JsonObject>,
     ) -> Result<CallToolResult, ErrorData> {
-        let started = std::time::Instant::now();
         let (access, ListReposArgs {}) = match begin(&parts, args) {
             Ok(begun) => begun,
-            Err(e) => return Ok(self.refuse("mcp.list_repos", &parts, e, started)),
+            Err(e) => return Ok(self.refuse("mcp.list_repos", &parts, e)),
         };
         // only the repos this caller may read
-        let readable = self.state.search.repos_in_scope(&access, &[]);
-        let repos = match self.state.code.list_repos(&access) {
+        let repos = match self.state.code_repos(&Caller::new(access, "mcp.list_repos")) {
             Ok(r) => r,
-            Err(e) => {
-                self.audit("mcp.list_repos", &access, Vec::new(), Vec::new(), Some(&e), started);
-                return Ok(tool_error(e));
-            }
+            Err(e) => return Ok(tool_error(e)),
         };
-        self.audit("mcp.list_repos", &access, readable, Vec::new(), None, started);
         let mut text = String::new();
         if repos.is_empty() {
             text.push_str("no repositories are indexed");

@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use crate::answer::ChatRequest;
 use crate::auth::Access;
+use crate::facade::Caller;
 use crate::error::ServiceError;
 use crate::http::JsonBody;
 use crate::llm::{ChatMessage, ChatParams, Delta};
@@ -104,7 +105,7 @@ async fn completions(state: AppState, request: Request) -> Result<Response, Serv
             stop: req.stop,
         },
     };
-    let deltas = state.answers.chat(&access, chat).await?;
+    let deltas = state.chat(&Caller::new(access, "http.chat_completions"), chat).await?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = chrono::Utc::now().timestamp();
     if !req.stream {

@@ -28,6 +28,7 @@ use crate::audit::AuditEvent;
 use crate::auth::{Access, Principal};
 use crate::daemon::{Daemon, RepoStatus};
 use crate::error::ServiceError;
+use crate::facade::Caller;
 use crate::server::AppState;
 
 fn internal(e: anyhow::Error) -> ServiceError {
@@ -81,7 +82,7 @@ impl AppState {
     }
 
     /// The readable repos' status.
-    pub fn list_repos(&self, access: &Access) -> Result<Vec<RepoStatus>, ServiceError> {
+    pub(crate) fn list_repos(&self, access: &Access) -> Result<Vec<RepoStatus>, ServiceError> {
         let Some(daemon) = &self.daemon else {
             let records = self.search.registry().load().map_err(|e| internal(e.into()))?;
             return Ok(records
@@ -98,7 +99,7 @@ impl AppState {
     }
 
     /// One readable repo's status.
-    pub fn get_repo(&self, access: &Access, name: &str) -> Result<RepoStatus, ServiceError> {
+    pub(crate) fn get_repo(&self, access: &Access, name: &str) -> Result<RepoStatus, ServiceError> {
         self.check_read(access, name)?;
         let status = match &self.daemon {
             Some(d) => d.status(name).map_err(internal)?,
@@ -110,7 +111,7 @@ impl AppState {
     }
 
     /// Queues a run of `name` (a rebuild when `full`); returns its status.
-    pub fn reindex_repo(&self, access: &Access, name: &str, full: bool) -> Result<RepoStatus, ServiceError> {
+    pub(crate) fn reindex_repo(&self, access: &Access, name: &str, full: bool) -> Result<RepoStatus, ServiceError> {
         self.check_write(access, name)?;
         let daemon = self.daemon()?;
         daemon.trigger(name, full)?;
@@ -119,7 +120,7 @@ impl AppState {
     }
 
     /// Purges `name`.
-    pub async fn remove_repo(&self, access: &Access, name: &str) -> Result<(), ServiceError> {
+    pub(crate) async fn remove_repo(&self, access: &Access, name: &str) -> Result<(), ServiceError> {
         self.check_write(access, name)?;
         self.daemon()?.remove(name).await.map_err(internal)?;
         tracing::info!(repo = %name, principal = %access.principal.name, "repo removed on request");
@@ -135,8 +136,8 @@ impl AppState {
         }
     }
 
-    /// Records one repo API request.
-    pub fn audit_repos(
+    /// Records one webhook request.
+    pub(crate) fn audit_repos(
         &self,
         surface: &'static str,
         access: &Access,
@@ -161,21 +162,7 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
 ) -> Result<Response, ServiceError> {
-    let started = Instant::now();
-    let result = state.list_repos(&access);
-    let names: Vec<String> = result
-        .as_ref()
-        .map(|r| r.iter().map(|s| s.name.clone()).collect())
-        .unwrap_or_default();
-    state.audit_repos(
-        "http.repos.list",
-        &access,
-        names.clone(),
-        result.as_ref().err(),
-        started,
-    );
-    let repos = result?;
-    let index = state.index_status(&names);
+    let (repos, index) = state.repos(&Caller::new(access, "http.repos.list"))?;
     Ok(Json(json!({ "repos": repos, "index": index })).into_response())
 }
 
@@ -191,10 +178,7 @@ pub async fn get(
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<Response, ServiceError> {
-    let started = Instant::now();
-    let result = state.get_repo(&access, &name);
-    state.audit_repos("http.repos.get", &access, vec![name], result.as_ref().err(), started);
-    Ok(Json(result?).into_response())
+    Ok(Json(state.repo(&Caller::new(access, "http.repos.get"), &name)?).into_response())
 }
 
 /// `POST /v1/repos/{name}/reindex[?full=true]`: 202.
@@ -209,18 +193,10 @@ pub async fn post(
             "no such endpoint: use POST /v1/repos/{name}/reindex",
         ));
     };
-    let started = Instant::now();
-    let result = state.reindex_repo(&access, name, params.full);
-    state.audit_repos(
-        "http.repos.reindex",
-        &access,
-        vec![name.to_string()],
-        result.as_ref().err(),
-        started,
-    );
+    let status = state.reindex(&Caller::new(access, "http.repos.reindex"), name, params.full)?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "queued": true, "full": params.full, "repo": result? })),
+        Json(json!({ "queued": true, "full": params.full, "repo": status })),
     )
         .into_response())
 }
@@ -231,16 +207,7 @@ pub async fn delete(
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<Response, ServiceError> {
-    let started = Instant::now();
-    let result = state.remove_repo(&access, &name).await;
-    state.audit_repos(
-        "http.repos.delete",
-        &access,
-        vec![name.clone()],
-        result.as_ref().err(),
-        started,
-    );
-    result?;
+    state.remove(&Caller::new(access, "http.repos.delete"), &name).await?;
     Ok(Json(json!({ "removed": name })).into_response())
 }
 

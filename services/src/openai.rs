@@ -21,8 +21,8 @@ use serde::Deserialize;
 
 use crate::answer::ChatRequest;
 use crate::auth::Access;
-use crate::facade::Caller;
 use crate::error::ServiceError;
+use crate::facade::Caller;
 use crate::http::JsonBody;
 use crate::llm::{ChatMessage, ChatParams, Delta};
 use crate::server::AppState;

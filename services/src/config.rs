@@ -51,6 +51,10 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Per-principal request-rate and concurrency caps (`[limits]`).
     pub limits: crate::limits::LimitsConfig,
+    /// `CAIRN_*` variables that cannot be configuration keys and were
+    /// ignored (see [`not_a_config_key`]); logged once logging is set up.
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 /// One repository the daemon follows.
@@ -516,6 +520,7 @@ impl Default for Config {
             indexer: IndexerConfig::default(),
             webhooks: WebhookConfig::default(),
             limits: crate::limits::LimitsConfig::default(),
+            ignored_env: Vec::new(),
         }
     }
 }
@@ -601,11 +606,16 @@ impl Config {
             None => toml::Table::new(),
         };
         let mut errors = Vec::new();
+        let mut ignored = Vec::new();
         for (key, value) in env {
             let Some(rest) = key.strip_prefix("CAIRN_") else {
                 continue;
             };
             if rest == "CONFIG" || rest.is_empty() {
+                continue;
+            }
+            if not_a_config_key(rest) {
+                ignored.push(key.clone());
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
@@ -657,6 +667,8 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
+        ignored.sort();
+        config.ignored_env = ignored;
         Ok(config)
     }
 
@@ -841,6 +853,27 @@ impl Config {
 
 /// Sets a dotted path in a TOML table from an environment string: TOML
 /// literals (numbers, booleans, arrays) are parsed, anything else is a string.
+/// Whether `CAIRN_<rest>` is a variable that cannot be a configuration key:
+/// the setup script's own (`CAIRN_SETUP_*`), and the service links
+/// Kubernetes injects for Services named `cairn…` (`CAIRN_SERVICE_HOST`,
+/// `CAIRN_SERVICE_PORT[_NAME]`, `CAIRN_PORT`, `CAIRN_PORT_7700_TCP[_…]`,
+/// `CAIRN_QDRANT_SERVICE_HOST`, …). Keys are nested with `__`, so a name
+/// holding `__` always looks like configuration and stays checked.
+pub fn not_a_config_key(rest: &str) -> bool {
+    if rest.starts_with("SETUP_") {
+        return true;
+    }
+    if rest.contains("__") {
+        return false;
+    }
+    let service_link = rest == "SERVICE_HOST"
+        || rest.starts_with("SERVICE_PORT")
+        || rest.ends_with("_SERVICE_HOST")
+        || rest.contains("_SERVICE_PORT");
+    let port_link = rest == "PORT" || rest.ends_with("_PORT") || rest.starts_with("PORT_") || rest.contains("_PORT_");
+    service_link || port_link
+}
+
 fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), String> {
     let (last, parents) = path.split_last().ok_or("empty key")?;
     let mut t = table;
@@ -928,6 +961,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn setup_and_kubernetes_service_link_variables_are_ignored() {
+        // what the README suggests exporting, and what Kubernetes injects for
+        // Services named `cairn` and `cairn-qdrant`
+        let stray = [
+            ("CAIRN_SETUP_SKIP_LLM", "1"),
+            ("CAIRN_SERVICE_HOST", "10.0.0.7"),
+            ("CAIRN_SERVICE_PORT", "7700"),
+            ("CAIRN_SERVICE_PORT_HTTP", "7700"),
+            ("CAIRN_PORT", "tcp://10.0.0.7:7700"),
+            ("CAIRN_PORT_7700_TCP", "tcp://10.0.0.7:7700"),
+            ("CAIRN_PORT_7700_TCP_PROTO", "tcp"),
+            ("CAIRN_PORT_7700_TCP_PORT", "7700"),
+            ("CAIRN_PORT_7700_TCP_ADDR", "10.0.0.7"),
+            ("CAIRN_QDRANT_SERVICE_HOST", "10.0.0.8"),
+            ("CAIRN_QDRANT_SERVICE_PORT_GRPC", "6334"),
+            ("CAIRN_QDRANT_PORT_6333_TCP", "tcp://10.0.0.8:6333"),
+        ];
+        let c = Config::load_from(None, &env(&stray)).unwrap();
+        assert_eq!(c.ignored_env.len(), stray.len(), "{:?}", c.ignored_env);
+        assert_eq!(
+            Config {
+                ignored_env: Vec::new(),
+                ..c
+            },
+            Config::default()
+        );
+        // names that look like configuration stay errors
+        for bad in ["CAIRN_SERVER__PORT", "CAIRN_SERVER__HTTP_PORT", "CAIRN_DATADIR", "CAIRN_SETUP"] {
+            let e = Config::load_from(None, &env(&[(bad, "1")])).unwrap_err().to_string();
+            assert!(!e.is_empty(), "{bad}");
+        }
+        // and real keys still apply beside them
+        let c = Config::load_from(None, &env(&[("CAIRN_PORT", "x"), ("CAIRN_SERVER__HTTP", "127.0.0.1:9")])).unwrap();
+        assert_eq!(c.server.http, "127.0.0.1:9");
     }
 
     #[test]

@@ -308,6 +308,9 @@ fn main() -> std::process::ExitCode {
         return audit_verify(files, public_key.as_deref());
     }
     telemetry::init(&config.log);
+    for var in &config.ignored_env {
+        tracing::debug!(variable = %var, "ignored: not a configuration key (setup or Kubernetes service link)");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

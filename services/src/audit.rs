@@ -150,30 +150,6 @@ impl AuditEvent {
     }
 }
 
-impl From<&crate::context::Piece> for AuditResult {
-    /// A piece of assembled context, named by its label.
-    fn from(p: &crate::context::Piece) -> Self {
-        Self {
-            id: p.label.clone(),
-            repo: p.repo.clone(),
-            path: p.path.clone(),
-            commit: p.commit.clone(),
-        }
-    }
-}
-
-impl From<&crate::search::SearchHit> for AuditResult {
-    /// A search hit, named by its point id.
-    fn from(h: &crate::search::SearchHit) -> Self {
-        Self {
-            id: h.id.clone(),
-            repo: h.repo.clone(),
-            path: h.path.clone(),
-            commit: h.commit.clone(),
-        }
-    }
-}
-
 /// One admin action taken from the command line (`cairn token create`,
 /// `cairn repo remove`, …), written as a `"type": "admin"` record.
 #[derive(Debug, Clone, PartialEq)]
@@ -839,7 +815,7 @@ impl AuditLog {
     /// Queues one record.
     pub fn record(&self, event: AuditEvent) {
         // the request's one record (see crate::gate), kept or not
-        crate::gate::note_recorded(event.surface);
+        crate::slot::note_recorded(event.surface);
         let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = guard.as_ref()
             && tx.send(event).is_err()

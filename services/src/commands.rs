@@ -18,7 +18,6 @@ use cairn_indexer::store::qdrant::QdrantStore;
 
 use crate::config::Config;
 use crate::search::Serving;
-use crate::server::AppState;
 use crate::store_config::StoreKind;
 
 /// An open index: the locked data dir, the embedder and the store.
@@ -52,7 +51,7 @@ pub struct Migration {
 }
 
 /// Dimension of the test embedder (`[embed] kind = "hash"`) by default.
-pub const HASH_EMBED_DIM: usize = 64;
+pub use crate::config::HASH_EMBED_DIM;
 
 /// Loads the configured ONNX embedder.
 pub fn load_embedder(config: &Config) -> anyhow::Result<OnnxEmbedder> {
@@ -419,34 +418,9 @@ impl Engine {
         anyhow::ensure!(found, "unknown repo {repo:?}");
         Ok(())
     }
-
-    /// Shared state for the transports.
-    pub fn state(&self, config: &Config) -> AppState {
-        AppState::with_serving(
-            self.serving.clone(),
-            self.data.registry(),
-            config.search,
-            &config.answer,
-            &config.backends,
-        )
-    }
 }
 
-/// Repository names: 1–128 characters of `A-Z a-z 0-9 . _ - /`, not starting
-/// with `.` or `/`.
-pub fn validate_repo_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with(['.', '/'])
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
-    anyhow::ensure!(
-        ok,
-        "invalid repo name {name:?}: use 1-128 characters of letters, digits, '.', '_', '-' and '/'"
-    );
-    Ok(())
-}
+pub use crate::config::validate_repo_name;
 
 #[cfg(test)]
 mod tests {

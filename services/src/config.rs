@@ -147,7 +147,7 @@ impl RepoConfig {
         } else {
             format!("repos.{}", self.name)
         };
-        if let Err(e) = crate::commands::validate_repo_name(&self.name) {
+        if let Err(e) = validate_repo_name(&self.name) {
             errors.push(format!("{at}.name: {e}"));
         }
         let url = self.url.as_str();
@@ -548,7 +548,7 @@ impl Default for EmbedConfig {
             provider: Provider::Cpu,
             batch_tokens: 256,
             model: None,
-            hash_dim: crate::commands::HASH_EMBED_DIM,
+            hash_dim: HASH_EMBED_DIM,
         }
     }
 }
@@ -574,6 +574,25 @@ impl Default for LogConfig {
             level: DEFAULT_LOG_LEVEL.into(),
         }
     }
+}
+
+/// Dimension of the test embedder (`[embed] kind = "hash"`) by default.
+pub const HASH_EMBED_DIM: usize = 64;
+
+/// Repository names: 1–128 characters of `A-Z a-z 0-9 . _ - /`, not starting
+/// with `.` or `/`.
+pub fn validate_repo_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with(['.', '/'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+    anyhow::ensure!(
+        ok,
+        "invalid repo name {name:?}: use 1-128 characters of letters, digits, '.', '_', '-' and '/'"
+    );
+    Ok(())
 }
 
 /// Problems found while loading or validating configuration.

@@ -328,6 +328,18 @@ fn jaccard(a: &HashSet<String>, b: &HashSet<String>) -> f64 {
     inter / ((a.len() + b.len()) as f64 - inter)
 }
 
+impl From<&Piece> for crate::audit::AuditResult {
+    /// A piece of assembled context, named by its label.
+    fn from(p: &Piece) -> Self {
+        Self {
+            id: p.label.clone(),
+            repo: p.repo.clone(),
+            path: p.path.clone(),
+            commit: p.commit.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

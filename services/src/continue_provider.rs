@@ -17,9 +17,9 @@ use crate::auth::Access;
 use crate::code::{fenced, label};
 use crate::error::ServiceError;
 use crate::facade::Caller;
-use crate::http::JsonBody;
+use crate::json_body::JsonBody;
 use crate::search::{DEFAULT_K, MAX_QUERY_BYTES, SearchRequest, SearchResponse};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// `POST /v1/continue/context`.
 pub async fn handler(

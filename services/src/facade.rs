@@ -30,7 +30,7 @@ use crate::context::{Context, ContextRequest};
 use crate::daemon::{IndexStatus, RepoStatus};
 use crate::error::ServiceError;
 use crate::search::{SearchRequest, SearchResponse};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Who asks, and through which surface (the audit record's `surface`).
 #[derive(Debug, Clone)]

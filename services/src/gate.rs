@@ -23,154 +23,28 @@
 //! own successful messages (`initialize`, `tools/list`): MCP tool calls
 //! record themselves.
 
-use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use http::StatusCode;
 
 use crate::audit::{AuditEvent, Decision};
 use crate::auth::Access;
 use crate::error::ServiceError;
-use crate::server::AppState;
-
-/// The host names a request may address (`[server] allowed_hosts`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostPolicy {
-    /// Every host (`"*"` configured, or a wildcard listen address without a list).
-    any: bool,
-    names: BTreeSet<String>,
-}
-
-/// The loopback names every policy admits.
-const LOOPBACK_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1"];
-
-impl HostPolicy {
-    /// The configured names, or by default the loopback names plus the
-    /// listen address's host. A wildcard listen address (`0.0.0.0`, `::`)
-    /// without a configured list admits every host: cairn is then
-    /// deliberately on the network under names it cannot know, and
-    /// authentication is on (mode `none` is refused off loopback).
-    pub fn new(configured: &[String], listen: SocketAddr) -> Self {
-        let mut names: BTreeSet<String> = LOOPBACK_NAMES.iter().map(|s| s.to_string()).collect();
-        let any = if configured.is_empty() {
-            listen.ip().is_unspecified()
-        } else {
-            configured.iter().any(|h| h.trim() == "*")
-        };
-        names.insert(normalize(&listen.ip().to_string()));
-        names.extend(configured.iter().map(|h| normalize(h.trim())).filter(|h| !h.is_empty()));
-        Self { any, names }
-    }
-
-    /// Admits every host (tests that bind port 0 and call by IP use this too).
-    pub fn any() -> Self {
-        Self {
-            any: true,
-            names: BTreeSet::new(),
-        }
-    }
-
-    /// Whether `authority` (`host`, `host:port`, `[v6]:port`) is allowed.
-    pub fn allows_authority(&self, authority: &str) -> bool {
-        self.any || self.names.contains(&normalize(host_of(authority)))
-    }
-
-    /// Whether an `Origin` header's value is allowed: `scheme://authority`
-    /// with an allowed host. `null` and anything unparsable are refused.
-    pub fn allows_origin(&self, origin: &str) -> bool {
-        if self.any {
-            return true;
-        }
-        match origin.trim().split_once("://") {
-            Some((scheme, authority)) if matches!(scheme, "http" | "https") && !authority.contains('/') => {
-                self.allows_authority(authority)
-            }
-            _ => false,
-        }
-    }
-}
-
-/// The host part of an authority: `[::1]:7700` → `::1`, `a:1` → `a`.
-fn host_of(authority: &str) -> &str {
-    let a = authority.trim();
-    let a = a.rsplit_once('@').map_or(a, |(_, h)| h);
-    if let Some(rest) = a.strip_prefix('[') {
-        return rest.split_once(']').map_or(rest, |(h, _)| h);
-    }
-    match a.rsplit_once(':') {
-        // one colon: host:port; more: a bare IPv6 address
-        Some((h, port)) if !h.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => a,
-    }
-}
-
-/// Lowercase, brackets and a trailing dot removed.
-fn normalize(host: &str) -> String {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
-}
+use crate::state::AppState;
+pub use crate::hosts::HostPolicy;
+pub(crate) use crate::slot::{Slot, note_access, scoped};
 
 /// Whether a `content-type` value is JSON (`application/json`,
 /// `application/*+json`, parameters allowed).
 pub fn is_json(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// The audit slot of one request.
-#[derive(Default)]
-pub struct Slot {
-    records: AtomicUsize,
-    access: Mutex<Option<Access>>,
-}
-
-impl Slot {
-    /// How many records the request has written.
-    pub fn records(&self) -> usize {
-        self.records.load(Ordering::SeqCst)
-    }
-
-    fn access(&self) -> Access {
-        self.access
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .unwrap_or_else(Access::open)
-    }
-}
-
-tokio::task_local! {
-    static SLOT: Arc<Slot>;
-}
-
-/// Runs `f` as one request with `slot` as its audit slot.
-pub async fn scoped<F: Future>(slot: Arc<Slot>, f: F) -> F::Output {
-    SLOT.scope(slot, f).await
-}
-
-/// Called for every record written: marks the current request's slot. A
-/// second record for one request is a bug, logged as one.
-pub(crate) fn note_recorded(surface: &str) {
-    let _ = SLOT.try_with(|slot| {
-        if slot.records.fetch_add(1, Ordering::SeqCst) > 0 {
-            tracing::error!(surface, "a second audit record for one request");
-        }
-    });
-}
-
-/// Called once authentication succeeded: later fallback records name the principal.
-pub(crate) fn note_access(access: &Access) {
-    let _ = SLOT.try_with(|slot| {
-        *slot.access.lock().unwrap_or_else(|p| p.into_inner()) = Some(access.clone());
-    });
 }
 
 /// The audit outcome and decision of an HTTP status.
@@ -333,55 +207,95 @@ pub fn grpc_surface(path: &str) -> &'static str {
     }
 }
 
+/// The gRPC `Retrieval` service behind authentication (the `authorization`
+/// metadata, `UNAUTHENTICATED` without it) and the per-principal limits; the
+/// caller's [`Access`] goes into the request's extensions for the handlers.
+#[derive(Clone)]
+pub struct GrpcLimit<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> GrpcLimit<S> {
+    pub fn new(inner: S, state: AppState) -> Self {
+        Self { inner, state }
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for GrpcLimit<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> tower::Service<http::Request<B>> for GrpcLimit<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        // the clone is ready (the inner service always is); keep the polled one
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        let started = std::time::Instant::now();
+        let surface = crate::gate::grpc_surface(req.uri().path());
+        let slot = std::sync::Arc::new(Slot::default());
+        let call = async move {
+            let header = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let access = match state.authenticate_async(header.as_deref()).await {
+                Ok(a) => a,
+                Err(e) => return (Ok(tonic::Status::from(e).into_http()), state),
+            };
+            note_access(&access);
+            let permit = match state.admit(&access, surface) {
+                Ok(p) => p,
+                Err(refusal) => {
+                    let mut status: tonic::Status = refusal.error(state.limits.config()).into();
+                    if let Ok(v) = refusal.retry_after_secs().to_string().parse() {
+                        status.metadata_mut().insert("retry-after", v);
+                    }
+                    return (Ok(status.into_http()), state);
+                }
+            };
+            req.extensions_mut().insert(access);
+            let resp = inner
+                .call(req)
+                .await
+                .map(|resp| resp.map(|body| tonic::body::Body::new(crate::limits::PermitBody::new(body, permit))));
+            (resp, state)
+        };
+        Box::pin(async move {
+            // one audit record per call: the services' own, or one from the status
+            let (resp, state) = scoped(slot.clone(), call).await;
+            if let Ok(resp) = &resp {
+                let code = resp
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+                crate::gate::grpc_fallback(&state, surface, &slot, code, started);
+            }
+            resp
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts_default_to_loopback_and_the_listen_address() {
-        let p = HostPolicy::new(&[], "127.0.0.1:7700".parse().unwrap());
-        for ok in [
-            "localhost",
-            "localhost:7700",
-            "127.0.0.1:7700",
-            "[::1]:7700",
-            "LOCALHOST.",
-            "::1",
-        ] {
-            assert!(p.allows_authority(ok), "{ok}");
-        }
-        for bad in [
-            "evil.example",
-            "evil.example:7700",
-            "127.0.0.1.nip.io:7700",
-            "localhost.evil.example",
-            "",
-        ] {
-            assert!(!p.allows_authority(bad), "{bad}");
-        }
-        let p = HostPolicy::new(&[], "10.1.2.3:7700".parse().unwrap());
-        assert!(p.allows_authority("10.1.2.3:7700"));
-        assert!(!p.allows_authority("cairn.internal"));
-        // wildcard listen: any host, unless a list is configured
-        assert!(HostPolicy::new(&[], "0.0.0.0:7700".parse().unwrap()).allows_authority("cairn.internal"));
-        let listed = HostPolicy::new(&["cairn.internal".into()], "0.0.0.0:7700".parse().unwrap());
-        assert!(listed.allows_authority("cairn.internal:443"));
-        assert!(listed.allows_authority("localhost"));
-        assert!(!listed.allows_authority("other.internal"));
-        assert!(HostPolicy::new(&["*".into()], "127.0.0.1:1".parse().unwrap()).allows_authority("x"));
-    }
-
-    #[test]
-    fn origins_must_name_an_allowed_host() {
-        let p = HostPolicy::new(&["cairn.corp".into()], "127.0.0.1:7700".parse().unwrap());
-        assert!(p.allows_origin("http://localhost:7700"));
-        assert!(p.allows_origin("https://cairn.corp"));
-        assert!(!p.allows_origin("https://evil.example"));
-        assert!(!p.allows_origin("null"));
-        assert!(!p.allows_origin("file://"));
-        assert!(!p.allows_origin("http://localhost:7700/path"));
-        assert!(!p.allows_origin("chrome-extension://abc"));
-    }
 
     #[test]
     fn json_content_types() {

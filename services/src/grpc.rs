@@ -19,9 +19,9 @@ use crate::answer::{AnswerEvent, AnswerRequest};
 use crate::auth::Access;
 use crate::daemon::RepoStatus;
 use crate::facade::Caller;
-use crate::limits::GrpcLimit;
+use crate::gate::GrpcLimit;
 use crate::search::{DEFAULT_K, SearchRequest};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// `cairn.v1.Retrieval` over the shared services.
 pub struct RetrievalService {

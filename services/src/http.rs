@@ -3,23 +3,22 @@
 
 use std::convert::Infallible;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures::StreamExt;
-use serde::de::DeserializeOwned;
 
 use crate::answer::{AnswerEvent, AnswerRequest};
 use crate::auth::Access;
 use crate::context::{Context, ContextRequest};
-use crate::error::{ServiceError, ServiceErrorKind};
+use crate::error::ServiceError;
 use crate::facade::Caller;
+pub use crate::json_body::JsonBody;
 use crate::search::{SearchRequest, SearchResponse};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// One HTTP route: its path pattern and methods.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +156,7 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
         .map(str::to_string);
     match state.authenticate_async(header.as_deref()).await {
         Ok(access) => {
-            crate::gate::note_access(&access);
+            crate::slot::note_access(&access);
             // per-principal limits; the slot is held until the body ends
             let permit = match state.admit(&access, crate::gate::http_surface(req.method(), req.uri().path())) {
                 Ok(p) => p,
@@ -216,37 +215,6 @@ async fn answer(
         Ok::<_, Infallible>(event)
     });
     Ok(Sse::new(sse).keep_alive(KeepAlive::default()).into_response())
-}
-
-/// A JSON body whose every rejection is a JSON error: malformed JSON and
-/// wrong types are 400, an oversized body is 413. The content type was
-/// checked before routing ([`crate::gate`]: 415 unless `application/json`).
-pub struct JsonBody<T>(pub T);
-
-impl<S, T> FromRequest<S> for JsonBody<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned,
-{
-    type Rejection = ServiceError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            let status = rejection.status();
-            if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ServiceError {
-                    kind: ServiceErrorKind::PayloadTooLarge,
-                    message: "request body is larger than the server accepts (server.max_body_bytes, 1 MiB by default)"
-                        .into(),
-                }
-            } else {
-                ServiceError::invalid(format!("failed to read request body: {}", rejection.body_text()))
-            }
-        })?;
-        let value = serde_json::from_slice::<T>(&bytes)
-            .map_err(|e| ServiceError::invalid(format!("invalid request body: {e}")))?;
-        Ok(JsonBody(value))
-    }
 }
 
 impl From<ServiceError> for Response {

@@ -11,17 +11,18 @@
 //! - [`answer`]: [`answer::AnswerService`], context → prompt → sanitized streamed answer with citations.
 //! - [`sanitize`]: removes images and links to unknown hosts from answers.
 //! - [`openai`]: the OpenAI-compatible gateway transport (`/v1/chat/completions`, `/v1/models`).
-//! - [`auth`]: API tokens, principals and the per-repo read rule; [`audit`]: the hash-chained audit log.
+//! - [`access`]: principals, the per-repo read rule and clearance; [`auth`]: API tokens; [`audit`]: the hash-chained audit log.
 //! - [`limits`]: per-principal request-rate and concurrency caps (429 / `RESOURCE_EXHAUSTED`).
 //! - [`oidc`]: OIDC/JWT bearer verification against a JWKS (`[auth] mode = "oidc"`).
 //! - [`tls`]: rustls (ring) on the HTTP and gRPC listeners, with optional client certificates.
 //! - [`error`]: [`error::ServiceError`] and the single kind → HTTP/gRPC table.
-//! - [`http`], [`grpc`]: thin transports; [`server`]: state and `run(…, listeners, shutdown)`.
+//! - [`http`], [`grpc`]: thin transports; [`json_body`]: the JSON body extractor;
+//!   [`state`]: [`state::AppState`], what handlers share; [`server`]: `run(…, listeners, shutdown)`.
 //! - [`facade`]: the one operation facade: every operation that returns code
 //!   or repo facts is an `AppState` method taking a [`facade::Caller`], and
 //!   writes exactly one audit record.
-//! - [`gate`]: in front of every route and method: Host, Origin and JSON
-//!   content-type checks, and one audit record per request.
+//! - [`gate`]: in front of every route and method: Host ([`hosts`]), Origin and JSON
+//!   content-type checks, and one audit record per request; `GrpcLimit` for gRPC.
 //! - [`code`]: [`code::CodeService`], indexed repositories and files as indexed.
 //! - [`mcp`]: the MCP server (`search_code`, `read_code`, `list_repos`) at `/mcp`;
 //!   [`continue_provider`]: Continue's http context provider.
@@ -33,6 +34,7 @@
 //! - [`schedule`]: `every`/`cron` schedules, jitter and backoff of the daemon.
 //! - [`telemetry`]: logging setup.
 
+pub mod access;
 pub mod answer;
 #[cfg(test)]
 mod answer_tests;
@@ -53,7 +55,9 @@ mod gate_tests;
 #[cfg(test)]
 mod git_https_tests;
 pub mod grpc;
+pub mod hosts;
 pub mod http;
+pub mod json_body;
 pub mod limits;
 #[cfg(test)]
 mod limits_tests;
@@ -71,6 +75,8 @@ pub mod sanitize;
 pub mod schedule;
 pub mod search;
 pub mod server;
+pub mod slot;
+pub mod state;
 pub mod store_admin;
 pub mod store_config;
 pub mod telemetry;

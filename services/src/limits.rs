@@ -5,7 +5,7 @@
 //! Limits apply after authentication (the principal is known) to every
 //! authenticated surface: the HTTP API (with `/mcp`, the OpenAI gateway and
 //! Continue) through [`crate::http::authenticate`], gRPC through
-//! [`GrpcLimit`]. `/healthz` and the gRPC health service are exempt. A
+//! [`crate::gate::GrpcLimit`]. `/healthz` and the gRPC health service are exempt. A
 //! request holds its slot until its response body ends, so an answer stream
 //! counts as in flight until its last event.
 
@@ -16,13 +16,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::response::IntoResponse;
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{AuditEvent, Decision};
-use crate::auth::Access;
 use crate::error::{ServiceError, ServiceErrorKind};
-use crate::server::AppState;
 
 /// `[limits]` settings; `0` turns a limit off.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -200,28 +196,6 @@ impl Drop for Permit {
     }
 }
 
-impl AppState {
-    /// Admits a request by `access` on `surface`, or audits the refusal and
-    /// returns it.
-    pub(crate) fn admit(&self, access: &Access, surface: &'static str) -> Result<Permit, Refusal> {
-        self.limits.admit(&access.principal.name).inspect_err(|refusal| {
-            tracing::info!(principal = %access.principal.name, surface, ?refusal, "request over the limits");
-            self.audit.record(AuditEvent {
-                principal: access.principal.name.clone(),
-                surface,
-                query: None,
-                repos_allowed: Vec::new(),
-                results: Vec::new(),
-                backend: None,
-                model: None,
-                decision: Decision::Deny,
-                outcome: ServiceErrorKind::TooManyRequests.as_str().to_string(),
-                latency_ms: 0.0,
-            });
-        })
-    }
-}
-
 /// The 429 response: the JSON error with `Retry-After`.
 pub(crate) fn http_refusal(refusal: Refusal, limits: &LimitsConfig) -> axum::response::Response {
     let mut resp = refusal.error(limits).into_response();
@@ -268,92 +242,6 @@ impl<B: http_body::Body + Unpin> http_body::Body for PermitBody<B> {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
-    }
-}
-
-/// The gRPC `Retrieval` service behind authentication (the `authorization`
-/// metadata, `UNAUTHENTICATED` without it) and the per-principal limits; the
-/// caller's [`Access`] goes into the request's extensions for the handlers.
-#[derive(Clone)]
-pub struct GrpcLimit<S> {
-    inner: S,
-    state: AppState,
-}
-
-impl<S> GrpcLimit<S> {
-    pub fn new(inner: S, state: AppState) -> Self {
-        Self { inner, state }
-    }
-}
-
-impl<S: tonic::server::NamedService> tonic::server::NamedService for GrpcLimit<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S, B> tower::Service<http::Request<B>> for GrpcLimit<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        // the clone is ready (the inner service always is); keep the polled one
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let state = self.state.clone();
-        let started = std::time::Instant::now();
-        let surface = crate::gate::grpc_surface(req.uri().path());
-        let slot = std::sync::Arc::new(crate::gate::Slot::default());
-        let call = async move {
-            let header = req
-                .headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let access = match state.authenticate_async(header.as_deref()).await {
-                Ok(a) => a,
-                Err(e) => return (Ok(tonic::Status::from(e).into_http()), state),
-            };
-            crate::gate::note_access(&access);
-            let permit = match state.admit(&access, surface) {
-                Ok(p) => p,
-                Err(refusal) => {
-                    let mut status: tonic::Status = refusal.error(state.limits.config()).into();
-                    if let Ok(v) = refusal.retry_after_secs().to_string().parse() {
-                        status.metadata_mut().insert("retry-after", v);
-                    }
-                    return (Ok(status.into_http()), state);
-                }
-            };
-            req.extensions_mut().insert(access);
-            let resp = inner
-                .call(req)
-                .await
-                .map(|resp| resp.map(|body| tonic::body::Body::new(PermitBody::new(body, permit))));
-            (resp, state)
-        };
-        Box::pin(async move {
-            // one audit record per call: the services' own, or one from the status
-            let (resp, state) = crate::gate::scoped(slot.clone(), call).await;
-            if let Ok(resp) = &resp {
-                let code = resp
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map_or(tonic::Code::Ok, tonic::Code::from_i32);
-                crate::gate::grpc_fallback(&state, surface, &slot, code, started);
-            }
-            resp
-        })
     }
 }
 

@@ -28,7 +28,7 @@ use crate::code::{ReadRequest, fenced, label};
 use crate::error::ServiceError;
 use crate::facade::Caller;
 use crate::search::{DEFAULT_K, SearchRequest};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Arguments of `search_code`.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -23,9 +23,9 @@ use crate::answer::ChatRequest;
 use crate::auth::Access;
 use crate::error::ServiceError;
 use crate::facade::Caller;
-use crate::http::JsonBody;
+use crate::json_body::JsonBody;
 use crate::llm::{ChatMessage, ChatParams, Delta};
-use crate::server::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 struct CompletionRequest {

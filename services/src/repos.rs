@@ -29,7 +29,7 @@ use crate::auth::{Access, Principal};
 use crate::daemon::{Daemon, RepoStatus};
 use crate::error::ServiceError;
 use crate::facade::Caller;
-use crate::server::AppState;
+use crate::state::AppState;
 
 fn internal(e: anyhow::Error) -> ServiceError {
     ServiceError::internal(format!("{e:#}"))

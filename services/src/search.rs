@@ -266,7 +266,7 @@ impl SearchService {
                 let p = &hit.payload;
                 return Ok(Some((
                     p.repo.clone(),
-                    crate::code::label(&p.repo, &p.path, p.start_line as usize, p.end_line as usize),
+                    format!("{}/{}#L{}-L{}", p.repo, p.path, p.start_line, p.end_line),
                 )));
             }
         }
@@ -421,6 +421,18 @@ pub fn fuse(rank: &RankSettings, dense: Vec<ScoredChunk>, bm25: Vec<ScoredChunk>
     });
     out.truncate(k);
     out
+}
+
+impl From<&SearchHit> for crate::audit::AuditResult {
+    /// A search hit, named by its point id.
+    fn from(h: &SearchHit) -> Self {
+        Self {
+            id: h.id.clone(),
+            repo: h.repo.clone(),
+            path: h.path.clone(),
+            commit: h.commit.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ pub struct IndexOptions {
     pub group_size: usize,
     /// Redact secrets from file text before chunking (default on).
     pub redact_secrets: bool,
+    /// Extra secret rules in gitleaks' TOML format, added to the built-in
+    /// ones (see [`secrets::Scanner::with_rules_file`]); `None` by default.
+    pub secret_rules_file: Option<std::path::PathBuf>,
 }
 
 impl IndexOptions {
@@ -49,6 +52,7 @@ impl IndexOptions {
             limits: FileLimits::default(),
             group_size: 256,
             redact_secrets: true,
+            secret_rules_file: None,
         }
     }
 }
@@ -223,7 +227,9 @@ pub async fn write_files(
 ) -> Result<Written> {
     let mut written = Written::default();
     let scanner = match options.redact_secrets {
-        true => Some(secrets::Scanner::new()?),
+        true => Some(secrets::Scanner::with_optional_rules_file(
+            options.secret_rules_file.as_deref(),
+        )?),
         false => None,
     };
     progress.start(files.len());

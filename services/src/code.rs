@@ -11,7 +11,7 @@
 //! redaction; line numbers stay those of the original file.
 
 use std::path::PathBuf;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use cairn_indexer::secrets::Scanner;
 use cairn_indexer::source;
@@ -63,18 +63,35 @@ pub struct CodeSlice {
     pub content: String,
 }
 
-/// The indexer's secret rules, compiled once for every read.
-static SCANNER: LazyLock<Result<Scanner, String>> = LazyLock::new(|| Scanner::new().map_err(|e| e.to_string()));
+/// The indexer's built-in secret rules, compiled once for every read.
+static SCANNER: LazyLock<Result<Arc<Scanner>, String>> =
+    LazyLock::new(|| Scanner::new().map(Arc::new).map_err(|e| e.to_string()));
 
 /// Reads indexed repositories through the registry and the serving store.
 #[derive(Clone)]
 pub struct CodeService {
     search: SearchService,
+    /// The rules reads are redacted with (an error fails every read: closed).
+    scanner: Result<Arc<Scanner>, String>,
 }
 
 impl CodeService {
     pub fn new(search: SearchService) -> Self {
-        Self { search }
+        Self {
+            search,
+            scanner: SCANNER.clone(),
+        }
+    }
+
+    /// Redacts reads with the built-in rules plus those of `rules_file`
+    /// (`[secrets] rules_file`), as indexing does.
+    pub fn with_rules_file(mut self, rules_file: Option<&std::path::Path>) -> Self {
+        if rules_file.is_some() {
+            self.scanner = Scanner::with_optional_rules_file(rules_file)
+                .map(Arc::new)
+                .map_err(|e| e.to_string());
+        }
+        self
     }
 
     /// The indexed repositories `access` may read, by name.
@@ -150,7 +167,8 @@ impl CodeService {
                 })?;
         // the indexer's rules and placeholders; the line count never changes
         let text = if record.redact_secrets {
-            let scanner = SCANNER
+            let scanner = self
+                .scanner
                 .as_ref()
                 .map_err(|e| ServiceError::internal(format!("secret rules: {e}")))?;
             scanner.redact_file(&req.path, &text).text.into_owned()

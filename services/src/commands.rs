@@ -263,6 +263,7 @@ impl Engine {
         };
         options.group_size = config.index.group_size;
         options.redact_secrets = config.index.redact_secrets;
+        options.secret_rules_file = config.secrets.rules_file().map(Path::to_path_buf);
         RepoIndexer {
             root: self.data.root().to_path_buf(),
             registry,

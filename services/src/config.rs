@@ -51,6 +51,8 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Per-principal request-rate and concurrency caps (`[limits]`).
     pub limits: crate::limits::LimitsConfig,
+    /// Extra secret rules (`[secrets]`).
+    pub secrets: SecretsConfig,
     /// `CAIRN_*` variables that cannot be configuration keys and were
     /// ignored (see [`not_a_config_key`]); logged once logging is set up.
     #[serde(skip)]
@@ -469,6 +471,33 @@ pub struct EmbedConfig {
     pub hash_dim: usize,
 }
 
+/// `[secrets]`: rules beyond the built-in ones.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// A rules file in gitleaks' TOML format (`[[rules]]` with `id`,
+    /// `regex`, `secretGroup`, `entropy`, `keywords`, allowlists), applied
+    /// after the built-in rules when indexing and when serving file reads.
+    /// Empty: built-in rules only.
+    pub rules_file: PathBuf,
+}
+
+impl SecretsConfig {
+    /// The rules file, when one is set.
+    pub fn rules_file(&self) -> Option<&Path> {
+        (!self.rules_file.as_os_str().is_empty()).then_some(self.rules_file.as_path())
+    }
+
+    /// Adds a problem when the rules file does not load.
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        if let Some(path) = self.rules_file()
+            && let Err(e) = cairn_indexer::secrets::Scanner::with_rules_file(path)
+        {
+            errors.push(format!("secrets.rules_file: {e}"));
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IndexConfig {
@@ -520,6 +549,7 @@ impl Default for Config {
             indexer: IndexerConfig::default(),
             webhooks: WebhookConfig::default(),
             limits: crate::limits::LimitsConfig::default(),
+            secrets: SecretsConfig::default(),
             ignored_env: Vec::new(),
         }
     }
@@ -694,6 +724,7 @@ impl Config {
     /// Checks every value; reports all problems together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut errors = Vec::new();
+        self.secrets.validate(&mut errors);
         for (name, addr) in [("server.http", &self.server.http), ("server.grpc", &self.server.grpc)] {
             if addr.parse::<SocketAddr>().is_err() {
                 errors.push(format!("{name}: {addr:?} is not a socket address like 127.0.0.1:7700"));
@@ -980,6 +1011,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_rules_file_that_does_not_load_stops_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules.toml");
+        std::fs::write(&rules, "[[rules]]\nid = \"acme\"\nregex = '''acme_[a-z0-9]{16}'''\n").unwrap();
+        let ok = dir.path().join("ok.toml");
+        std::fs::write(&ok, format!("[secrets]\nrules_file = {:?}\n", rules.display().to_string())).unwrap();
+        let c = Config::load_from(Some(&ok), &[]).unwrap();
+        assert_eq!(c.secrets.rules_file(), Some(rules.as_path()));
+        std::fs::write(&rules, "[[rules]]\nid = \"bad\"\nregex = '''(?=x)'''\n").unwrap();
+        let e = Config::load_from(Some(&ok), &[]).unwrap_err().to_string();
+        assert!(e.contains("secrets.rules_file") && e.contains("bad"), "{e}");
     }
 
     #[test]

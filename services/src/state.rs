@@ -206,13 +206,15 @@ impl crate::commands::Engine {
     /// registry (here, not in `commands`, so the index keeper never imports
     /// the request path).
     pub fn state(&self, config: &crate::config::Config) -> AppState {
-        AppState::with_serving(
+        let mut state = AppState::with_serving(
             self.serving.clone(),
             self.data.registry(),
             config.search,
             &config.answer,
             &config.backends,
-        )
+        );
+        state.code = state.code.with_rules_file(config.secrets.rules_file());
+        state
     }
 }
 

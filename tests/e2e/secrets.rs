@@ -46,6 +46,22 @@ const NAMES: &[&str] = &[
     "releasePAT",
     "_authToken",
     "NPM_TOKEN",
+    "VAULT_TOKEN",
+    "REDIS_URL",
+    "SMTP_PASS",
+    "MYSQL_ROOTPW",
+    "PROXY_AUTH",
+    "SIGNING_KEY",
+    "LEDGER_API_KEY",
+    "HF_TOKEN",
+    "PYPI_TOKEN",
+    "ledgerApiKey",
+    "OPENAI_API_KEY",
+    "WAREHOUSE_PASSWORD",
+    "X-Shopify-Access-Token",
+    "x-api-key",
+    "webhook-secret",
+    "db-password",
 ];
 
 /// Runs `cairn` with debug logging everywhere; returns (success, stdout, stderr).
@@ -129,11 +145,12 @@ fn secrets_planted_in_a_repo_are_not_in_search_logs_or_data_dir() {
     );
     assert!(
         out.contains(
-            "secrets redacted: aws-access-key-id 1, aws-secret-access-key 1, azure-storage-key 1, \
-             gcp-api-key 1, gcp-service-account 1, generic-secret 5, github-fine-grained-pat 1, \
-             github-token 2, gitlab-token 1, jwt 1, npm-token 1, npmrc-auth-token 1, private-key 1, \
-             sendgrid-api-key 1, slack-token 1, slack-webhook 1, stripe-key 1, twilio-api-key 1, \
-             url-credentials 1"
+            "secrets redacted: anthropic-api-key 2, aws-access-key-id 1, aws-secret-access-key 1, azure-storage-key 1, \
+             bearer-token 1, cairn-token 1, databricks-token 1, digitalocean-token 1, gcp-api-key 1, gcp-service-account 1, \
+             generic-secret 5, github-fine-grained-pat 1, github-token 2, gitlab-token 1, google-oauth-token 1, \
+             huggingface-token 2, jwt 1, k8s-secret-data 3, npm-token 1, npmrc-auth-token 1, openai-api-key 2, private-key 1, \
+             pypi-token 1, secret-assignment 11, sendgrid-api-key 1, shopify-token 1, slack-token 1, slack-webhook 1, \
+             stripe-key 1, twilio-api-key 1, url-credentials 2, vault-token 1"
         ),
         "{out}"
     );

@@ -29,25 +29,38 @@ pub fn planted() -> Vec<(&'static str, &'static str)> {
 /// Redactions the fixture must produce, per rule.
 fn expected_counts() -> BTreeMap<String, usize> {
     [
+        ("anthropic-api-key", 2),
         ("aws-access-key-id", 1),
         ("aws-secret-access-key", 1),
         ("azure-storage-key", 1),
+        ("bearer-token", 1),
+        ("cairn-token", 1),
+        ("databricks-token", 1),
+        ("digitalocean-token", 1),
         ("gcp-api-key", 1),
         ("gcp-service-account", 1),
         ("generic-secret", 5),
         ("github-fine-grained-pat", 1),
         ("github-token", 2),
         ("gitlab-token", 1),
+        ("google-oauth-token", 1),
+        ("huggingface-token", 2),
         ("jwt", 1),
+        ("k8s-secret-data", 3),
         ("npm-token", 1),
         ("npmrc-auth-token", 1),
+        ("openai-api-key", 2),
         ("private-key", 1),
+        ("pypi-token", 1),
+        ("secret-assignment", 11),
         ("sendgrid-api-key", 1),
+        ("shopify-token", 1),
         ("slack-token", 1),
         ("slack-webhook", 1),
         ("stripe-key", 1),
         ("twilio-api-key", 1),
-        ("url-credentials", 1),
+        ("url-credentials", 2),
+        ("vault-token", 1),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -155,7 +168,7 @@ async fn planted_secrets_never_reach_the_store() {
     let repo = fixture_git_repo();
     let store_dir = tempfile::tempdir().unwrap();
     let (report, store, embedder) = index(repo.path(), store_dir.path(), true).await;
-    assert_eq!(report.files, 10, "every fixture file, dotfiles included, is indexed");
+    assert_eq!(report.files, 18, "every fixture file, dotfiles included, is indexed");
     assert_eq!(report.secrets, expected_counts());
 
     // Every stored payload, fetched through the store (k above the count).
@@ -184,6 +197,22 @@ async fn planted_secrets_never_reach_the_store() {
     // What stays: the marker, the names around it, true line numbers.
     assert!(payloads.contains("GITHUB_TOKEN=[REDACTED:github-token]"), "{payloads}");
     assert!(payloads.contains("DB_PASSWORD = \\\"[REDACTED:generic-secret]\\\""));
+    for kept in [
+        "DB_PASSWORD=[REDACTED:secret-assignment]",
+        "pub const LEDGER_API_KEY: &str = \\\"[REDACTED:secret-assignment]\\\"",
+        "Authorization: Bearer [REDACTED:openai-api-key]",
+        "redis://:[REDACTED:url-credentials]@cache.internal",
+        "db-password: [REDACTED:k8s-secret-data]",
+        // The notebook's JSON-escaped literal, escaped once more in the payloads.
+        "WAREHOUSE_PASSWORD = \\\\\\\"[REDACTED:secret-assignment]\\\\\\\"",
+        // Look-alikes stay.
+        "REDIS_PASSWORD=${REDIS_PASSWORD}",
+        "MAX_KEY=5",
+        "pub const KEY_LEN: usize = 32;",
+        "LOG_LEVEL: info",
+    ] {
+        assert!(payloads.contains(kept), "{kept} not in {payloads}");
+    }
     let pem = all.iter().find(|h| h.payload.path == "keys/deploy_key.pem").unwrap();
     assert_eq!(
         pem.payload
@@ -224,5 +253,69 @@ async fn control_without_redaction_the_byte_scan_sees_the_values() {
         leaks.len(),
         planted().len(),
         "with redaction off every value is stored, and the scan finds it"
+    );
+}
+
+/// A rules file named in the index options adds its rules to the built-in
+/// ones, through the real pipeline.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rules_file_in_the_options_adds_rules() {
+    let repo = tempfile::tempdir().unwrap();
+    let token = "acme_live_k3j9x2m8q7w1z5n4b6v0c8l2";
+    std::fs::write(
+        repo.path().join("client.py"),
+        format!("ACME = \"{token}\"\n\n\ndef call():\n    return ACME\n"),
+    )
+    .unwrap();
+    let rules = tempfile::tempdir().unwrap();
+    let rules_file = rules.path().join("gitleaks.toml");
+    std::fs::write(
+        &rules_file,
+        "[[rules]]\nid = \"acme-token\"\nregex = '''acme_(?:live|test)_[a-z0-9]{24}'''\nkeywords = [\"acme_\"]\n",
+    )
+    .unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let embedder: Arc<dyn Embed> = Arc::new(HashEmbedder::new(32));
+    let store: Arc<dyn VectorStore> = Arc::new(EdgeStore::open(store_dir.path(), 32).unwrap());
+    let snap = read(repo.path(), &FileLimits::default()).unwrap();
+    let mut options = IndexOptions::new("acme");
+    options.secret_rules_file = Some(rules_file.clone());
+    let chunker = Arc::new(Chunker::new(ChunkerConfig::default()));
+    let report = index_snapshot(
+        snap,
+        &options,
+        chunker.clone(),
+        embedder.clone(),
+        store.clone(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.secrets.get("acme-token"), Some(&1), "{:?}", report.secrets);
+    drop(store);
+    for (p, bytes) in all_bytes(store_dir.path()) {
+        assert!(
+            memchr::memmem::find(&bytes, token.as_bytes()).is_none(),
+            "{}",
+            p.display()
+        );
+    }
+
+    // A broken rules file fails the run, naming the file and the rule.
+    std::fs::write(
+        &rules_file,
+        "[[rules]]\nid = \"acme-token\"\nregex = '''(?<=acme_)x'''\n",
+    )
+    .unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn VectorStore> = Arc::new(EdgeStore::open(store_dir.path(), 32).unwrap());
+    let snap = read(repo.path(), &FileLimits::default()).unwrap();
+    let err = index_snapshot(snap, &options, chunker, embedder, store, &NoProgress)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gitleaks.toml") && err.contains("acme-token") && err.contains("look-around"),
+        "{err}"
     );
 }

@@ -1019,7 +1019,11 @@ mod tests {
         let rules = dir.path().join("rules.toml");
         std::fs::write(&rules, "[[rules]]\nid = \"acme\"\nregex = '''acme_[a-z0-9]{16}'''\n").unwrap();
         let ok = dir.path().join("ok.toml");
-        std::fs::write(&ok, format!("[secrets]\nrules_file = {:?}\n", rules.display().to_string())).unwrap();
+        std::fs::write(
+            &ok,
+            format!("[secrets]\nrules_file = {:?}\n", rules.display().to_string()),
+        )
+        .unwrap();
         let c = Config::load_from(Some(&ok), &[]).unwrap();
         assert_eq!(c.secrets.rules_file(), Some(rules.as_path()));
         std::fs::write(&rules, "[[rules]]\nid = \"bad\"\nregex = '''(?=x)'''\n").unwrap();
@@ -1055,12 +1059,21 @@ mod tests {
             Config::default()
         );
         // names that look like configuration stay errors
-        for bad in ["CAIRN_SERVER__PORT", "CAIRN_SERVER__HTTP_PORT", "CAIRN_DATADIR", "CAIRN_SETUP"] {
+        for bad in [
+            "CAIRN_SERVER__PORT",
+            "CAIRN_SERVER__HTTP_PORT",
+            "CAIRN_DATADIR",
+            "CAIRN_SETUP",
+        ] {
             let e = Config::load_from(None, &env(&[(bad, "1")])).unwrap_err().to_string();
             assert!(!e.is_empty(), "{bad}");
         }
         // and real keys still apply beside them
-        let c = Config::load_from(None, &env(&[("CAIRN_PORT", "x"), ("CAIRN_SERVER__HTTP", "127.0.0.1:9")])).unwrap();
+        let c = Config::load_from(
+            None,
+            &env(&[("CAIRN_PORT", "x"), ("CAIRN_SERVER__HTTP", "127.0.0.1:9")]),
+        )
+        .unwrap();
         assert_eq!(c.server.http, "127.0.0.1:9");
     }
 

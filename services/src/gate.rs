@@ -36,9 +36,9 @@ use http::StatusCode;
 use crate::audit::{AuditEvent, Decision};
 use crate::auth::Access;
 use crate::error::ServiceError;
-use crate::state::AppState;
 pub use crate::hosts::HostPolicy;
 pub(crate) use crate::slot::{Slot, note_access, scoped};
+use crate::state::AppState;
 
 /// Whether a `content-type` value is JSON (`application/json`,
 /// `application/*+json`, parameters allowed).

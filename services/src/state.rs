@@ -221,7 +221,11 @@ impl crate::commands::Engine {
 impl AppState {
     /// Admits a request by `access` on `surface`, or audits the refusal and
     /// returns it.
-    pub(crate) fn admit(&self, access: &Access, surface: &'static str) -> Result<crate::limits::Permit, crate::limits::Refusal> {
+    pub(crate) fn admit(
+        &self,
+        access: &Access,
+        surface: &'static str,
+    ) -> Result<crate::limits::Permit, crate::limits::Refusal> {
         self.limits.admit(&access.principal.name).inspect_err(|refusal| {
             tracing::info!(principal = %access.principal.name, surface, ?refusal, "request over the limits");
             self.audit.record(crate::audit::AuditEvent {

@@ -72,6 +72,8 @@ pub mod openai;
 pub mod repos;
 pub mod roles;
 pub mod sanitize;
+#[cfg(test)]
+mod sanitize_tests;
 pub mod schedule;
 pub mod search;
 pub mod server;

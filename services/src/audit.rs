@@ -119,6 +119,29 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// The record of a request that returned nothing: no query, repos or
+    /// results, only who, where and how it ended.
+    pub fn bare(
+        surface: &'static str,
+        access: &crate::auth::Access,
+        decision: Decision,
+        outcome: &str,
+        latency_ms: f64,
+    ) -> Self {
+        Self {
+            principal: access.principal.name.clone(),
+            surface,
+            query: None,
+            repos_allowed: Vec::new(),
+            results: Vec::new(),
+            backend: None,
+            model: None,
+            decision,
+            outcome: outcome.to_string(),
+            latency_ms,
+        }
+    }
+
     /// The record of a finished request by `access` on `surface`: decision
     /// `deny` when it was refused for its credentials or the read rule,
     /// outcome `ok` or the error's kind, latency since `started`. Results

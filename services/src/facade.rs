@@ -72,6 +72,25 @@ impl AppState {
         ));
     }
 
+    /// Records an operation on one named repo and hands its result back.
+    fn recorded_for_repo<T>(
+        &self,
+        caller: &Caller,
+        name: &str,
+        result: Result<T, ServiceError>,
+        started: Instant,
+    ) -> Result<T, ServiceError> {
+        self.record(
+            caller,
+            None,
+            vec![name.to_string()],
+            Vec::new(),
+            result.as_ref().err(),
+            started,
+        );
+        result
+    }
+
     /// One search: what was asked, which repos it could read, which chunks
     /// (and commits) went back, and how it ended.
     pub async fn search(&self, caller: &Caller, request: SearchRequest) -> Result<SearchResponse, ServiceError> {
@@ -170,45 +189,21 @@ impl AppState {
     pub fn repo(&self, caller: &Caller, name: &str) -> Result<RepoStatus, ServiceError> {
         let started = Instant::now();
         let result = self.get_repo(&caller.access, name);
-        self.record(
-            caller,
-            None,
-            vec![name.to_string()],
-            Vec::new(),
-            result.as_ref().err(),
-            started,
-        );
-        result
+        self.recorded_for_repo(caller, name, result, started)
     }
 
     /// Queues a run of `name` (a rebuild when `full`).
     pub fn reindex(&self, caller: &Caller, name: &str, full: bool) -> Result<RepoStatus, ServiceError> {
         let started = Instant::now();
         let result = self.reindex_repo(&caller.access, name, full);
-        self.record(
-            caller,
-            None,
-            vec![name.to_string()],
-            Vec::new(),
-            result.as_ref().err(),
-            started,
-        );
-        result
+        self.recorded_for_repo(caller, name, result, started)
     }
 
     /// Purges `name`.
     pub async fn remove(&self, caller: &Caller, name: &str) -> Result<(), ServiceError> {
         let started = Instant::now();
         let result = self.remove_repo(&caller.access, name).await;
-        self.record(
-            caller,
-            None,
-            vec![name.to_string()],
-            Vec::new(),
-            result.as_ref().err(),
-            started,
-        );
-        result
+        self.recorded_for_repo(caller, name, result, started)
     }
 
     /// The start of a status watch: the current status of the readable repos

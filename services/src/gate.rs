@@ -100,18 +100,13 @@ pub fn http_surface(method: &http::Method, path: &str) -> &'static str {
 /// Writes the record of a request whose services wrote none.
 fn fallback_record(state: &AppState, surface: &'static str, access: &Access, status: StatusCode, started: Instant) {
     let (outcome, decision) = outcome_of(status);
-    state.audit.record(AuditEvent {
-        principal: access.principal.name.clone(),
+    state.audit.record(AuditEvent::bare(
         surface,
-        query: None,
-        repos_allowed: Vec::new(),
-        results: Vec::new(),
-        backend: None,
-        model: None,
+        access,
         decision,
-        outcome: outcome.to_string(),
-        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-    });
+        outcome,
+        started.elapsed().as_secs_f64() * 1000.0,
+    ));
 }
 
 /// The browser-facing checks: `Err` is the response to send.

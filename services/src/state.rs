@@ -228,18 +228,13 @@ impl AppState {
     ) -> Result<crate::limits::Permit, crate::limits::Refusal> {
         self.limits.admit(&access.principal.name).inspect_err(|refusal| {
             tracing::info!(principal = %access.principal.name, surface, ?refusal, "request over the limits");
-            self.audit.record(crate::audit::AuditEvent {
-                principal: access.principal.name.clone(),
+            self.audit.record(crate::audit::AuditEvent::bare(
                 surface,
-                query: None,
-                repos_allowed: Vec::new(),
-                results: Vec::new(),
-                backend: None,
-                model: None,
-                decision: crate::audit::Decision::Deny,
-                outcome: crate::error::ServiceErrorKind::TooManyRequests.as_str().to_string(),
-                latency_ms: 0.0,
-            });
+                access,
+                crate::audit::Decision::Deny,
+                crate::error::ServiceErrorKind::TooManyRequests.as_str(),
+                0.0,
+            ));
         })
     }
 }

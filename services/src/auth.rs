@@ -16,55 +16,20 @@
 //! Repos above it are not readable, exactly as if their groups excluded the
 //! caller, so the same set carries both rules into every query.
 
-use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 use cairn_indexer::registry::Sensitivity;
 
 pub use crate::access::{ADMIN_GROUP, Access, Principal};
+pub use cairn_config::auth::{AuthConfig, AuthMode, check_name, parse_groups};
 const TOKEN_PREFIX: &str = "cairn_";
-
-/// `[auth]` settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    pub mode: AuthMode,
-    /// `[auth.oidc]`: used with `mode = "oidc"`.
-    pub oidc: crate::oidc::OidcConfig,
-    /// The clearance of every caller in `mode = "none"`: repos more
-    /// sensitive than this are invisible on every surface. Unset: no cap.
-    pub none_max_sensitivity: Option<Sensitivity>,
-}
-
-impl AuthConfig {
-    /// Adds every problem to `errors`.
-    pub fn validate(&self, errors: &mut Vec<String>) {
-        if self.mode == AuthMode::Oidc {
-            self.oidc.validate(errors);
-        }
-    }
-}
-
-/// How requests are authenticated.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMode {
-    /// No credentials: allowed only on loopback listeners; everyone reads
-    /// every indexed repo.
-    #[default]
-    None,
-    /// Bearer API tokens from `cairn token create`.
-    Tokens,
-    /// Bearer JWTs from an OIDC provider (`[auth.oidc]`).
-    Oidc,
-}
 
 /// One stored token (its hash, never the token).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -87,28 +52,6 @@ struct TokenFile {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
-}
-
-/// Names: 1–128 characters of letters, digits, `.`, `_`, `-`, `@`.
-fn check_name(what: &str, s: &str) -> anyhow::Result<()> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
-    if !ok {
-        bail!("invalid {what} {s:?}: use 1-128 characters of letters, digits, '.', '_', '-' and '@'");
-    }
-    Ok(())
-}
-
-/// Parses a comma-separated group list (`a,b`), checking each name.
-pub fn parse_groups(list: &str) -> anyhow::Result<Vec<String>> {
-    let mut groups = BTreeSet::new();
-    for g in list.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-        check_name("group", g)?;
-        groups.insert(g.to_string());
-    }
-    Ok(groups.into_iter().collect())
 }
 
 /// `tokens.json` in a data dir, with the cache the server uses.

@@ -25,7 +25,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::commands::Engine;
 use crate::config::Config;
-use crate::tls::{TlsConfig, TlsListener};
+use crate::tls::{TlsConfig, TlsConfigExt as _, TlsListener};
 use crate::tls_tests::certificates;
 
 /// The token the server accepts: cargo sets `CARGO_PKG_NAME` for every test

@@ -42,7 +42,6 @@ pub mod audit;
 pub mod auth;
 pub mod code;
 pub mod commands;
-pub mod config;
 pub mod context;
 pub mod continue_provider;
 pub mod daemon;
@@ -74,14 +73,16 @@ pub mod roles;
 pub mod sanitize;
 #[cfg(test)]
 mod sanitize_tests;
-pub mod schedule;
 pub mod search;
 pub mod server;
 pub mod slot;
 pub mod state;
 pub mod store_admin;
-pub mod store_config;
 pub mod telemetry;
 pub mod tls;
 #[cfg(test)]
 mod tls_tests;
+
+/// The configuration crate, under the paths the rest of this crate uses.
+pub use cairn_config as config;
+pub use cairn_config::{schedule, store as store_config};

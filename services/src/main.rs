@@ -13,6 +13,7 @@ use cairn_services::config::{Config, Sensitivity};
 use cairn_services::daemon::Daemon;
 use cairn_services::metrics::{Metrics, TimedEmbedder};
 use cairn_services::search::SearchRequest;
+use cairn_services::tls::TlsConfigExt as _;
 use cairn_services::{eval, server, telemetry};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;

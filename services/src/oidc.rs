@@ -13,70 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::{Deserialize, Serialize};
 
 use crate::access::Principal;
 
-/// Algorithms accepted in `allowed_algorithms`.
-pub const SUPPORTED_ALGORITHMS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
-
-/// CA bundle trusted for an https `jwks_url` when `jwks_ca` is not set.
-pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// `[auth.oidc]` settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct OidcConfig {
-    /// Expected `iss` (exactly).
-    pub issuer: String,
-    /// Expected `aud` (one of the token's audiences).
-    pub audience: String,
-    /// JWKS JSON file (`{"keys": [...]}`); re-read when it changes.
-    pub jwks_file: PathBuf,
-    /// JWKS URL (https, or http inside a trusted network), fetched at start
-    /// and on an unknown `kid`.
-    pub jwks_url: String,
-    /// PEM bundle of the CAs trusted for an https `jwks_url`; empty: the
-    /// system bundle (`/etc/ssl/certs/ca-certificates.crt`).
-    pub jwks_ca: PathBuf,
-    /// Accepted `alg` values among RS256, ES256 and EdDSA.
-    pub allowed_algorithms: Vec<String>,
-    /// The claim naming the principal.
-    pub principal_claim: String,
-    /// The claim listing the principal's groups: an array of strings, or a
-    /// string of names separated by commas or spaces.
-    pub groups_claim: String,
-    /// The claim carrying the caller's clearance (`public`, `internal`,
-    /// `confidential` or `restricted`). Empty: no cap. When set, a token
-    /// without the claim is cleared for `default_max_sensitivity`, and one
-    /// with an unknown value is refused.
-    pub max_sensitivity_claim: String,
-    /// The clearance of a token that lacks `max_sensitivity_claim`.
-    pub default_max_sensitivity: cairn_indexer::registry::Sensitivity,
-    /// Clock skew allowed on `exp` and `nbf`, seconds.
-    pub leeway_secs: u64,
-    /// Least time between two JWKS refreshes caused by unknown `kid`s.
-    pub jwks_refresh_secs: u64,
-}
-
-impl Default for OidcConfig {
-    fn default() -> Self {
-        Self {
-            issuer: String::new(),
-            audience: String::new(),
-            jwks_file: PathBuf::new(),
-            jwks_url: String::new(),
-            jwks_ca: PathBuf::new(),
-            allowed_algorithms: SUPPORTED_ALGORITHMS.iter().map(|a| a.to_string()).collect(),
-            principal_claim: "sub".into(),
-            groups_claim: "groups".into(),
-            max_sensitivity_claim: String::new(),
-            default_max_sensitivity: cairn_indexer::registry::Sensitivity::Public,
-            leeway_secs: 30,
-            jwks_refresh_secs: 60,
-        }
-    }
-}
+pub use cairn_config::auth::{OidcConfig, SUPPORTED_ALGORITHMS, SYSTEM_CA_BUNDLE};
 
 fn algorithm(name: &str) -> Option<Algorithm> {
     match name {
@@ -84,43 +24,6 @@ fn algorithm(name: &str) -> Option<Algorithm> {
         "ES256" => Some(Algorithm::ES256),
         "EdDSA" => Some(Algorithm::EdDSA),
         _ => None,
-    }
-}
-
-impl OidcConfig {
-    /// Adds every problem to `errors` (checked when `auth.mode = "oidc"`).
-    pub fn validate(&self, errors: &mut Vec<String>) {
-        if self.issuer.is_empty() {
-            errors.push("auth.oidc.issuer: required with auth.mode = \"oidc\"".into());
-        }
-        if self.audience.is_empty() {
-            errors.push("auth.oidc.audience: required with auth.mode = \"oidc\"".into());
-        }
-        match (self.jwks_file.as_os_str().is_empty(), self.jwks_url.is_empty()) {
-            (true, true) => errors.push("auth.oidc: set jwks_file or jwks_url".into()),
-            (false, false) => errors.push("auth.oidc: set only one of jwks_file and jwks_url".into()),
-            _ => {}
-        }
-        if !(self.jwks_url.is_empty() || self.jwks_url.starts_with("http://") || self.jwks_url.starts_with("https://"))
-        {
-            errors.push(format!(
-                "auth.oidc.jwks_url: {:?} must be an https:// (or http://) URL",
-                self.jwks_url
-            ));
-        }
-        if self.allowed_algorithms.is_empty() {
-            errors.push("auth.oidc.allowed_algorithms: name at least one of RS256, ES256, EdDSA".into());
-        }
-        for a in &self.allowed_algorithms {
-            if algorithm(a).is_none() {
-                errors.push(format!(
-                    "auth.oidc.allowed_algorithms: {a:?} is not supported (use RS256, ES256 or EdDSA)"
-                ));
-            }
-        }
-        if self.principal_claim.is_empty() || self.groups_claim.is_empty() {
-            errors.push("auth.oidc.principal_claim and groups_claim must not be empty".into());
-        }
     }
 }
 

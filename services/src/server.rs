@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use crate::tls::TlsConfigExt as _;
 use tokio::net::TcpListener;
 
 pub use crate::state::AppState;

@@ -9,12 +9,11 @@
 //! for tonic).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -23,44 +22,18 @@ use tokio_rustls::server::TlsStream;
 
 use crate::linger::Lingering;
 
-/// `[server.tls]`: empty paths leave TLS off.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    /// PEM certificate chain (leaf first) served on both listeners.
-    pub cert: PathBuf,
-    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `cert`.
-    pub key: PathBuf,
-    /// PEM CA certificate(s): when set, every client must present a
-    /// certificate signed by one of them (mutual TLS).
-    pub client_ca: PathBuf,
-}
+pub use cairn_config::tls::TlsConfig;
 
-impl TlsConfig {
-    /// Whether TLS is configured.
-    pub fn enabled(&self) -> bool {
-        !self.cert.as_os_str().is_empty()
-    }
-
-    /// Adds every problem with the settings (not yet the files) to `errors`.
-    pub fn validate(&self, errors: &mut Vec<String>) {
-        let (cert, key, ca) = (
-            !self.cert.as_os_str().is_empty(),
-            !self.key.as_os_str().is_empty(),
-            !self.client_ca.as_os_str().is_empty(),
-        );
-        if cert != key {
-            errors.push("server.tls: set both cert and key (or neither, for plain TCP)".into());
-        }
-        if ca && !cert {
-            errors.push("server.tls.client_ca: needs server.tls.cert and server.tls.key".into());
-        }
-    }
-
+/// Building rustls settings from `[server.tls]`.
+pub trait TlsConfigExt {
     /// The rustls configuration for one listener, offering `alpn` (`h2`,
     /// `http/1.1`). Every problem with the files is reported together, naming
     /// the key and the path.
-    pub fn server_config(&self, alpn: &[&[u8]]) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    fn server_config(&self, alpn: &[&[u8]]) -> anyhow::Result<Arc<rustls::ServerConfig>>;
+}
+
+impl TlsConfigExt for TlsConfig {
+    fn server_config(&self, alpn: &[&[u8]]) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         let mut errors = Vec::new();
         let certs = read_certs("server.tls.cert", &self.cert)
             .map_err(|e| errors.push(e))

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::commands::Engine;
 use crate::config::Config;
-use crate::tls::TlsConfig;
+use crate::tls::{TlsConfig, TlsConfigExt as _};
 
 /// PEM files: ca.pem, server.pem/server.key, client.pem/client.key.
 pub(crate) fn certificates(dir: &Path) {

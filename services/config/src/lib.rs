@@ -4,6 +4,25 @@
 //!
 //! Unknown keys are errors, and [`Config::validate`] reports every problem at
 //! once.
+//!
+//! This crate is a leaf above the index: every `[section]` as plain data
+//! with its defaults and checks, and nothing that acts on them. Features
+//! read their section from here; nothing here imports a feature.
+//!
+//! # Layout
+//! - this file: [`Config`], loading (file → environment → flags) and [`Config::validate`];
+//!   `[server]`, `[embed]`, `[indexer]`, `[[repos]]`, `[answer]`, `[secrets]`, `[log]`.
+//! - [`audit`]: `[audit]`; [`auth`]: `[auth]`, `[auth.oidc]` and the name rules for groups;
+//!   [`limits`]: `[limits]`; [`tls`]: `[server.tls]`; [`search`]: `[search]` ranking settings;
+//!   [`store`]: `[store]`; [`schedule`]: `every`/`cron` schedules, jitter and backoff.
+
+pub mod audit;
+pub mod auth;
+pub mod limits;
+pub mod schedule;
+pub mod search;
+pub mod store;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,10 +54,10 @@ pub struct Config {
     /// OpenAI-compatible LLM backends (`[[backends]]`); empty: no answers.
     pub backends: Vec<BackendConfig>,
     pub log: LogConfig,
-    pub audit: crate::audit::AuditConfig,
-    pub auth: crate::auth::AuthConfig,
+    pub audit: audit::AuditConfig,
+    pub auth: auth::AuthConfig,
     /// The vector store (`[store]`): embedded (default) or a Qdrant server.
-    pub store: crate::store_config::StoreConfig,
+    pub store: store::StoreConfig,
     /// Repos the daemon follows (`[[repos]]`).
     pub repos: Vec<RepoConfig>,
     /// When the daemon starts, purge every indexed repo that `[[repos]]`
@@ -50,7 +69,7 @@ pub struct Config {
     /// Webhook secrets (`[webhooks]`).
     pub webhooks: WebhookConfig,
     /// Per-principal request-rate and concurrency caps (`[limits]`).
-    pub limits: crate::limits::LimitsConfig,
+    pub limits: limits::LimitsConfig,
     /// Extra secret rules (`[secrets]`).
     pub secrets: SecretsConfig,
     /// `CAIRN_*` variables that cannot be configuration keys and were
@@ -191,7 +210,7 @@ impl RepoConfig {
             }
         }
         for g in self.groups.iter().chain(&self.maintainers) {
-            if let Err(e) = crate::auth::parse_groups(g) {
+            if let Err(e) = auth::parse_groups(g) {
                 errors.push(format!("{at}: {e}"));
             }
         }
@@ -426,7 +445,7 @@ pub struct ServerConfig {
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
     /// TLS on both listeners (`[server.tls]`); off when `cert` is empty.
-    pub tls: crate::tls::TlsConfig,
+    pub tls: tls::TlsConfig,
     /// Host names HTTP requests may address (`Host`, and `Origin` when a
     /// browser sends one); others get 403 before routing. Empty: the
     /// loopback names plus the listen address's host, or every host when
@@ -541,14 +560,14 @@ impl Default for Config {
             answer: AnswerConfig::default(),
             backends: Vec::new(),
             log: LogConfig::default(),
-            audit: crate::audit::AuditConfig::default(),
-            auth: crate::auth::AuthConfig::default(),
-            store: crate::store_config::StoreConfig::default(),
+            audit: audit::AuditConfig::default(),
+            auth: auth::AuthConfig::default(),
+            store: store::StoreConfig::default(),
             repos: Vec::new(),
             prune: false,
             indexer: IndexerConfig::default(),
             webhooks: WebhookConfig::default(),
-            limits: crate::limits::LimitsConfig::default(),
+            limits: limits::LimitsConfig::default(),
             secrets: SecretsConfig::default(),
             ignored_env: Vec::new(),
         }
@@ -561,7 +580,7 @@ impl Default for ServerConfig {
             http: "127.0.0.1:7700".into(),
             grpc: "127.0.0.1:7701".into(),
             max_body_bytes: 1024 * 1024,
-            tls: crate::tls::TlsConfig::default(),
+            tls: tls::TlsConfig::default(),
             allowed_hosts: Vec::new(),
         }
     }
@@ -777,11 +796,8 @@ impl Config {
         if self.answer.context_tokens < 64 || self.answer.context_tokens > 1 << 20 {
             errors.push("answer.context_tokens: must be between 64 and 1048576".into());
         }
-        if self.answer.candidates == 0 || self.answer.candidates > crate::search::MAX_K as usize {
-            errors.push(format!(
-                "answer.candidates: must be between 1 and {}",
-                crate::search::MAX_K
-            ));
+        if self.answer.candidates == 0 || self.answer.candidates > search::MAX_K as usize {
+            errors.push(format!("answer.candidates: must be between 1 and {}", search::MAX_K));
         }
         if self.answer.max_pieces_per_file == 0 {
             errors.push("answer.max_pieces_per_file: must be at least 1".into());
@@ -1079,7 +1095,7 @@ mod tests {
 
     #[test]
     fn example_config_lists_the_defaults() {
-        let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cairn.example.toml");
+        let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/cairn.example.toml");
         assert_eq!(Config::load_from(Some(&f), &[]).unwrap(), Config::default());
     }
 

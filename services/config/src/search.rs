@@ -1,0 +1,53 @@
+//! `[search]`: how retrieval lists are fused and ranked.
+
+use serde::{Deserialize, Serialize};
+
+/// Most results one request may ask for.
+pub const MAX_K: i64 = 100;
+
+/// How the dense and BM25 lists become one ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// Weighted reciprocal-rank fusion: only ranks count.
+    #[default]
+    Rrf,
+    /// Relative score fusion: each list's scores min-max normalised to
+    /// 0..1, then a weighted sum (a missing entry counts 0).
+    Relative,
+    /// Distribution-based score fusion: each list's scores normalised by
+    /// mean ± 3 standard deviations, then a weighted sum.
+    Dbsf,
+}
+
+/// How dense and BM25 results are fused.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RankSettings {
+    pub fusion: Fusion,
+    /// Candidates fetched from each retriever (at least k).
+    pub candidates: usize,
+    /// RRF constant: larger flattens the rank curve.
+    pub rrf_k: f32,
+    /// Weight of the dense list in the fusion.
+    pub dense_weight: f32,
+    /// Weight of the BM25 list in the fusion.
+    pub sparse_weight: f32,
+    /// Multiplier on the fused score of `items` chunks (runs of imports,
+    /// constants and small declarations): a mild prior for the functions,
+    /// methods and types people ask about.
+    pub items_weight: f32,
+}
+
+impl Default for RankSettings {
+    fn default() -> Self {
+        Self {
+            fusion: Fusion::Relative,
+            candidates: 100,
+            rrf_k: 60.0,
+            dense_weight: 1.0,
+            sparse_weight: 1.0,
+            items_weight: 0.8,
+        }
+    }
+}

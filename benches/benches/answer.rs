@@ -16,9 +16,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cairn_benches::{Served, percentile, root};
+use cairn_engine::engine::Engine;
 use cairn_indexer::pipeline::NoProgress;
-use cairn_services::commands::Engine;
 use cairn_services::config::{BackendConfig, Config};
+use cairn_services::state::AppState;
 use serde_json::{Value, json};
 
 const QUESTIONS: [&str; 20] = [
@@ -125,7 +126,7 @@ async fn bench() -> anyhow::Result<()> {
             &NoProgress,
         )
         .await?;
-    let server = Served::start(engine.state(&config)).await?;
+    let server = Served::start(AppState::for_engine(&engine, &config)).await?;
     let addr = server.addr;
 
     // 1. /v1/answer

@@ -11,7 +11,7 @@ fn embedding(c: &mut Criterion) {
         Ok(c) => c,
         Err(e) => return eprintln!("embedding bench: {e}"),
     };
-    let embedder = match cairn_services::commands::load_embedder(&config) {
+    let embedder = match cairn_engine::engine::load_embedder(&config) {
         Ok(e) => e,
         Err(e) => return eprintln!("embedding bench skipped: {e:#}"),
     };

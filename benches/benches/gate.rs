@@ -20,10 +20,10 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::routing::post;
 use cairn_benches::{Served, percentile, root};
+use cairn_engine::engine::Engine;
 use cairn_indexer::pipeline::NoProgress;
 use cairn_services::audit::{AuditConfig, AuditLog};
 use cairn_services::auth::Access;
-use cairn_services::commands::Engine;
 use cairn_services::config::Config;
 use cairn_services::search::SearchRequest;
 use cairn_services::server::AppState;
@@ -77,10 +77,10 @@ async fn bench() -> anyhow::Result<()> {
         )
         .await?;
     let audit = Arc::new(AuditLog::open(&AuditConfig::default(), &config.data_dir)?);
-    let gated = Served::start(engine.state(&config).with_audit(audit.clone())).await?;
+    let gated = Served::start(AppState::for_engine(&engine, &config).with_audit(audit.clone())).await?;
     let bare_router = axum::Router::new()
         .route("/v1/search", post(bare_search))
-        .with_state(engine.state(&config));
+        .with_state(AppState::for_engine(&engine, &config));
     let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let bare_addr = bare_listener.local_addr()?;
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();

@@ -14,9 +14,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use cairn_benches::{Served, percentile};
+use cairn_engine::engine::Engine;
 use cairn_indexer::pipeline::NoProgress;
-use cairn_services::commands::Engine;
 use cairn_services::config::Config;
+use cairn_services::state::AppState;
 
 fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--list") {
@@ -115,7 +116,7 @@ async fn bench() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let server = Served::start(engine.state(&config)).await?;
+    let server = Served::start(AppState::for_engine(&engine, &config)).await?;
     let client = reqwest::Client::new();
     let url = format!("http://{}/v1/search", server.addr);
     let mut took = Vec::new();

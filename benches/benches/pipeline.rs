@@ -15,10 +15,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cairn_benches::{Served, eval_dir, percentile, root};
+use cairn_engine::engine::Engine;
 use cairn_indexer::chunk::{Chunker, ChunkerConfig};
 use cairn_indexer::pipeline::NoProgress;
-use cairn_services::commands::Engine;
 use cairn_services::config::Config;
+use cairn_services::state::AppState;
 
 fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--list") {
@@ -67,7 +68,7 @@ async fn bench() -> anyhow::Result<()> {
     python_reference(&corpus)?;
 
     // 4. Search latency over HTTP.
-    let server = Served::start(engine.state(&config)).await?;
+    let server = Served::start(AppState::for_engine(&engine, &config)).await?;
     let addr = server.addr;
     let queries: Vec<String> = cairn_services::eval::load_queries(&eval_dir())?
         .into_iter()

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cairn_benches::{Served, percentile, root};
+use cairn_engine::engine::Engine;
 use cairn_indexer::pipeline::NoProgress;
 use cairn_services::audit::{AuditConfig, AuditLog};
 use cairn_services::auth::{AuthMode, TokenStore};
-use cairn_services::commands::Engine;
 use cairn_services::config::Config;
 use cairn_services::limits::LimitsConfig;
+use cairn_services::state::AppState;
 use serde_json::json;
 
 const QUERIES: [&str; 10] = [
@@ -56,12 +57,11 @@ async fn bench() -> anyhow::Result<()> {
         .await?;
     engine.set_groups("acme-auth", vec!["dev".into()])?;
 
-    let open = engine.state(&config);
+    let open = AppState::for_engine(&engine, &config);
     let tokens = Arc::new(TokenStore::new(&config.data_dir));
     let (_, token) = tokens.create("bench", vec!["dev".into()])?;
     let audit = Arc::new(AuditLog::open(&AuditConfig::default(), &config.data_dir)?);
-    let secured = engine
-        .state(&config)
+    let secured = AppState::for_engine(&engine, &config)
         .with_auth(AuthMode::Tokens, tokens)
         // limits on (bucket and in-flight count per request) but never reached
         .with_limits(LimitsConfig {

@@ -22,11 +22,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cairn_benches::{eval_dir, percentile};
+use cairn_engine::engine::Engine;
 use cairn_indexer::sparse;
 use cairn_indexer::store::edge::EdgeStore;
 use cairn_indexer::store::qdrant::{QdrantSettings, QdrantStore};
 use cairn_indexer::store::{ChunkPoint, SearchFilter, VectorStore};
-use cairn_services::commands::Engine;
 use cairn_services::config::Config;
 use futures::StreamExt;
 

@@ -14,6 +14,7 @@
 //! - [`embed`]: the ONNX Runtime embedder, model settings, a test embedder.
 //! - [`sparse`]: code-aware BM25 term vectors.
 //! - [`store`]: the [`store::VectorStore`] trait and the embedded `qdrant-edge` backend.
+//! - [`serving`]: the model and store pair searches read, swapped as one on a generation switch.
 //! - [`pipeline`]: chunk → embed → store, with deterministic point ids.
 //! - [`repo`]: a followed repository ([`repo::RepoSpec`]) and one run of it ([`repo::RepoIndexer`]).
 //! - [`sync`]: resolves a repo's source, fetching remotes into bare mirrors.
@@ -30,6 +31,7 @@ pub mod pipeline;
 pub mod registry;
 pub mod repo;
 pub mod secrets;
+pub mod serving;
 pub mod source;
 pub mod sparse;
 pub mod store;

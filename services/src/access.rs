@@ -53,6 +53,17 @@ pub struct Access {
 }
 
 impl Access {
+    /// Whether this caller may reindex or remove a repo whose configured
+    /// maintainers are `maintainers` (principals or groups): no
+    /// authentication, an admin, or one of them.
+    pub fn can_maintain(&self, maintainers: &[String]) -> bool {
+        !self.enforced
+            || self.principal.is_admin()
+            || maintainers
+                .iter()
+                .any(|m| *m == self.principal.name || self.principal.groups.contains(m))
+    }
+
     /// No authentication: everything indexed is readable.
     pub fn open() -> Self {
         Self {

@@ -17,8 +17,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::commands::Engine;
 use crate::config::{BackendConfig, Config};
+use crate::state::AppState;
+use cairn_engine::engine::Engine;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub(crate) enum Behaviour {
@@ -205,7 +206,7 @@ async fn cairn(backends: Vec<BackendConfig>) -> Cairn {
             .await
             .unwrap();
     }
-    let state = engine.state(&config);
+    let state = AppState::for_engine(&engine, &config);
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http_addr, grpc_addr) = (http.local_addr().unwrap(), grpc.local_addr().unwrap());
@@ -668,7 +669,7 @@ async fn no_surface_returns_a_chunk_from_a_repo_the_caller_cannot_read() {
         principals.push((format!("user{p}"), g, token));
     }
 
-    let state = engine.state(&config).with_auth(AuthMode::Tokens, tokens);
+    let state = AppState::for_engine(&engine, &config).with_auth(AuthMode::Tokens, tokens);
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http_addr, grpc_addr) = (http.local_addr().unwrap(), grpc.local_addr().unwrap());
@@ -846,7 +847,7 @@ async fn answers_go_only_to_backends_allowed_for_every_piece() {
         .await
         .unwrap();
     let audit = Arc::new(AuditLog::open(&AuditConfig::default(), data.path()).unwrap());
-    let state = engine.state(&config).with_audit(audit.clone());
+    let state = AppState::for_engine(&engine, &config).with_audit(audit.clone());
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = http.local_addr().unwrap();

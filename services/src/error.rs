@@ -190,3 +190,33 @@ impl ServiceError {
         (self.http_status(), axum::Json(self.openai_body())).into_response()
     }
 }
+
+impl From<cairn_engine::daemon::DaemonError> for ServiceError {
+    fn from(e: cairn_engine::daemon::DaemonError) -> Self {
+        match e {
+            cairn_engine::daemon::DaemonError::UnknownRepo(n) => ServiceError::not_found(format!("unknown repo {n:?}")),
+            cairn_engine::daemon::DaemonError::NotReindexable(n) => ServiceError::invalid(format!(
+                "repo {n:?} is not in [[repos]] and was not indexed from a local path; add it to the configuration"
+            )),
+            cairn_engine::daemon::DaemonError::ShuttingDown => {
+                ServiceError::unavailable("the indexer is shutting down")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_and_daemon_errors_map_to_the_table() {
+        let unavailable =
+            cairn_indexer::error::IndexError::Unavailable("being rebuilt for a new embedding model".into());
+        assert_eq!(ServiceError::from(unavailable).http_status().as_u16(), 503);
+        let unknown = cairn_engine::daemon::DaemonError::UnknownRepo("x".into());
+        assert_eq!(ServiceError::from(unknown).http_status().as_u16(), 404);
+        let stopping = cairn_engine::daemon::DaemonError::ShuttingDown;
+        assert_eq!(ServiceError::from(stopping).http_status().as_u16(), 503);
+    }
+}

@@ -28,8 +28,9 @@ use tokio::net::TcpListener;
 use crate::answer_tests::{Behaviour, backend, fake_backend};
 use crate::audit::{AuditConfig, AuditLog};
 use crate::auth::{AuthMode, TokenStore};
-use crate::commands::Engine;
 use crate::config::Config;
+use crate::state::AppState;
+use cairn_engine::engine::Engine;
 
 /// Words that exist only in the repos the caller must not see.
 const OTHER_TEAM: &str = "quokka";
@@ -274,8 +275,7 @@ async fn every_surface_holds_every_promise() {
         ..Default::default()
     };
     let audit = Arc::new(AuditLog::open(&audit_config, data.path()).unwrap());
-    let state = engine
-        .state(&config)
+    let state = AppState::for_engine(&engine, &config)
         .with_auth(AuthMode::Tokens, tokens)
         .with_audit(audit.clone());
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();

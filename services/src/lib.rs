@@ -41,10 +41,8 @@ mod answer_tests;
 pub mod audit;
 pub mod auth;
 pub mod code;
-pub mod commands;
 pub mod context;
 pub mod continue_provider;
-pub mod daemon;
 pub mod error;
 pub mod eval;
 pub mod facade;
@@ -63,13 +61,11 @@ mod limits_tests;
 pub mod linger;
 pub mod llm;
 pub mod mcp;
-pub mod metrics;
 pub mod oidc;
 #[cfg(test)]
 mod oidc_tests;
 pub mod openai;
 pub mod repos;
-pub mod roles;
 pub mod sanitize;
 #[cfg(test)]
 mod sanitize_tests;
@@ -77,7 +73,6 @@ pub mod search;
 pub mod server;
 pub mod slot;
 pub mod state;
-pub mod store_admin;
 pub mod telemetry;
 pub mod tls;
 #[cfg(test)]
@@ -86,3 +81,5 @@ mod tls_tests;
 /// The configuration crate, under the paths the rest of this crate uses.
 pub use cairn_config as config;
 pub use cairn_config::{schedule, store as store_config};
+/// The index keeper, under the paths the rest of this crate uses.
+pub use cairn_engine::{daemon, metrics, roles, store_admin};

@@ -15,9 +15,10 @@ use tokio::net::TcpListener;
 
 use crate::answer_tests::{Behaviour, backend, fake_backend};
 use crate::auth::{AuthMode, TokenStore};
-use crate::commands::Engine;
 use crate::config::Config;
 use crate::limits::LimitsConfig;
+use crate::state::AppState;
+use cairn_engine::engine::Engine;
 
 struct Served {
     http: String,
@@ -59,8 +60,7 @@ async fn serve(limits: LimitsConfig, behaviour: Behaviour) -> Served {
     let (_, alice) = tokens.create("alice", vec!["admin".into()]).unwrap();
     let (_, bob) = tokens.create("bob", vec!["admin".into()]).unwrap();
     let audit = Arc::new(crate::audit::AuditLog::open(&config.audit, data.path()).unwrap());
-    let state = engine
-        .state(&config)
+    let state = AppState::for_engine(&engine, &config)
         .with_auth(AuthMode::Tokens, tokens)
         .with_limits(config.limits.clone())
         .with_audit(audit.clone());

@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use cairn_engine::engine::Engine;
 use cairn_indexer::pipeline::Progress;
 use cairn_services::audit::{self, AuditLog};
 use cairn_services::auth::{self, AuthMode, TokenStore};
-use cairn_services::commands::Engine;
 use cairn_services::config::{Config, Sensitivity};
 use cairn_services::daemon::Daemon;
 use cairn_services::metrics::{Metrics, TimedEmbedder};
 use cairn_services::search::SearchRequest;
+use cairn_services::state::AppState;
 use cairn_services::tls::TlsConfigExt as _;
 use cairn_services::{eval, server, telemetry};
 use clap::{Parser, Subcommand};
@@ -217,7 +218,7 @@ async fn store_command(cmd: StoreCommand, config: &Config) -> anyhow::Result<()>
             let mut admin = admin_log(config)?;
             let copied = async {
                 // vectors must have the configured model's dimension
-                let embedder = cairn_services::commands::load_embedder(config)?;
+                let embedder = cairn_engine::engine::load_embedder(config)?;
                 store_admin::copy(&from, &to, config, cairn_indexer::embed::Embed::dim(&embedder)).await
             }
             .await;
@@ -336,7 +337,7 @@ async fn run(command: Command, config: Config, data_dir_given: bool) -> anyhow::
             groups,
             sensitivity,
         } => {
-            cairn_services::commands::validate_repo_name(&repo)?;
+            cairn_engine::engine::validate_repo_name(&repo)?;
             let groups = groups.as_deref().map(auth::parse_groups).transpose()?;
             let sensitivity = sensitivity
                 .as_deref()
@@ -411,7 +412,7 @@ async fn run(command: Command, config: Config, data_dir_given: bool) -> anyhow::
             json,
         } => {
             let engine = Engine::open(&config, "cairn search")?;
-            let state = engine.state(&config);
+            let state = AppState::for_engine(&engine, &config);
             let resp = state
                 .search(
                     &cairn_services::facade::Caller::local("cli.search"),
@@ -661,7 +662,7 @@ async fn eval_in(dir: &Path, queries: &[eval::Query], reuse: bool, json: bool, c
             chunks += report.chunks;
         }
     }
-    let state = engine.state(config);
+    let state = AppState::for_engine(&engine, config);
     let started = Instant::now();
     let ranks = eval::run_queries(state.searcher(), queries).await?;
     let query_s = started.elapsed().as_secs_f64();
@@ -930,8 +931,7 @@ async fn run_server(mut config: Config, http: Option<String>, grpc: Option<Strin
         }
         Role::Both | Role::Indexer => Some(start_daemon(&engine, &config, shutdown.clone()).await?),
     };
-    let state = engine
-        .state(&config)
+    let state = AppState::for_engine(&engine, &config)
         .with_audit(audit.clone())
         .with_auth(config.auth.mode, tokens)
         .with_none_clearance(config.auth.none_max_sensitivity)

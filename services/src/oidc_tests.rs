@@ -15,9 +15,10 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyP
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::commands::Engine;
 use crate::config::Config;
 use crate::oidc::{OidcConfig, OidcVerifier};
+use crate::state::AppState;
+use cairn_engine::engine::Engine;
 
 const ISS: &str = "https://idp.example";
 const AUD: &str = "cairn";
@@ -111,7 +112,7 @@ async fn oidc_tokens_map_groups_to_readable_repos() {
     })
     .await
     .unwrap();
-    let state = engine.state(&config).with_oidc(Arc::new(verifier));
+    let state = AppState::for_engine(&engine, &config).with_oidc(Arc::new(verifier));
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http_addr, grpc_addr) = (http.local_addr().unwrap(), grpc.local_addr().unwrap());

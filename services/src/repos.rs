@@ -57,7 +57,7 @@ impl AppState {
     /// from an unreadable one (404 without authentication).
     fn check_read(&self, access: &Access, name: &str) -> Result<(), ServiceError> {
         let readable = match &self.daemon {
-            Some(d) => d.readable(access, name).map_err(internal)?,
+            Some(d) => d.access_record(name).map_err(internal)?.map(|r| access.can_read(&r)),
             // a retrieval replica: the registry it mirrors from the indexer
             None => self.mirrored(name)?.map(|r| access.can_read(&r)),
         };
@@ -72,7 +72,7 @@ impl AppState {
 
     fn check_write(&self, access: &Access, name: &str) -> Result<(), ServiceError> {
         self.check_read(access, name)?;
-        if self.daemon()?.writable(access, name) {
+        if access.can_maintain(self.daemon()?.maintainers(name)) {
             Ok(())
         } else {
             Err(ServiceError::forbidden(format!(
@@ -94,7 +94,7 @@ impl AppState {
         let all = daemon.list().map_err(internal)?;
         Ok(all
             .into_iter()
-            .filter(|s| matches!(daemon.readable(access, &s.name), Ok(Some(true))))
+            .filter(|s| matches!(daemon.access_record(&s.name), Ok(Some(r)) if access.can_read(&r)))
             .collect())
     }
 

@@ -19,6 +19,7 @@ use crate::auth::Access;
 use crate::error::ServiceError;
 
 pub use cairn_config::search::{Fusion, MAX_K, RankSettings};
+pub use cairn_indexer::serving::{Serving, ServingPair};
 
 /// Results when the request does not say.
 pub const DEFAULT_K: i64 = 10;
@@ -67,31 +68,6 @@ pub struct SearchHit {
 pub struct SearchResponse {
     pub results: Vec<SearchHit>,
     pub took_ms: f64,
-}
-
-/// The embedder and the store that searches use: always a matching pair,
-/// replaced together when a new generation of the index takes over (see
-/// [`cairn_indexer::generation`]). Clones share it.
-#[derive(Clone)]
-pub struct Serving(Arc<std::sync::RwLock<ServingPair>>);
-
-/// A model and the store its vectors are in.
-pub type ServingPair = (Arc<dyn Embed>, Arc<dyn VectorStore>);
-
-impl Serving {
-    pub fn new(embedder: Arc<dyn Embed>, store: Arc<dyn VectorStore>) -> Self {
-        Self(Arc::new(std::sync::RwLock::new((embedder, store))))
-    }
-
-    /// The current pair; a request uses one pair from start to end.
-    pub fn get(&self) -> ServingPair {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Makes later requests use `embedder` and `store`.
-    pub fn replace(&self, embedder: Arc<dyn Embed>, store: Arc<dyn VectorStore>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = (embedder, store);
-    }
 }
 
 /// Answers searches over the serving store with its embedder.

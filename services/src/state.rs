@@ -201,14 +201,14 @@ impl AppState {
     }
 }
 
-impl crate::commands::Engine {
-    /// Shared state for the transports, over this engine's serving store and
-    /// registry (here, not in `commands`, so the index keeper never imports
+impl AppState {
+    /// Shared state for the transports, over `engine`'s serving store and
+    /// registry (here, not in the engine, so the index keeper never sees
     /// the request path).
-    pub fn state(&self, config: &crate::config::Config) -> AppState {
+    pub fn for_engine(engine: &cairn_engine::Engine, config: &crate::config::Config) -> AppState {
         let mut state = AppState::with_serving(
-            self.serving.clone(),
-            self.data.registry(),
+            engine.serving.clone(),
+            engine.data.registry(),
             config.search,
             &config.answer,
             &config.backends,

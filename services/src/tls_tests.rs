@@ -14,9 +14,10 @@ use rcgen::{
 };
 use tokio::net::TcpListener;
 
-use crate::commands::Engine;
 use crate::config::Config;
+use crate::state::AppState;
 use crate::tls::{TlsConfig, TlsConfigExt as _};
+use cairn_engine::engine::Engine;
 
 /// PEM files: ca.pem, server.pem/server.key, client.pem/client.key.
 pub(crate) fn certificates(dir: &Path) {
@@ -58,7 +59,7 @@ async fn serve(tls: TlsConfig) -> anyhow::Result<Served> {
     let data = tempfile::tempdir().unwrap();
     let dir = DataDir::open(data.path(), "test").unwrap();
     let engine = Engine::with_embedder(&config, dir, Arc::new(HashEmbedder::new(64))).unwrap();
-    let state = engine.state(&config);
+    let state = AppState::for_engine(&engine, &config);
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http_addr, grpc_addr) = (http.local_addr().unwrap(), grpc.local_addr().unwrap());

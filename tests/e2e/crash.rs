@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use cairn_engine::engine::HASH_EMBED_DIM;
 use cairn_indexer::store::edge::EdgeStore;
 use cairn_indexer::store::{ChunkPayload, VectorStore};
-use cairn_services::commands::HASH_EMBED_DIM;
 
 use crate::{cairn, git};
 

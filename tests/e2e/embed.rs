@@ -13,7 +13,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn default_model_embeds_normalised_384d_vectors() {
-    let e = cairn_services::commands::load_embedder(&config()).expect("run `make setup` first");
+    let e = cairn_engine::engine::load_embedder(&config()).expect("run `make setup` first");
     assert_eq!(e.dim(), 384);
     let v = e.embed_query("verify a session token").unwrap();
     let norm: f32 = v.iter().map(|x| x * x).sum();
@@ -25,7 +25,7 @@ fn default_model_embeds_normalised_384d_vectors() {
 
 #[test]
 fn batching_and_padding_do_not_change_vectors() {
-    let e = cairn_services::commands::load_embedder(&config()).unwrap();
+    let e = cairn_engine::engine::load_embedder(&config()).unwrap();
     let texts = [
         "short",
         "a considerably longer text that pads the short one in the same batch of inputs",
@@ -44,7 +44,7 @@ fn batching_and_padding_do_not_change_vectors() {
 fn unavailable_gpu_provider_falls_back_to_cpu() {
     let mut c = config();
     c.embed.provider = Provider::Cuda;
-    let e = cairn_services::commands::load_embedder(&c).unwrap();
+    let e = cairn_engine::engine::load_embedder(&c).unwrap();
     // This machine has no CUDA: the embedder logs it and runs on the CPU.
     if std::path::Path::new("/dev/nvidia0").exists() {
         return;
@@ -57,7 +57,7 @@ fn unavailable_gpu_provider_falls_back_to_cpu() {
 fn missing_model_is_a_clear_error() {
     let mut c = config();
     c.embed.model_dir = "/nonexistent/model".into();
-    let err = cairn_services::commands::load_embedder(&c).err().unwrap().to_string();
+    let err = cairn_engine::engine::load_embedder(&c).err().unwrap().to_string();
     assert!(
         err.contains("/nonexistent/model") && err.contains("make setup"),
         "{err}"

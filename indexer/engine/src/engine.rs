@@ -1,5 +1,6 @@
-//! The `cairn` commands as library functions, shared by `main`, the eval and
-//! the benches: open the data dir, load the model and the store, index, serve.
+//! [`Engine`]: the data dir opened for indexing and serving: the model, the
+//! store and the serving generation, shared by the binary, the eval and the
+//! benches.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,9 +17,9 @@ use cairn_indexer::store::VectorStore;
 use cairn_indexer::store::edge::EdgeStore;
 use cairn_indexer::store::qdrant::QdrantStore;
 
-use crate::config::Config;
-use crate::search::Serving;
-use crate::store_config::StoreKind;
+use cairn_config::Config;
+use cairn_config::store::StoreKind;
+use cairn_indexer::serving::Serving;
 
 /// An open index: the locked data dir, the embedder and the store.
 ///
@@ -51,7 +52,7 @@ pub struct Migration {
 }
 
 /// Dimension of the test embedder (`[embed] kind = "hash"`) by default.
-pub use crate::config::HASH_EMBED_DIM;
+pub use cairn_config::HASH_EMBED_DIM;
 
 /// Loads the configured ONNX embedder.
 pub fn load_embedder(config: &Config) -> anyhow::Result<OnnxEmbedder> {
@@ -70,8 +71,8 @@ pub fn load_embedder(config: &Config) -> anyhow::Result<OnnxEmbedder> {
 /// The embedder `[embed]` configures.
 pub fn make_embedder(config: &Config) -> anyhow::Result<Arc<dyn Embed>> {
     Ok(match config.embed.kind {
-        crate::config::EmbedKind::Onnx => Arc::new(load_embedder(config)?),
-        crate::config::EmbedKind::Hash => Arc::new(HashEmbedder::new(config.embed.hash_dim)),
+        cairn_config::EmbedKind::Onnx => Arc::new(load_embedder(config)?),
+        cairn_config::EmbedKind::Hash => Arc::new(HashEmbedder::new(config.embed.hash_dim)),
     })
 }
 
@@ -101,7 +102,7 @@ fn previous_embedder(config: &Config, generation: &Generation) -> Arc<dyn Embed>
                 .into(),
         })
     };
-    let embed: crate::config::EmbedConfig = match serde_json::from_value(generation.embed.clone()) {
+    let embed: cairn_config::EmbedConfig = match serde_json::from_value(generation.embed.clone()) {
         Ok(e) => e,
         Err(e) => return unavailable(format!("its settings were not recorded: {e}")),
     };
@@ -146,7 +147,7 @@ pub const RETIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(60)
 /// shards are removed when it is opened, so this is a no-op for it. Only
 /// the process that writes the index (the daemon) calls it.
 pub async fn drop_replaced_collections(
-    store: &crate::store_config::StoreConfig,
+    store: &cairn_config::store::StoreConfig,
     serving: &str,
     building: Option<&str>,
 ) -> anyhow::Result<Vec<String>> {
@@ -408,7 +409,7 @@ impl Engine {
     }
 
     /// Sets the sensitivity of `repo` (answers route on it).
-    pub fn set_sensitivity(&self, repo: &str, sensitivity: crate::config::Sensitivity) -> anyhow::Result<()> {
+    pub fn set_sensitivity(&self, repo: &str, sensitivity: cairn_config::Sensitivity) -> anyhow::Result<()> {
         let mut found = false;
         self.data.registry().update(repo, |record| {
             let mut record = record?;
@@ -421,7 +422,7 @@ impl Engine {
     }
 }
 
-pub use crate::config::validate_repo_name;
+pub use cairn_config::validate_repo_name;
 
 #[cfg(test)]
 mod tests {
@@ -442,7 +443,7 @@ mod tests {
             data_dir: data.to_path_buf(),
             ..Config::default()
         };
-        config.embed.kind = crate::config::EmbedKind::Hash;
+        config.embed.kind = cairn_config::EmbedKind::Hash;
         config.embed.hash_dim = dim;
         config
     }
@@ -550,8 +551,6 @@ mod tests {
             err.to_string().contains("being rebuilt for a new embedding model"),
             "{err}"
         );
-        let service_error = crate::error::ServiceError::from(err);
-        assert_eq!(service_error.http_status().as_u16(), 503);
 
         // settings that load a different model than the one recorded: unavailable too
         let mismatched = Generation {

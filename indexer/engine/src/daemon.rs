@@ -28,12 +28,11 @@ use tokio::sync::{Notify, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Access;
-use crate::config::{Config, IndexerConfig, RepoConfig};
-use crate::error::ServiceError;
+use cairn_config::schedule::{Schedule, backoff, with_jitter};
+use cairn_config::{Config, IndexerConfig, RepoConfig};
+use cairn_indexer::serving::Serving;
+
 use crate::metrics::{Metrics, RepoGauges};
-use crate::schedule::{Schedule, backoff, with_jitter};
-use crate::search::Serving;
 
 /// How long a run in progress may go on after shutdown was asked for before
 /// it is abandoned (its checkpoint has not moved, so nothing is lost).
@@ -102,18 +101,6 @@ pub enum DaemonError {
     ShuttingDown,
 }
 
-impl From<DaemonError> for ServiceError {
-    fn from(e: DaemonError) -> Self {
-        match e {
-            DaemonError::UnknownRepo(n) => ServiceError::not_found(format!("unknown repo {n:?}")),
-            DaemonError::NotReindexable(n) => ServiceError::invalid(format!(
-                "repo {n:?} is not in [[repos]] and was not indexed from a local path; add it to the configuration"
-            )),
-            DaemonError::ShuttingDown => ServiceError::unavailable("the indexer is shutting down"),
-        }
-    }
-}
-
 #[derive(Debug, Default)]
 struct WorkerState {
     state: RunState,
@@ -152,7 +139,7 @@ impl PendingSwitch {
     /// The switch `engine` is waiting for, if its model changed; `wrap`
     /// decorates the indexer used after it (metrics).
     pub fn of(
-        engine: &crate::commands::Engine,
+        engine: &crate::engine::Engine,
         config: &Config,
         wrap: impl Fn(RepoIndexer) -> RepoIndexer,
     ) -> Option<Self> {
@@ -179,7 +166,7 @@ struct Inner {
     last_optimize: Mutex<Instant>,
     settings: IndexerConfig,
     /// Where the index lives (replaced Qdrant generations are dropped).
-    store: crate::store_config::StoreConfig,
+    store: cairn_config::store::StoreConfig,
     configured: BTreeMap<String, RepoConfig>,
     workers: Mutex<HashMap<String, Arc<Worker>>>,
     permits: Semaphore,
@@ -197,12 +184,7 @@ type Live = (RunState, Option<String>, Option<String>, Option<RunProgressInfo>);
 /// A repo's status from its registry record and, in the process that runs
 /// it, the worker's live state (`None`: idle, as a retrieval replica sees
 /// every repo).
-pub(crate) fn record_status(
-    name: &str,
-    record: Option<&RepoRecord>,
-    configured: bool,
-    live: Option<Live>,
-) -> RepoStatus {
+pub fn record_status(name: &str, record: Option<&RepoRecord>, configured: bool, live: Option<Live>) -> RepoStatus {
     let (state, last_error, head, progress) = live.unwrap_or((RunState::Idle, None, None, None));
     let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     let indexed = record.and_then(|r| nonempty(&r.indexed_commit));
@@ -264,7 +246,7 @@ pub struct IndexStatus {
 
 impl IndexStatus {
     /// The generation serving from the data dir at `root`, none building.
-    pub(crate) fn serving(root: &Path) -> Self {
+    pub fn serving(root: &Path) -> Self {
         Self {
             serving: generation::load(root).ok().flatten().as_ref().map(GenerationInfo::of),
             building: None,
@@ -503,7 +485,7 @@ impl Daemon {
                 *self.0.indexer.write().unwrap_or_else(|p| p.into_inner()) = pending.after.clone();
                 *slot = None;
                 tracing::info!(generation = %to.name, model = %to.fingerprint, "switched to the new generation of the index");
-                self.retire_replaced(to.name.clone(), None, crate::commands::RETIRE_AFTER);
+                self.retire_replaced(to.name.clone(), None, crate::engine::RETIRE_AFTER);
             }
             Err(e) => {
                 tracing::error!(error = %e, "switching to the new generation failed; retrying after the next run");
@@ -513,7 +495,7 @@ impl Daemon {
 
     /// Drops, `after` a grace period, the stores of generations other than
     /// `serving` and `building`: at start (nothing serves them), and after a
-    /// switch once replicas moved on ([`crate::commands::RETIRE_AFTER`]).
+    /// switch once replicas moved on ([`crate::engine::RETIRE_AFTER`]).
     /// A shutdown first leaves them to the next start.
     fn retire_replaced(&self, serving: String, building: Option<String>, after: Duration) {
         let (store, shutdown) = (self.0.store.clone(), self.0.shutdown.clone());
@@ -522,7 +504,7 @@ impl Daemon {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(after) => {}
             }
-            if let Err(e) = crate::commands::drop_replaced_collections(&store, &serving, building.as_deref()).await {
+            if let Err(e) = crate::engine::drop_replaced_collections(&store, &serving, building.as_deref()).await {
                 tracing::warn!(error = %format!("{e:#}"), "cannot drop the collections of replaced generations; the next start retries");
             }
         });
@@ -548,31 +530,26 @@ impl Daemon {
         self.0.events.subscribe()
     }
 
-    /// Whether `access` may read `name` (its record's groups, or the
-    /// configured groups before its first run). `None`: no such repo.
-    pub fn readable(&self, access: &Access, name: &str) -> anyhow::Result<Option<bool>> {
+    /// The record the read rule checks for `name`: its registry record, or
+    /// before its first run one carrying its configured groups and
+    /// sensitivity. `None`: no such repo.
+    pub fn access_record(&self, name: &str) -> anyhow::Result<Option<RepoRecord>> {
         let records = self.0.registry.load()?;
         Ok(match (records.get(name), self.0.configured.get(name)) {
-            (Some(r), _) => Some(access.can_read(r)),
-            (None, Some(c)) => Some(access.can_read(&RepoRecord {
+            (Some(r), _) => Some(r.clone()),
+            (None, Some(c)) => Some(RepoRecord {
                 groups: c.groups.clone(),
                 sensitivity: c.sensitivity.map(|s| s.as_str().to_string()).unwrap_or_default(),
                 ..RepoRecord::default()
-            })),
+            }),
             (None, None) => None,
         })
     }
 
-    /// Whether `access` may reindex or remove `name`: no authentication,
-    /// an admin, or one of its configured `maintainers` (a principal or a group).
-    pub fn writable(&self, access: &Access, name: &str) -> bool {
-        !access.enforced
-            || access.principal.is_admin()
-            || self.0.configured.get(name).is_some_and(|c| {
-                c.maintainers
-                    .iter()
-                    .any(|m| *m == access.principal.name || access.principal.groups.contains(m))
-            })
+    /// The configured `maintainers` of `name` (principals or groups who may
+    /// reindex or remove it besides admins); empty for unknown repos.
+    pub fn maintainers(&self, name: &str) -> &[String] {
+        self.0.configured.get(name).map_or(&[], |c| c.maintainers.as_slice())
     }
 
     /// Every configured or indexed repo, by name.
@@ -976,7 +953,7 @@ mod tests {
     use cairn_indexer::datadir::DataDir;
     use cairn_indexer::embed::{Embed, Embedded, HashEmbedder};
 
-    use crate::commands::Engine;
+    use crate::engine::Engine;
 
     /// A deterministic embedder slow enough that a run is still going when
     /// the test triggers more.
@@ -1018,7 +995,7 @@ mod tests {
             url: url.into(),
             every: Some("1h".into()),
             groups: vec!["dev".into()],
-            sensitivity: Some(crate::config::Sensitivity::Confidential),
+            sensitivity: Some(cairn_config::Sensitivity::Confidential),
             ..RepoConfig::default()
         };
         let mut config = Config {
@@ -1161,9 +1138,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread")]
     async fn a_model_change_builds_a_new_generation_and_switches_when_it_is_complete() {
-        use crate::auth::Access;
-        use crate::search::SearchRequest;
         use cairn_indexer::pipeline::NoProgress;
+        use cairn_indexer::sparse;
+        use cairn_indexer::store::SearchFilter;
 
         let data = tempfile::tempdir().unwrap();
         let (local, cli, gone) = (
@@ -1193,7 +1170,7 @@ mod tests {
             data_dir: data.path().to_path_buf(),
             ..Config::default()
         };
-        config.embed.kind = crate::config::EmbedKind::Hash;
+        config.embed.kind = cairn_config::EmbedKind::Hash;
         config.embed.hash_dim = 32;
 
         // generation 1 (32-d): three repos, one of them only through `cairn index`
@@ -1228,25 +1205,18 @@ mod tests {
             .to
             .clone();
         assert_eq!((engine.generation.dim, to.dim), (32, 48));
-        let state = engine.state(&config);
+        // what a search reads: the serving pair, embedder and store together
+        // (the dense query must fit the store's vectors; BM25 ranks the files)
+        let pair = engine.serving.clone();
         let search = |q: &str| {
-            let (state, q) = (state.clone(), q.to_string());
+            let (pair, q) = (pair.clone(), q.to_string());
             async move {
-                state
-                    .search
-                    .search(
-                        &Access::open(),
-                        SearchRequest {
-                            query: q,
-                            k: 3,
-                            repos: Vec::new(),
-                            languages: Vec::new(),
-                            path_prefix: None,
-                        },
-                    )
-                    .await
-                    .unwrap()
-                    .results
+                let (embedder, store) = pair.get();
+                let filter = SearchFilter::default();
+                let vector = embedder.embed_query(&q).unwrap();
+                store.search_dense(vector, &filter, 3).await.unwrap();
+                let hits = store.search_sparse(sparse::query_vector(&q), &filter, 3).await.unwrap();
+                hits.into_iter().map(|h| h.payload).collect::<Vec<_>>()
             }
         };
         let shutdown = CancellationToken::new();
@@ -1326,7 +1296,7 @@ mod tests {
         assert_eq!(hits.first().map(|h| h.path.as_str()), Some("refund.rs"), "{hits:?}");
         shutdown.cancel();
         daemon.wait().await;
-        drop((daemon, state, engine));
+        drop((daemon, pair, engine));
 
         // the next start serves generation 2 and removes generation 1's store
         let engine = Engine::open(&config, "test").unwrap();

@@ -24,7 +24,7 @@ use cairn_indexer::store::edge::EdgeStore;
 use cairn_indexer::store::qdrant::QdrantStore;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use cairn_config::Config;
 
 /// Points per page when copying.
 const PAGE: usize = 256;
@@ -371,7 +371,7 @@ mod tests {
         };
         {
             let data = DataDir::open(&config.data_dir, "test").unwrap();
-            let engine = crate::commands::Engine::with_embedder(&config, data, embedder.clone()).unwrap();
+            let engine = crate::engine::Engine::with_embedder(&config, data, embedder.clone()).unwrap();
             engine
                 .index(&repo, "demo", &config, &cairn_indexer::pipeline::NoProgress)
                 .await

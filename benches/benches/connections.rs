@@ -1,4 +1,4 @@
-//! What the lingering close (`cairn_services::linger`) costs a connection
+//! What the lingering close (`cairn_server::linger`) costs a connection
 //! (`cargo bench -p cairn-benches --bench connections`): one trivial route
 //! served twice, on a plain listener and on a `LingeringListener`, and
 //! requests that each open a new connection sent to both, alternating (and
@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use axum::routing::get;
 use cairn_benches::percentile;
-use cairn_services::linger::LingeringListener;
+use cairn_server::linger::LingeringListener;
 
 const WARMUP: usize = 200;
 const REQUESTS: usize = 3000;

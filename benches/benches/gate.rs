@@ -26,7 +26,7 @@ use cairn_services::audit::{AuditConfig, AuditLog};
 use cairn_services::auth::Access;
 use cairn_services::config::Config;
 use cairn_services::search::SearchRequest;
-use cairn_services::server::AppState;
+use cairn_services::state::AppState;
 use serde_json::json;
 
 const QUERIES: [&str; 10] = [

@@ -51,7 +51,7 @@ pub fn percentile(samples: &mut [f64], q: f64) -> f64 {
     samples[idx.min(samples.len() - 1)]
 }
 
-/// A server running [`cairn_services::server::run`] on loopback ports.
+/// A server running [`cairn_server::server::run`] on loopback ports.
 pub struct Served {
     /// The HTTP address.
     pub addr: std::net::SocketAddr,
@@ -61,12 +61,12 @@ pub struct Served {
 
 impl Served {
     /// Serves `state` on free loopback ports.
-    pub async fn start(state: cairn_services::server::AppState) -> anyhow::Result<Self> {
+    pub async fn start(state: cairn_services::state::AppState) -> anyhow::Result<Self> {
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = http.local_addr()?;
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(cairn_services::server::run(state, http, grpc, 1 << 20, async move {
+        let task = tokio::spawn(cairn_server::server::run(state, http, grpc, 1 << 20, async move {
             let _ = rx.await;
         }));
         Ok(Self { addr, stop, task })

@@ -205,6 +205,12 @@ impl From<cairn_engine::daemon::DaemonError> for ServiceError {
     }
 }
 
+impl From<ServiceError> for axum::response::Response {
+    fn from(e: ServiceError) -> Self {
+        axum::response::IntoResponse::into_response(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,7 +154,7 @@ impl Drop for Permit {
 }
 
 /// The 429 response: the JSON error with `Retry-After`.
-pub(crate) fn http_refusal(refusal: Refusal, limits: &LimitsConfig) -> axum::response::Response {
+pub fn http_refusal(refusal: Refusal, limits: &LimitsConfig) -> axum::response::Response {
     let mut resp = refusal.error(limits).into_response();
     resp.headers_mut().insert(
         http::header::RETRY_AFTER,

@@ -1,6 +1,6 @@
-//! The repo API shared by HTTP and gRPC (status, reindex, remove, with the
-//! read rule and the writer rule), its HTTP handlers, the webhook endpoints
-//! and `/metrics`.
+//! The repo operations shared by HTTP and gRPC (status, reindex, remove,
+//! with the read rule and the writer rule) and push webhooks, as facade
+//! methods of [`AppState`]; the HTTP handlers are in `cairn-server`.
 //!
 //! Reading a repo's status needs read access to it; a repo that does not
 //! exist and one that is not readable get the same 403 when authentication
@@ -15,20 +15,13 @@
 
 use std::time::Instant;
 
-use axum::Extension;
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::audit::AuditEvent;
 use crate::auth::{Access, Principal};
 use crate::daemon::{Daemon, RepoStatus};
 use crate::error::ServiceError;
-use crate::facade::Caller;
 use crate::state::AppState;
 
 fn internal(e: anyhow::Error) -> ServiceError {
@@ -36,7 +29,7 @@ fn internal(e: anyhow::Error) -> ServiceError {
 }
 
 impl AppState {
-    pub(crate) fn daemon(&self) -> Result<&Daemon, ServiceError> {
+    pub fn daemon(&self) -> Result<&Daemon, ServiceError> {
         self.daemon
             .as_ref()
             .ok_or_else(|| ServiceError::unavailable("the indexer daemon is not running in this process"))
@@ -82,7 +75,7 @@ impl AppState {
     }
 
     /// The readable repos' status.
-    pub(crate) fn list_repos(&self, access: &Access) -> Result<Vec<RepoStatus>, ServiceError> {
+    pub fn list_repos(&self, access: &Access) -> Result<Vec<RepoStatus>, ServiceError> {
         let Some(daemon) = &self.daemon else {
             let records = self.search.registry().load().map_err(|e| internal(e.into()))?;
             return Ok(records
@@ -99,7 +92,7 @@ impl AppState {
     }
 
     /// One readable repo's status.
-    pub(crate) fn get_repo(&self, access: &Access, name: &str) -> Result<RepoStatus, ServiceError> {
+    pub fn get_repo(&self, access: &Access, name: &str) -> Result<RepoStatus, ServiceError> {
         self.check_read(access, name)?;
         let status = match &self.daemon {
             Some(d) => d.status(name).map_err(internal)?,
@@ -111,7 +104,7 @@ impl AppState {
     }
 
     /// Queues a run of `name` (a rebuild when `full`); returns its status.
-    pub(crate) fn reindex_repo(&self, access: &Access, name: &str, full: bool) -> Result<RepoStatus, ServiceError> {
+    pub fn reindex_repo(&self, access: &Access, name: &str, full: bool) -> Result<RepoStatus, ServiceError> {
         self.check_write(access, name)?;
         let daemon = self.daemon()?;
         daemon.trigger(name, full)?;
@@ -137,7 +130,7 @@ impl AppState {
     }
 
     /// Records one webhook request.
-    pub(crate) fn audit_repos(
+    pub fn audit_repos(
         &self,
         surface: &'static str,
         access: &Access,
@@ -155,78 +148,6 @@ impl AppState {
             started,
         ));
     }
-}
-
-/// `GET /v1/repos`.
-pub async fn list(
-    State(state): State<AppState>,
-    Extension(access): Extension<Access>,
-) -> Result<Response, ServiceError> {
-    let (repos, index) = state.repos(&Caller::new(access, "http.repos.list"))?;
-    Ok(Json(json!({ "repos": repos, "index": index })).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ReindexParams {
-    #[serde(default)]
-    full: bool,
-}
-
-/// `GET /v1/repos/{name}` (names may contain `/`).
-pub async fn get(
-    State(state): State<AppState>,
-    Extension(access): Extension<Access>,
-    Path(name): Path<String>,
-) -> Result<Response, ServiceError> {
-    Ok(Json(state.repo(&Caller::new(access, "http.repos.get"), &name)?).into_response())
-}
-
-/// `POST /v1/repos/{name}/reindex[?full=true]`: 202.
-pub async fn post(
-    State(state): State<AppState>,
-    Extension(access): Extension<Access>,
-    Path(rest): Path<String>,
-    Query(params): Query<ReindexParams>,
-) -> Result<Response, ServiceError> {
-    let Some(name) = rest.strip_suffix("/reindex") else {
-        return Err(ServiceError::not_found(
-            "no such endpoint: use POST /v1/repos/{name}/reindex",
-        ));
-    };
-    let status = state.reindex(&Caller::new(access, "http.repos.reindex"), name, params.full)?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "queued": true, "full": params.full, "repo": status })),
-    )
-        .into_response())
-}
-
-/// `DELETE /v1/repos/{name}`.
-pub async fn delete(
-    State(state): State<AppState>,
-    Extension(access): Extension<Access>,
-    Path(name): Path<String>,
-) -> Result<Response, ServiceError> {
-    state.remove(&Caller::new(access, "http.repos.delete"), &name).await?;
-    Ok(Json(json!({ "removed": name })).into_response())
-}
-
-/// `GET /metrics`: Prometheus text; per-repo series only for readable repos.
-pub async fn metrics(
-    State(state): State<AppState>,
-    Extension(access): Extension<Access>,
-) -> Result<Response, ServiceError> {
-    let daemon = state.daemon()?;
-    let readable: Vec<String> = state.list_repos(&access)?.into_iter().map(|s| s.name).collect();
-    let text = daemon.metrics_text(&readable);
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
 }
 
 /// A Git hosting service that sends push webhooks.
@@ -247,7 +168,17 @@ impl Provider {
         }
     }
 
-    fn surface(self) -> &'static str {
+    /// The name in the webhook's path (`/v1/webhooks/{name}`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::GitHub => "github",
+            Self::GitLab => "gitlab",
+            Self::Gitea => "gitea",
+        }
+    }
+
+    /// The audit surface of this provider's webhook.
+    pub fn surface(self) -> &'static str {
         match self {
             Self::GitHub => "http.webhook.github",
             Self::GitLab => "http.webhook.gitlab",
@@ -377,87 +308,65 @@ pub fn matching_repos<'a>(repos: impl IntoIterator<Item = &'a crate::config::Rep
         .collect()
 }
 
-/// `POST /v1/webhooks/{provider}`.
-pub async fn webhook(
-    State(state): State<AppState>,
-    Path(provider): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let started = Instant::now();
-    let Some(p) = Provider::parse(&provider) else {
-        return ServiceError::not_found("unknown webhook provider: use github, gitlab or gitea").into_response();
-    };
-    let access = Access::for_principal(Principal::new(format!("webhook:{provider}"), []));
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => {
-            let err = ServiceError::invalid(format!("failed to read the webhook body: {}", e.body_text()));
-            state.audit_repos(p.surface(), &access, Vec::new(), Some(&err), started);
-            return err.into_response();
-        }
-    };
-    let result = handle_webhook(&state, p, &headers, &body);
-    let (triggered, error) = match &result {
-        Ok(v) => (
-            v["triggered"]
+impl AppState {
+    /// A push webhook from `provider`: checks its signature against the
+    /// configured secret, then triggers every configured repo the push
+    /// matches. Recorded once, as the provider's surface, whatever the outcome.
+    pub fn webhook_push(&self, provider: Provider, headers: &HeaderMap, body: &[u8]) -> Result<Value, ServiceError> {
+        let started = Instant::now();
+        let access = Access::for_principal(Principal::new(format!("webhook:{}", provider.name()), []));
+        let result = self.handle_webhook(provider, headers, body);
+        let triggered = match &result {
+            Ok(v) => v["triggered"]
                 .as_array()
                 .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
                 .unwrap_or_default(),
-            None,
-        ),
-        Err(e) => (Vec::new(), Some(e)),
-    };
-    state.audit_repos(p.surface(), &access, triggered, error, started);
-    match result {
-        Ok(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
-        Err(e) => e.into_response(),
+            Err(_) => Vec::new(),
+        };
+        self.audit_repos(provider.surface(), &access, triggered, result.as_ref().err(), started);
+        result
     }
-}
 
-fn handle_webhook(
-    state: &AppState,
-    provider: Provider,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Value, ServiceError> {
-    let secrets = &state.webhook_secrets;
-    let secret = match provider {
-        Provider::GitHub => secrets.github.as_deref(),
-        Provider::GitLab => secrets.gitlab.as_deref(),
-        Provider::Gitea => secrets.gitea.as_deref(),
-    };
-    let Some(secret) = secret else {
-        return Err(ServiceError::unauthenticated(
-            "webhooks from this provider are not configured ([webhooks] *_env names no secret)",
-        ));
-    };
-    if let Err(why) = verify_webhook(provider, secret, headers, body) {
-        tracing::warn!(?provider, why = %why, "webhook refused");
-        return Err(ServiceError::unauthenticated(format!(
-            "webhook signature check failed: {why}"
-        )));
+    fn handle_webhook(&self, provider: Provider, headers: &HeaderMap, body: &[u8]) -> Result<Value, ServiceError> {
+        let state = self;
+        let secrets = &state.webhook_secrets;
+        let secret = match provider {
+            Provider::GitHub => secrets.github.as_deref(),
+            Provider::GitLab => secrets.gitlab.as_deref(),
+            Provider::Gitea => secrets.gitea.as_deref(),
+        };
+        let Some(secret) = secret else {
+            return Err(ServiceError::unauthenticated(
+                "webhooks from this provider are not configured ([webhooks] *_env names no secret)",
+            ));
+        };
+        if let Err(why) = verify_webhook(provider, secret, headers, body) {
+            tracing::warn!(?provider, why = %why, "webhook refused");
+            return Err(ServiceError::unauthenticated(format!(
+                "webhook signature check failed: {why}"
+            )));
+        }
+        let event = headers
+            .get("x-github-event")
+            .or_else(|| headers.get("x-gitea-event"))
+            .or_else(|| headers.get("x-gitlab-event"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("push")
+            .to_string();
+        if !matches!(event.as_str(), "push" | "Push Hook") {
+            return Ok(json!({ "event": event, "triggered": [] }));
+        }
+        let payload: Value = serde_json::from_slice(body)
+            .map_err(|e| ServiceError::invalid(format!("webhook body is not JSON: {e}")))?;
+        let push = Push::parse(&payload);
+        let daemon = state.daemon()?;
+        let names = matching_repos(daemon.configured_repos(), &push);
+        for name in &names {
+            daemon.trigger_at(name, false, push.after.clone())?;
+            tracing::info!(repo = %name, ?provider, commit = ?push.after, "webhook triggered a run");
+        }
+        Ok(json!({ "event": event, "triggered": names }))
     }
-    let event = headers
-        .get("x-github-event")
-        .or_else(|| headers.get("x-gitea-event"))
-        .or_else(|| headers.get("x-gitlab-event"))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("push")
-        .to_string();
-    if !matches!(event.as_str(), "push" | "Push Hook") {
-        return Ok(json!({ "event": event, "triggered": [] }));
-    }
-    let payload: Value =
-        serde_json::from_slice(body).map_err(|e| ServiceError::invalid(format!("webhook body is not JSON: {e}")))?;
-    let push = Push::parse(&payload);
-    let daemon = state.daemon()?;
-    let names = matching_repos(daemon.configured_repos(), &push);
-    for name in &names {
-        daemon.trigger_at(name, false, push.after.clone())?;
-        tracing::info!(repo = %name, ?provider, commit = ?push.after, "webhook triggered a run");
-    }
-    Ok(json!({ "event": event, "triggered": names }))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ impl Slot {
         self.records.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn access(&self) -> Access {
+    pub fn access(&self) -> Access {
         self.access
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -41,7 +41,7 @@ pub async fn scoped<F: Future>(slot: Arc<Slot>, f: F) -> F::Output {
 
 /// Called for every record written: marks the current request's slot. A
 /// second record for one request is a bug, logged as one.
-pub(crate) fn note_recorded(surface: &str) {
+pub fn note_recorded(surface: &str) {
     let _ = SLOT.try_with(|slot| {
         if slot.records.fetch_add(1, Ordering::SeqCst) > 0 {
             tracing::error!(surface, "a second audit record for one request");
@@ -50,7 +50,7 @@ pub(crate) fn note_recorded(surface: &str) {
 }
 
 /// Called once authentication succeeded: later fallback records name the principal.
-pub(crate) fn note_access(access: &Access) {
+pub fn note_access(access: &Access) {
     let _ = SLOT.try_with(|slot| {
         *slot.access.lock().unwrap_or_else(|p| p.into_inner()) = Some(access.clone());
     });

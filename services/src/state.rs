@@ -219,9 +219,21 @@ impl AppState {
 }
 
 impl AppState {
+    /// The answer backends' names (`GET /v1/models`): neither code nor facts
+    /// about repos, so no caller.
+    pub fn models(&self) -> Vec<String> {
+        self.answers.backends()
+    }
+
+    /// Writes the record of a request that no operation recorded (the gate's
+    /// fallback: a 401, a body that did not parse, an unknown route).
+    pub fn record_unrecorded(&self, event: crate::audit::AuditEvent) {
+        self.audit.record(event);
+    }
+
     /// Admits a request by `access` on `surface`, or audits the refusal and
     /// returns it.
-    pub(crate) fn admit(
+    pub fn admit(
         &self,
         access: &Access,
         surface: &'static str,

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::{Server, copy_dir, fixture_repo, git, run};
 
 fn project() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// A path under `.local/` that `make setup` installs; a clear failure when absent.

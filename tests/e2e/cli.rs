@@ -151,7 +151,7 @@ fn plain_directory_and_bad_input() {
 
 #[test]
 fn config_check_accepts_the_shipped_configs_and_reports_every_problem() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     for file in [
         "deploy/cairn.example.toml",
         "deploy/docker/cairn.toml",

@@ -444,7 +444,7 @@ async fn repo_api_read_and_writer_rules() {
 #[tokio::test(flavor = "multi_thread")]
 async fn watched_local_directory_follows_saved_edits() {
     let dir = tempfile::tempdir().unwrap();
-    let src = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/repos/acme-auth/src");
+    let src = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/repos/acme-auth/src");
     for f in ["lib.rs", "rate_limit.py"] {
         std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
     }

@@ -100,7 +100,7 @@ pub fn fixture_repo() -> tempfile::TempDir {
 pub fn fixture_repo_named(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/repos")
+        .join("../../fixtures/repos")
         .join(name);
     copy_dir(&src, dir.path());
     git(dir.path(), &["init", "-q", "-b", "main"]);

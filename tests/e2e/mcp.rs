@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::{Server, indexed_data_dir};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Runs `tests/e2e/clients/mcp_client.py` against `url` with `calls`.

@@ -113,7 +113,7 @@ async fn eval_on_qdrant_matches_the_embedded_store() {
     let Some(qdrant) = TestQdrant::from_env("eval_on_qdrant_matches_the_embedded_store") else {
         return;
     };
-    let eval = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/eval/dev");
+    let eval = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/eval/dev");
     if !eval.join("queries.jsonl").is_file() {
         eprintln!(
             "skipping eval_on_qdrant_matches_the_embedded_store: no eval set at {}",

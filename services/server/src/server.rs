@@ -1,13 +1,13 @@
 //! Wiring: [`run`], which serves HTTP and gRPC on listeners it is given
 //! until `shutdown` resolves (tests bind port 0 and call it), around the
-//! shared [`AppState`] (defined in [`crate::state`]).
+//! shared [`AppState`] (defined in [`cairn_services::state`]).
 
 use std::future::Future;
 
 use crate::tls::TlsConfigExt as _;
 use tokio::net::TcpListener;
 
-pub use crate::state::AppState;
+pub use cairn_services::state::AppState;
 
 /// Serves the HTTP API on `http` and gRPC on `grpc` until `shutdown`.
 pub async fn run(

@@ -14,10 +14,10 @@ use rcgen::{
 };
 use tokio::net::TcpListener;
 
-use crate::config::Config;
-use crate::state::AppState;
 use crate::tls::{TlsConfig, TlsConfigExt as _};
 use cairn_engine::engine::Engine;
+use cairn_services::config::Config;
+use cairn_services::state::AppState;
 
 /// PEM files: ca.pem, server.pem/server.key, client.pem/client.key.
 pub(crate) fn certificates(dir: &Path) {
@@ -265,7 +265,7 @@ async fn oidc_fetches_the_jwks_over_https_trusting_only_the_configured_ca() {
     certificates(dir.path());
     let jwks = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"k1","alg":"EdDSA","use":"sig"}]}"#;
     let addr = https_fixed_answer(dir.path(), jwks).await;
-    let config = crate::oidc::OidcConfig {
+    let config = cairn_services::oidc::OidcConfig {
         issuer: "https://idp.test".into(),
         audience: "cairn".into(),
         jwks_url: format!("https://127.0.0.1:{}/jwks", addr.port()),
@@ -275,28 +275,28 @@ async fn oidc_fetches_the_jwks_over_https_trusting_only_the_configured_ca() {
     let mut errors = Vec::new();
     config.validate(&mut errors);
     assert!(errors.is_empty(), "{errors:?}");
-    crate::oidc::OidcVerifier::new(config.clone())
+    cairn_services::oidc::OidcVerifier::new(config.clone())
         .await
         .expect("the JWKS loads over https with the configured CA");
 
     // a CA that did not sign the server certificate: the handshake fails
     let other = tempfile::tempdir().unwrap();
     certificates(other.path());
-    let untrusted = crate::oidc::OidcConfig {
+    let untrusted = cairn_services::oidc::OidcConfig {
         jwks_ca: other.path().join("ca.pem"),
         ..config.clone()
     };
-    let err = crate::oidc::OidcVerifier::new(untrusted)
+    let err = cairn_services::oidc::OidcVerifier::new(untrusted)
         .await
         .err()
         .expect("untrusted server refused");
     assert!(format!("{err:#}").contains("jwks_url"), "{err:#}");
 
-    let missing = crate::oidc::OidcConfig {
+    let missing = cairn_services::oidc::OidcConfig {
         jwks_ca: dir.path().join("nope.pem"),
         ..config
     };
-    let err = crate::oidc::OidcVerifier::new(missing)
+    let err = cairn_services::oidc::OidcVerifier::new(missing)
         .await
         .err()
         .expect("missing bundle refused");

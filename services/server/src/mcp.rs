@@ -23,12 +23,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Access;
-use crate::code::{ReadRequest, fenced, label};
-use crate::error::ServiceError;
-use crate::facade::Caller;
-use crate::search::{DEFAULT_K, SearchRequest};
-use crate::state::AppState;
+use cairn_services::auth::Access;
+use cairn_services::code::{ReadRequest, fenced, label};
+use cairn_services::error::ServiceError;
+use cairn_services::facade::Caller;
+use cairn_services::search::{DEFAULT_K, SearchRequest};
+use cairn_services::state::AppState;
 
 /// Arguments of `search_code`.
 #[derive(Debug, Deserialize, JsonSchema)]

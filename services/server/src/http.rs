@@ -1,5 +1,5 @@
 //! HTTP transport: thin handlers that parse, call one service function and
-//! map errors through [`crate::error`].
+//! map errors through [`cairn_services::error`].
 
 use std::convert::Infallible;
 
@@ -11,14 +11,14 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures::StreamExt;
 
-use crate::answer::{AnswerEvent, AnswerRequest};
-use crate::auth::Access;
-use crate::context::{Context, ContextRequest};
-use crate::error::ServiceError;
-use crate::facade::Caller;
 pub use crate::json_body::JsonBody;
-use crate::search::{SearchRequest, SearchResponse};
-use crate::state::AppState;
+use cairn_services::answer::{AnswerEvent, AnswerRequest};
+use cairn_services::auth::Access;
+use cairn_services::context::{Context, ContextRequest};
+use cairn_services::error::ServiceError;
+use cairn_services::facade::Caller;
+use cairn_services::search::{SearchRequest, SearchResponse};
+use cairn_services::state::AppState;
 
 /// One HTTP route: its path pattern and methods.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,20 +85,20 @@ fn build(state: Option<&AppState>) -> Routes {
         &["POST"],
         post(crate::continue_provider::handler),
     )
-    .route("/v1/repos", &["GET"], get(crate::repos::list))
+    .route("/v1/repos", &["GET"], get(crate::repos_http::list))
     .route(
         "/v1/repos/{*name}",
         &["GET", "POST", "DELETE"],
-        get(crate::repos::get)
-            .post(crate::repos::post)
-            .delete(crate::repos::delete),
+        get(crate::repos_http::get)
+            .post(crate::repos_http::post)
+            .delete(crate::repos_http::delete),
     )
-    .route("/metrics", &["GET"], get(crate::repos::metrics))
+    .route("/metrics", &["GET"], get(crate::repos_http::metrics))
     // every route above needs credentials (when auth is on)
     .authenticated(state)
     .route("/healthz", &["GET"], get(healthz))
     // webhooks authenticate by the provider's signature, not a bearer token
-    .route("/v1/webhooks/{provider}", &["POST"], post(crate::repos::webhook))
+    .route("/v1/webhooks/{provider}", &["POST"], post(crate::repos_http::webhook))
 }
 
 /// Every HTTP route of [`router`], `/mcp` included.
@@ -156,16 +156,16 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
         .map(str::to_string);
     match state.authenticate_async(header.as_deref()).await {
         Ok(access) => {
-            crate::slot::note_access(&access);
+            cairn_services::slot::note_access(&access);
             // per-principal limits; the slot is held until the body ends
             let permit = match state.admit(&access, crate::gate::http_surface(req.method(), req.uri().path())) {
                 Ok(p) => p,
-                Err(refusal) => return crate::limits::http_refusal(refusal, state.limits.config()),
+                Err(refusal) => return cairn_services::limits::http_refusal(refusal, state.limits.config()),
             };
             req.extensions_mut().insert(access);
             next.run(req)
                 .await
-                .map(|body| axum::body::Body::new(crate::limits::PermitBody::new(body, permit)))
+                .map(|body| axum::body::Body::new(cairn_services::limits::PermitBody::new(body, permit)))
         }
         Err(e) => {
             tracing::info!(path = %req.uri().path(), error = %e.message, "request refused");
@@ -215,10 +215,4 @@ async fn answer(
         Ok::<_, Infallible>(event)
     });
     Ok(Sse::new(sse).keep_alive(KeepAlive::default()).into_response())
-}
-
-impl From<ServiceError> for Response {
-    fn from(e: ServiceError) -> Self {
-        e.into_response()
-    }
 }

@@ -15,7 +15,7 @@
 //!
 //! # One audit record per request
 //! Each request runs inside an audit slot (a task-local). The services write
-//! their records as before; [`crate::audit::AuditLog::record`] marks the
+//! their records as before; [`cairn_services::audit::AuditLog::record`] marks the
 //! slot. When a request ends with its slot still empty (401s, malformed
 //! bodies, unknown routes, the checks above), the gate writes one record
 //! from the response status, naming the principal when authentication got
@@ -33,12 +33,12 @@ use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use http::StatusCode;
 
-use crate::audit::{AuditEvent, Decision};
-use crate::auth::Access;
-use crate::error::ServiceError;
-pub use crate::hosts::HostPolicy;
-pub(crate) use crate::slot::{Slot, note_access, scoped};
-use crate::state::AppState;
+use cairn_services::audit::{AuditEvent, Decision};
+use cairn_services::auth::Access;
+use cairn_services::error::ServiceError;
+pub use cairn_services::hosts::HostPolicy;
+pub use cairn_services::slot::{Slot, note_access, scoped};
+use cairn_services::state::AppState;
 
 /// Whether a `content-type` value is JSON (`application/json`,
 /// `application/*+json`, parameters allowed).
@@ -100,7 +100,7 @@ pub fn http_surface(method: &http::Method, path: &str) -> &'static str {
 /// Writes the record of a request whose services wrote none.
 fn fallback_record(state: &AppState, surface: &'static str, access: &Access, status: StatusCode, started: Instant) {
     let (outcome, decision) = outcome_of(status);
-    state.audit.record(AuditEvent::bare(
+    state.record_unrecorded(AuditEvent::bare(
         surface,
         access,
         decision,
@@ -265,10 +265,9 @@ where
                 }
             };
             req.extensions_mut().insert(access);
-            let resp = inner
-                .call(req)
-                .await
-                .map(|resp| resp.map(|body| tonic::body::Body::new(crate::limits::PermitBody::new(body, permit))));
+            let resp = inner.call(req).await.map(|resp| {
+                resp.map(|body| tonic::body::Body::new(cairn_services::limits::PermitBody::new(body, permit)))
+            });
             (resp, state)
         };
         Box::pin(async move {

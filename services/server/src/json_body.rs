@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 
-use crate::error::{ServiceError, ServiceErrorKind};
+use cairn_services::error::{ServiceError, ServiceErrorKind};
 
 /// A JSON body whose every rejection is a JSON error: malformed JSON and
 /// wrong types are 400, an oversized body is 413. The content type was

@@ -23,10 +23,10 @@ use cairn_indexer::repo::{Credentials, RepoSpec};
 use cairn_indexer::sync::{Resolved, resolve};
 use tokio::io::AsyncWriteExt;
 
-use crate::config::Config;
 use crate::tls::{TlsConfig, TlsConfigExt as _, TlsListener};
 use crate::tls_tests::certificates;
 use cairn_engine::engine::Engine;
+use cairn_services::config::Config;
 
 /// The token the server accepts: cargo sets `CARGO_PKG_NAME` for every test
 /// process, so the test needs no `set_var` (unsound with other threads).

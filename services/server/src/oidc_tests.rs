@@ -15,10 +15,10 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyP
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::config::Config;
-use crate::oidc::{OidcConfig, OidcVerifier};
-use crate::state::AppState;
 use cairn_engine::engine::Engine;
+use cairn_services::config::Config;
+use cairn_services::oidc::{OidcConfig, OidcVerifier};
+use cairn_services::state::AppState;
 
 const ISS: &str = "https://idp.example";
 const AUD: &str = "cairn";
@@ -86,7 +86,7 @@ async fn oidc_tokens_map_groups_to_readable_repos() {
     let data = tempfile::tempdir().unwrap();
     let dir = DataDir::open(data.path(), "test").unwrap();
     let engine = Engine::with_embedder(&config, dir, Arc::new(HashEmbedder::new(64))).unwrap();
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/repos");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/repos");
     for (repo, group) in [("acme-auth", "payments"), ("acme-billing", "billing")] {
         engine
             .index(

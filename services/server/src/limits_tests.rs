@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::answer_tests::{Behaviour, backend, fake_backend};
-use crate::auth::{AuthMode, TokenStore};
-use crate::config::Config;
-use crate::limits::LimitsConfig;
-use crate::state::AppState;
 use cairn_engine::engine::Engine;
+use cairn_services::auth::{AuthMode, TokenStore};
+use cairn_services::config::Config;
+use cairn_services::limits::LimitsConfig;
+use cairn_services::state::AppState;
 
 struct Served {
     http: String,
@@ -29,7 +29,7 @@ struct Served {
     /// engine's stores have closed (removing it first makes their final
     /// flush fail loudly).
     data: std::path::PathBuf,
-    audit: Arc<crate::audit::AuditLog>,
+    audit: Arc<cairn_services::audit::AuditLog>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -46,7 +46,7 @@ async fn serve(limits: LimitsConfig, behaviour: Behaviour) -> Served {
     let data = tempfile::tempdir().unwrap();
     let dir = DataDir::open(data.path(), "test").unwrap();
     let engine = Engine::with_embedder(&config, dir, Arc::new(HashEmbedder::new(64))).unwrap();
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/repos");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/repos");
     engine
         .index(
             &fixtures.join("acme-auth"),
@@ -59,7 +59,7 @@ async fn serve(limits: LimitsConfig, behaviour: Behaviour) -> Served {
     let tokens = Arc::new(TokenStore::new(data.path()));
     let (_, alice) = tokens.create("alice", vec!["admin".into()]).unwrap();
     let (_, bob) = tokens.create("bob", vec!["admin".into()]).unwrap();
-    let audit = Arc::new(crate::audit::AuditLog::open(&config.audit, data.path()).unwrap());
+    let audit = Arc::new(cairn_services::audit::AuditLog::open(&config.audit, data.path()).unwrap());
     let state = AppState::for_engine(&engine, &config)
         .with_auth(AuthMode::Tokens, tokens)
         .with_limits(config.limits.clone())

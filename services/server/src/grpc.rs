@@ -15,13 +15,13 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tonic::{Request, Response, Status};
 
-use crate::answer::{AnswerEvent, AnswerRequest};
-use crate::auth::Access;
-use crate::daemon::RepoStatus;
-use crate::facade::Caller;
 use crate::gate::GrpcLimit;
-use crate::search::{DEFAULT_K, SearchRequest};
-use crate::state::AppState;
+use cairn_services::answer::{AnswerEvent, AnswerRequest};
+use cairn_services::auth::Access;
+use cairn_services::daemon::RepoStatus;
+use cairn_services::facade::Caller;
+use cairn_services::search::{DEFAULT_K, SearchRequest};
+use cairn_services::state::AppState;
 
 /// `cairn.v1.Retrieval` over the shared services.
 pub struct RetrievalService {
@@ -190,7 +190,7 @@ impl Indexer for IndexerService {
         let daemon = self.state.daemon.clone().ok_or_else(|| {
             self.state.refuse(
                 &caller,
-                crate::error::ServiceError::unavailable("the indexer daemon is not running in this process"),
+                cairn_services::error::ServiceError::unavailable("the indexer daemon is not running in this process"),
             )
         })?;
         // subscribe first, so no change between the snapshot and the stream is lost
@@ -212,7 +212,7 @@ impl Indexer for IndexerService {
     }
 }
 
-fn pb_generation(g: crate::daemon::GenerationInfo) -> cairn_proto::v1::IndexGeneration {
+fn pb_generation(g: cairn_services::daemon::GenerationInfo) -> cairn_proto::v1::IndexGeneration {
     cairn_proto::v1::IndexGeneration {
         generation: g.generation,
         model: g.model,
@@ -221,7 +221,7 @@ fn pb_generation(g: crate::daemon::GenerationInfo) -> cairn_proto::v1::IndexGene
     }
 }
 
-fn pb_index(status: crate::daemon::IndexStatus) -> cairn_proto::v1::IndexStatus {
+fn pb_index(status: cairn_services::daemon::IndexStatus) -> cairn_proto::v1::IndexStatus {
     cairn_proto::v1::IndexStatus {
         serving: status.serving.map(pb_generation),
         building: status.building.map(|b| cairn_proto::v1::IndexBuild {

@@ -26,11 +26,11 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::answer_tests::{Behaviour, backend, fake_backend};
-use crate::audit::{AuditConfig, AuditLog};
-use crate::auth::{AuthMode, TokenStore};
-use crate::config::Config;
-use crate::state::AppState;
 use cairn_engine::engine::Engine;
+use cairn_services::audit::{AuditConfig, AuditLog};
+use cairn_services::auth::{AuthMode, TokenStore};
+use cairn_services::config::Config;
+use cairn_services::state::AppState;
 
 /// Words that exist only in the repos the caller must not see.
 const OTHER_TEAM: &str = "quokka";

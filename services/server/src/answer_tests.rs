@@ -17,9 +17,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::config::{BackendConfig, Config};
-use crate::state::AppState;
 use cairn_engine::engine::Engine;
+use cairn_services::config::{BackendConfig, Config};
+use cairn_services::state::AppState;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub(crate) enum Behaviour {
@@ -161,7 +161,7 @@ pub(crate) fn backend(name: &str, base_url: &str) -> BackendConfig {
         base_url: base_url.into(),
         model: "fake-model".into(),
         // a local backend: trusted with everything unless a test says otherwise
-        max_sensitivity: crate::config::Sensitivity::Restricted,
+        max_sensitivity: cairn_services::config::Sensitivity::Restricted,
         context_tokens: 4096,
         retries: 2,
         retry_backoff_ms: 10,
@@ -194,7 +194,7 @@ async fn cairn(backends: Vec<BackendConfig>) -> Cairn {
     config.answer.allowed_link_hosts = vec!["docs.acme.internal".into()];
     let dir = DataDir::open(data.path(), "test").unwrap();
     let engine = Engine::with_embedder(&config, dir, Arc::new(HashEmbedder::new(64))).unwrap();
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/repos");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/repos");
     for repo in ["acme-auth", "acme-billing"] {
         engine
             .index(
@@ -233,7 +233,7 @@ async fn post(url: &str, body: Value) -> (u16, String) {
 
 /// Parses an SSE body into (event, data) pairs.
 fn sse_events(body: &str) -> Vec<(String, String)> {
-    let mut parser = crate::llm::SseParser::default();
+    let mut parser = cairn_services::llm::SseParser::default();
     let mut out = Vec::new();
     // Keep the event names: parse by hand around the data parser.
     for block in body.split("\n\n").filter(|b| !b.trim().is_empty()) {
@@ -603,9 +603,9 @@ impl Rng {
 /// and naming a forbidden repo is the same 403 as naming a missing one.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_surface_returns_a_chunk_from_a_repo_the_caller_cannot_read() {
-    use crate::auth::{AuthMode, TokenStore};
     use cairn_proto::v1::SearchRequest as PbSearch;
     use cairn_proto::v1::retrieval_client::RetrievalClient;
+    use cairn_services::auth::{AuthMode, TokenStore};
 
     let seed = std::env::var("CAIRN_AUTHZ_SEED")
         .ok()
@@ -810,8 +810,8 @@ async fn no_surface_returns_a_chunk_from_a_repo_the_caller_cannot_read() {
 /// denial); a backend allowed for it answers.
 #[tokio::test(flavor = "multi_thread")]
 async fn answers_go_only_to_backends_allowed_for_every_piece() {
-    use crate::audit::{AuditConfig, AuditLog};
-    use crate::config::Sensitivity;
+    use cairn_services::audit::{AuditConfig, AuditLog};
+    use cairn_services::config::Sensitivity;
 
     let (url, fake) = fake_backend(Behaviour::Reply).await;
     let cloud = BackendConfig {
@@ -826,7 +826,7 @@ async fn answers_go_only_to_backends_allowed_for_every_piece() {
     let data = tempfile::tempdir().unwrap();
     let dir = DataDir::open(data.path(), "test").unwrap();
     let engine = Engine::with_embedder(&config, dir, Arc::new(HashEmbedder::new(64))).unwrap();
-    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/repos");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/repos");
     engine
         .index(
             &fixtures.join("acme-auth"),

@@ -13,13 +13,13 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Access;
-use crate::code::{fenced, label};
-use crate::error::ServiceError;
-use crate::facade::Caller;
 use crate::json_body::JsonBody;
-use crate::search::{DEFAULT_K, MAX_QUERY_BYTES, SearchRequest, SearchResponse};
-use crate::state::AppState;
+use cairn_services::auth::Access;
+use cairn_services::code::{fenced, label};
+use cairn_services::error::ServiceError;
+use cairn_services::facade::Caller;
+use cairn_services::search::{DEFAULT_K, MAX_QUERY_BYTES, SearchRequest, SearchResponse};
+use cairn_services::state::AppState;
 
 /// `POST /v1/continue/context`.
 pub async fn handler(

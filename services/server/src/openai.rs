@@ -2,7 +2,7 @@
 //! (streamed and not) and `GET /v1/models`, so Open WebUI, LLM gateways and
 //! OpenAI SDKs can point at cairn unchanged. Model ids are the backends'
 //! names. Errors use OpenAI's shape (`{"error": {"message", "type", …}}`);
-//! the work is [`crate::answer::AnswerService::chat`].
+//! the work is [`cairn_services::answer::AnswerService::chat`].
 //!
 //! Accepted request fields: `model`, `messages` (content as a string or an
 //! array of parts, whose `text` parts are joined), `stream`, `max_tokens` /
@@ -19,13 +19,13 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
 
-use crate::answer::ChatRequest;
-use crate::auth::Access;
-use crate::error::ServiceError;
-use crate::facade::Caller;
 use crate::json_body::JsonBody;
-use crate::llm::{ChatMessage, ChatParams, Delta};
-use crate::state::AppState;
+use cairn_services::answer::ChatRequest;
+use cairn_services::auth::Access;
+use cairn_services::error::ServiceError;
+use cairn_services::facade::Caller;
+use cairn_services::llm::{ChatMessage, ChatParams, Delta};
+use cairn_services::state::AppState;
 
 #[derive(Debug, Deserialize)]
 struct CompletionRequest {
@@ -63,8 +63,7 @@ fn content_text(v: &serde_json::Value) -> String {
 /// `GET /v1/models`
 pub async fn models(State(state): State<AppState>) -> Json<serde_json::Value> {
     let data: Vec<serde_json::Value> = state
-        .answers
-        .backends()
+        .models()
         .into_iter()
         .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "cairn"}))
         .collect();

@@ -171,6 +171,20 @@ pub fn document_vector_with_symbol(text: &str, symbol: Option<&str>) -> SparseVe
     to_sparse(tf.into_iter().map(|(k, f)| (k, f * (K1 + 1.0) / (f + norm))).collect())
 }
 
+/// A query's BM25 vector keeping at most `max_terms` distinct terms: the
+/// most frequent, ties to the earliest (a pasted report's repeated names
+/// outweigh its one-off words, and a 64 KiB query stays cheap).
+pub fn query_vector_budget(text: &str, max_terms: usize) -> SparseVec {
+    let mut counts: HashMap<String, (usize, usize)> = HashMap::new();
+    for (i, t) in terms(text).into_iter().enumerate() {
+        counts.entry(t).or_insert((0, i)).0 += 1;
+    }
+    let mut ranked: Vec<(String, (usize, usize))> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.1.1.cmp(&b.1.1)));
+    ranked.truncate(max_terms);
+    to_sparse(ranked.iter().map(|(t, _)| (term_id(t), 1.0)).collect())
+}
+
 /// Query vector: each distinct term once (the store multiplies by IDF).
 pub fn query_vector(text: &str) -> SparseVec {
     to_sparse(terms(text).iter().map(|t| (term_id(t), 1.0)).collect())
@@ -179,6 +193,17 @@ pub fn query_vector(text: &str) -> SparseVec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_query_keeps_its_most_frequent_terms() {
+        let text = format!("{} {} rare", "alpha ".repeat(5), "beta ".repeat(3));
+        let budget = query_vector_budget(&text, 2);
+        assert_eq!(budget.indices.len(), 2);
+        let all = query_vector(&text);
+        assert_eq!(all.indices.len(), 3);
+        assert!(!budget.indices.contains(&term_id("rare")));
+        assert_eq!(query_vector_budget(&text, 10), all);
+    }
 
     #[test]
     fn identifiers_split_on_case_and_underscores() {

@@ -142,6 +142,7 @@ impl ContextService {
                     repos,
                     languages: Vec::new(),
                     path_prefix: None,
+                    group_by: None,
                 },
             )
             .await?

@@ -87,6 +87,13 @@ impl ServiceError {
         }
     }
 
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self {
+            kind: ServiceErrorKind::PayloadTooLarge,
+            message: message.into(),
+        }
+    }
+
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         Self {
             kind: ServiceErrorKind::UnsupportedMediaType,

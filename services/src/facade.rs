@@ -98,7 +98,7 @@ impl AppState {
         let result = self.search.search(&caller.access, request.clone()).await;
         let results = result
             .as_ref()
-            .map(|r| r.results.iter().map(AuditResult::from).collect())
+            .map(|r| r.hits().map(AuditResult::from).collect())
             .unwrap_or_default();
         let scope = self.search.repos_in_scope(&caller.access, &request.repos);
         self.record(

@@ -12,6 +12,8 @@
 //! - [`context`]: [`context::ContextService`], hits → a labelled context within a token budget.
 //! - [`answer`]: [`answer::AnswerService`], context → prompt → sanitized streamed answer with citations;
 //!   [`llm`]: the OpenAI-compatible backend client; [`sanitize`]: removes images and links to unknown hosts.
+//! - [`report`]: signals from a pasted bug report (paths, stack frames in six languages,
+//!   identifiers, the exception) and the part of it the embedding model sees.
 //! - [`code`]: [`code::CodeService`], indexed repositories and files as indexed, redacted.
 //! - [`repos`]: repo status, reindex, remove and push webhooks.
 //! - [`access`]: principals, the per-repo read rule and clearance; [`auth`]: API tokens;
@@ -38,6 +40,7 @@ pub mod hosts;
 pub mod limits;
 pub mod llm;
 pub mod oidc;
+pub mod report;
 pub mod repos;
 pub mod sanitize;
 #[cfg(test)]

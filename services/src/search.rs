@@ -17,14 +17,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Access;
 use crate::error::ServiceError;
+use crate::report;
 
 pub use cairn_config::search::{Fusion, MAX_K, RankSettings};
 pub use cairn_indexer::serving::{Serving, ServingPair};
 
 /// Results when the request does not say.
 pub const DEFAULT_K: i64 = 10;
-/// Longest accepted query, in bytes.
-pub const MAX_QUERY_BYTES: usize = 8 * 1024;
+/// Longest accepted query, in bytes: a pasted bug report with its stack
+/// trace fits; a longer one is refused with 413.
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+/// Characters of a long query the embedding model sees (its `max_length`
+/// of 256 tokens is about this much English); see [`report::model_text`].
+pub const MODEL_QUERY_CHARS: usize = 1000;
+/// Distinct BM25 terms a query contributes at most (its most frequent), so
+/// a 64 KiB query costs about what a paragraph does.
+pub const MAX_QUERY_TERMS: usize = 256;
+/// Chunks of one file a `group_by: "file"` response shows.
+pub const HITS_PER_FILE: usize = 3;
 
 /// A search request as every transport receives it.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -39,6 +49,17 @@ pub struct SearchRequest {
     pub languages: Vec<String>,
     #[serde(default)]
     pub path_prefix: Option<String>,
+    /// `"file"`: rank files (a file's score aggregates its best chunks) and
+    /// return `files`, `k` counting files. Absent: chunks in `results`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<GroupBy>,
+}
+
+/// What a search ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    File,
 }
 
 fn default_k() -> i64 {
@@ -63,11 +84,47 @@ pub struct SearchHit {
     pub id: String,
 }
 
-/// The answer to a [`SearchRequest`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The answer to a [`SearchRequest`]: `results` (chunks), or with
+/// `group_by: "file"` `files` instead.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 pub struct SearchResponse {
+    #[serde(default)]
     pub results: Vec<SearchHit>,
+    #[serde(default)]
+    pub files: Option<Vec<FileHit>>,
     pub took_ms: f64,
+}
+
+impl Serialize for SearchResponse {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut m = s.serialize_struct("SearchResponse", 2)?;
+        match &self.files {
+            Some(files) => m.serialize_field("files", files)?,
+            None => m.serialize_field("results", &self.results)?,
+        }
+        m.serialize_field("took_ms", &self.took_ms)?;
+        m.end()
+    }
+}
+
+impl SearchResponse {
+    /// Every chunk the response returns, whichever its shape (audit records
+    /// name them all).
+    pub fn hits(&self) -> impl Iterator<Item = &SearchHit> {
+        self.results
+            .iter()
+            .chain(self.files.iter().flatten().flat_map(|f| f.hits.iter()))
+    }
+}
+
+/// One file of a `group_by: "file"` response, with its best chunks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileHit {
+    pub repo: String,
+    pub path: String,
+    pub score: f32,
+    pub hits: Vec<SearchHit>,
 }
 
 /// Answers searches over the serving store with its embedder.
@@ -107,45 +164,56 @@ impl SearchService {
     /// the store query itself.
     pub async fn search(&self, access: &Access, request: SearchRequest) -> Result<SearchResponse, ServiceError> {
         let started = Instant::now();
+        let group_by = request.group_by;
         let (query, k, filter) = self.validate(access, request)?;
         if access.filters() && filter.repos.is_empty() {
             // nothing readable: no store query at all
             return Ok(SearchResponse {
                 results: Vec::new(),
+                files: group_by.map(|_| Vec::new()),
                 took_ms: started.elapsed().as_secs_f64() * 1000.0,
             });
         }
         let (embedder, store) = self.serving.get();
+        let plan = QueryPlan::new(&query);
         // Documents are embedded with identifiers as words; queries too.
-        let q = sparse::humanize(&query);
+        let q = sparse::humanize(&plan.model_text);
         let dense_vec = tokio::task::spawn_blocking(move || embedder.embed_query(&q))
             .await
             .map_err(|e| ServiceError::internal(format!("query embedding task failed: {e}")))??;
-        let sparse_vec = sparse::query_vector(&query);
+        let sparse_vec = sparse::query_vector_budget(&query, MAX_QUERY_TERMS);
         let n = self.rank.candidates.max(k);
         let (dense, bm25) = tokio::try_join!(
             store.search_dense(dense_vec, &filter, n),
             store.search_sparse(sparse_vec, &filter, n)
         )?;
-        let results = fuse(&self.rank, dense, bm25, k)
-            .into_iter()
-            .map(|(score, c)| SearchHit {
-                repo: c.payload.repo,
-                path: c.payload.path,
-                start_line: c.payload.start_line,
-                end_line: c.payload.end_line,
-                language: c.payload.language,
-                kind: c.payload.kind,
-                symbol: c.payload.symbol,
-                score,
-                content: c.payload.content,
-                commit: c.payload.commit,
-                id: c.id,
-            })
-            .collect();
-        Ok(SearchResponse {
-            results,
-            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+        let mut fused = fuse(&self.rank, dense, bm25, usize::MAX);
+        plan.adjust(&self.rank, &mut fused);
+        let hits = fused.into_iter().map(|(score, c)| SearchHit {
+            repo: c.payload.repo,
+            path: c.payload.path,
+            start_line: c.payload.start_line,
+            end_line: c.payload.end_line,
+            language: c.payload.language,
+            kind: c.payload.kind,
+            symbol: c.payload.symbol,
+            score,
+            content: c.payload.content,
+            commit: c.payload.commit,
+            id: c.id,
+        });
+        let took = |started: Instant| started.elapsed().as_secs_f64() * 1000.0;
+        Ok(match group_by {
+            None => SearchResponse {
+                results: hits.take(k).collect(),
+                files: None,
+                took_ms: took(started),
+            },
+            Some(GroupBy::File) => SearchResponse {
+                results: Vec::new(),
+                files: Some(group_files(hits, k)),
+                took_ms: took(started),
+            },
         })
     }
 
@@ -250,7 +318,7 @@ impl SearchService {
             return Err(ServiceError::invalid("query must not be empty"));
         }
         if query.len() > MAX_QUERY_BYTES {
-            return Err(ServiceError::invalid(format!(
+            return Err(ServiceError::too_large(format!(
                 "query is longer than {MAX_QUERY_BYTES} bytes"
             )));
         }
@@ -343,14 +411,166 @@ pub fn fuse(rank: &RankSettings, dense: Vec<ScoredChunk>, bm25: Vec<ScoredChunk>
             )
         })
         .collect();
-    out.sort_by(|a, b| {
+    sort_hits(&mut out);
+    out.truncate(k);
+    out
+}
+
+/// What the retrievers make of one query: the part the model embeds, and
+/// the signals a bug report carries (paths and functions named in stack
+/// traces, identifiers), used as hints after fusion.
+struct QueryPlan {
+    model_text: String,
+    report_like: bool,
+    /// The query names a test or a doc file: the support prior stays off.
+    names_support: bool,
+    paths: Vec<String>,
+    symbols: HashSet<String>,
+}
+
+impl QueryPlan {
+    fn new(query: &str) -> Self {
+        let report_like = report::looks_like_report(query);
+        let signals = report::extract(query);
+        let model_text = if query.chars().count() > MODEL_QUERY_CHARS {
+            report::model_text(query, MODEL_QUERY_CHARS)
+        } else {
+            query.to_string()
+        };
+        let mut paths: Vec<String> = signals.frames.iter().filter_map(|f| f.path.clone()).collect();
+        paths.extend(signals.paths.iter().cloned());
+        paths.sort();
+        paths.dedup();
+        let symbols: HashSet<String> = signals
+            .frames
+            .iter()
+            .filter_map(|f| f.short_function().map(str::to_string))
+            .chain(signals.identifiers.iter().map(|i| last_segment(i).to_string()))
+            .filter(|s| s.len() >= 3)
+            .collect();
+        let names_support = paths.iter().any(|p| is_support(p))
+            || signals
+                .identifiers
+                .iter()
+                .any(|i| last_segment(i).starts_with("test_") || last_segment(i).starts_with("Test"));
+        Self {
+            model_text,
+            report_like,
+            names_support,
+            paths,
+            symbols,
+        }
+    }
+
+    /// Applies the hints and the support prior to fused scores, then sorts.
+    fn adjust(&self, rank: &RankSettings, fused: &mut [(f32, ScoredChunk)]) {
+        for (score, c) in fused.iter_mut() {
+            let p = &c.payload;
+            if self.report_like && !self.names_support && is_support(&p.path) {
+                *score *= rank.support_weight;
+            }
+            if self.paths.iter().any(|named| report::path_matches(named, &p.path)) {
+                *score *= rank.named_path_boost;
+            }
+            if p.symbol
+                .as_deref()
+                .is_some_and(|s| self.symbols.contains(last_segment(s)))
+            {
+                *score *= rank.named_symbol_boost;
+            }
+        }
+        sort_hits(fused);
+    }
+}
+
+/// The last part of a dotted or `::` path: `Foo.bar` → `bar`.
+fn last_segment(s: &str) -> &str {
+    s.rsplit(['.', ':']).next().unwrap_or(s)
+}
+
+/// Tests, docs, changelogs, examples and generated files: where a bug
+/// report's words are often quoted but its fix rarely goes.
+pub fn is_support(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let file = lower.rsplit('/').next().unwrap_or(&lower);
+    let dirs = lower.split('/').rev().skip(1);
+    let support_dir = |d: &str| {
+        matches!(
+            d,
+            "test"
+                | "tests"
+                | "testing"
+                | "__tests__"
+                | "spec"
+                | "doc"
+                | "docs"
+                | "example"
+                | "examples"
+                | "benchmarks"
+        )
+    };
+    dirs.clone().any(support_dir)
+        || file.starts_with("test_")
+        || file.starts_with("conftest")
+        || file.ends_with("_test.go")
+        || file.ends_with("_test.py")
+        || file.ends_with("_tests.rs")
+        || file.contains(".test.")
+        || file.contains(".spec.")
+        || (file.ends_with("test.java") || file.ends_with("tests.cs"))
+        || ["changelog", "changes", "history", "news", "readme", "whats_new"]
+            .iter()
+            .any(|n| file.starts_with(n))
+        || [".md", ".rst", ".txt", ".adoc"].iter().any(|e| file.ends_with(e))
+        || file.ends_with("_pb2.py")
+        || file.ends_with(".pb.go")
+        || file.ends_with(".min.js")
+        || lower
+            .split('/')
+            .any(|d| matches!(d, "vendor" | "node_modules" | "generated"))
+}
+
+/// Best first; ties by path, then line, so equal scores rank the same way
+/// every time.
+fn sort_hits(hits: &mut [(f32, ScoredChunk)]) {
+    hits.sort_by(|a, b| {
         b.0.total_cmp(&a.0)
             .then_with(|| a.1.payload.path.cmp(&b.1.payload.path))
             .then_with(|| a.1.payload.start_line.cmp(&b.1.payload.start_line))
     });
-    out.truncate(k);
-    out
 }
+
+/// Files in rank order, `k` of them: a file scores its best chunk plus a
+/// decayed share of its next ones (`FILE_DECAY`), so a file with several
+/// matching places beats one lucky chunk by a little, never by its size.
+fn group_files(hits: impl Iterator<Item = SearchHit>, k: usize) -> Vec<FileHit> {
+    let mut files: Vec<FileHit> = Vec::new();
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    for h in hits {
+        let key = (h.repo.clone(), h.path.clone());
+        let i = *index.entry(key).or_insert_with(|| {
+            files.push(FileHit {
+                repo: h.repo.clone(),
+                path: h.path.clone(),
+                score: 0.0,
+                hits: Vec::new(),
+            });
+            files.len() - 1
+        });
+        let f = &mut files[i];
+        if f.hits.len() < HITS_PER_FILE {
+            f.score += h.score * FILE_DECAY.powi(f.hits.len() as i32);
+            f.hits.push(h);
+        }
+    }
+    files.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.path.cmp(&b.path)));
+    files.truncate(k);
+    files
+}
+
+/// The weight of a file's second chunk in its score (the third gets its
+/// square); 0 would rank files by their best chunk alone.
+const FILE_DECAY: f32 = 0.5;
 
 impl From<&SearchHit> for crate::audit::AuditResult {
     /// A search hit, named by its point id.
@@ -368,6 +588,96 @@ impl From<&SearchHit> for crate::audit::AuditResult {
 mod tests {
     use super::*;
     use cairn_indexer::store::ChunkPayload;
+
+    #[test]
+    fn tests_docs_and_generated_files_are_support_and_source_is_not() {
+        for p in [
+            "sklearn/tests/test_base.py",
+            "lib/matplotlib/tests/test_axes.py",
+            "pkg/server/handler_test.go",
+            "web/src/app.spec.ts",
+            "docs/guide.md",
+            "CHANGELOG.md",
+            "README.rst",
+            "examples/plot.py",
+            "api/v1/service_pb2.py",
+            "vendor/lib/x.go",
+            "src/test/java/FooTest.java",
+        ] {
+            assert!(is_support(p), "{p}");
+        }
+        for p in [
+            "sklearn/linear_model/ridge.py",
+            "lib/matplotlib/axes/_base.py",
+            "src/main.rs",
+            "testkit.go",
+        ] {
+            assert!(!is_support(p), "{p}");
+        }
+    }
+
+    fn search_hit(path: &str, score: f32) -> SearchHit {
+        SearchHit {
+            repo: "r".into(),
+            path: path.into(),
+            start_line: 1,
+            end_line: 2,
+            language: "python".into(),
+            kind: "function".into(),
+            symbol: None,
+            score,
+            content: String::new(),
+            commit: String::new(),
+            id: format!("{path}-{score}"),
+        }
+    }
+
+    #[test]
+    fn files_score_their_best_chunk_plus_a_decayed_share_of_the_next() {
+        let hits = [
+            ("a.py", 1.0),
+            ("b.py", 0.9),
+            ("b.py", 0.8),
+            ("c.py", 0.5),
+            ("b.py", 0.1),
+            ("b.py", 0.05),
+        ]
+        .into_iter()
+        .map(|(p, s)| search_hit(p, s));
+        let files = group_files(hits, 2);
+        assert_eq!(files.len(), 2, "k counts files");
+        assert_eq!((files[0].path.as_str(), files[1].path.as_str()), ("b.py", "a.py"));
+        assert!(
+            (files[0].score - (0.9 + 0.4 + 0.025)).abs() < 1e-6,
+            "{}",
+            files[0].score
+        );
+        assert_eq!(files[0].hits.len(), HITS_PER_FILE);
+        assert!(files[0].hits.iter().all(|h| h.path == "b.py"));
+    }
+
+    #[test]
+    fn a_report_names_paths_and_functions_and_the_prior_spares_one_naming_a_test() {
+        let report = "ValueError in fit\n\nTraceback (most recent call last):\n  File \"/home/u/sklearn/linear_model/ridge.py\", line 12, in fit\n    raise ValueError\nValueError: bad alpha\n";
+        let plan = QueryPlan::new(report);
+        assert!(plan.report_like && !plan.names_support);
+        assert!(plan.symbols.contains("fit"), "{:?}", plan.symbols);
+        assert!(
+            plan.paths
+                .iter()
+                .any(|p| report::path_matches(p, "sklearn/linear_model/ridge.py"))
+        );
+        let with_test = format!("{report}\nSee sklearn/linear_model/tests/test_ridge.py\n");
+        assert!(QueryPlan::new(&with_test).names_support);
+        assert!(!QueryPlan::new("where are migrations squashed").report_like);
+    }
+
+    #[test]
+    fn the_whole_query_is_searched_up_to_64_kib_and_no_further() {
+        assert_eq!(MAX_QUERY_BYTES, 64 * 1024);
+        let report = "x".repeat(MAX_QUERY_BYTES);
+        assert!(QueryPlan::new(&report).model_text.chars().count() <= MODEL_QUERY_CHARS);
+    }
 
     fn hit(id: &str) -> ScoredChunk {
         ScoredChunk {

@@ -93,6 +93,43 @@ async fn http_search_contract_and_errors() {
         10.min(v["results"].as_array().unwrap().len())
     );
 
+    // A pasted bug report of exactly 64 KiB is searched whole; one byte more is 413.
+    let words = "TypeError in WriteLoginAttempt when the audit log rotates\n";
+    let mut report = words.repeat(64 * 1024 / words.len() + 1);
+    report.truncate(64 * 1024 - 1);
+    report.push('.');
+    assert_eq!(report.trim().len(), 64 * 1024);
+    let (status, v) = post(&c, &url, json!({"query": report, "k": 3}).to_string()).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["results"][0]["path"], "src/audit.go", "{v}");
+    let (status, v) = post(&c, &url, json!({"query": format!("{report}x"), "k": 3}).to_string()).await;
+    assert_eq!(status, 413, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("longer than 65536 bytes"), "{v}");
+
+    // Files instead of chunks: `k` counts files, each with its best chunks.
+    let (status, v) = post(
+        &c,
+        &url,
+        json!({"query": "append a login attempt to the audit log", "k": 3, "group_by": "file"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v.get("results").is_none(), "{v}");
+    let files = v["files"].as_array().unwrap();
+    assert!(!files.is_empty() && files.len() <= 3, "{v}");
+    assert_eq!(files[0]["path"], "src/audit.go");
+    let mut paths: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    paths.dedup();
+    assert_eq!(paths.len(), files.len(), "each file once: {v}");
+    for f in files {
+        let hits = f["hits"].as_array().unwrap();
+        assert!(
+            (1..=3).contains(&hits.len()) && hits.iter().all(|h| h["path"] == f["path"]),
+            "{f}"
+        );
+        assert!(f["score"].is_number());
+    }
+
     // Client mistakes: 4xx with a JSON message naming the problem.
     let cases: Vec<(String, u16, &str)> = vec![
         (json!({"query": ""}).to_string(), 400, "query"),
@@ -112,6 +149,11 @@ async fn http_search_contract_and_errors() {
             json!({"query": "x", "languages": ["klingon"]}).to_string(),
             400,
             "klingon",
+        ),
+        (
+            json!({"query": "x", "group_by": "repo"}).to_string(),
+            400,
+            "unknown variant",
         ),
         (json!({"query": "x".repeat(2 * 1024 * 1024)}).to_string(), 413, "larger"),
     ];

@@ -37,6 +37,17 @@ pub struct RankSettings {
     /// constants and small declarations): a mild prior for the functions,
     /// methods and types people ask about.
     pub items_weight: f32,
+    /// Multiplier on tests, docs, changelogs, examples and generated files
+    /// for queries that read like a bug report (a trace, an exception, a
+    /// code block, or several paragraphs), unless the query names a test or
+    /// a doc file. 1 turns the prior off.
+    pub support_weight: f32,
+    /// Multiplier on chunks of a file the query names (a path, or a stack
+    /// frame's file).
+    pub named_path_boost: f32,
+    /// Multiplier on chunks whose symbol the query names (a stack frame's
+    /// function, or an identifier).
+    pub named_symbol_boost: f32,
 }
 
 impl Default for RankSettings {
@@ -48,6 +59,9 @@ impl Default for RankSettings {
             dense_weight: 1.0,
             sparse_weight: 1.0,
             items_weight: 0.8,
+            support_weight: 0.5,
+            named_path_boost: 1.5,
+            named_symbol_boost: 1.3,
         }
     }
 }

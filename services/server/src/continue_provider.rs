@@ -88,6 +88,7 @@ pub fn search_request(req: ContinueRequest) -> Result<SearchRequest, ServiceErro
         repos: options.repos,
         languages: options.languages,
         path_prefix: options.path_prefix,
+        group_by: None,
     })
 }
 

@@ -97,6 +97,7 @@ impl Retrieval for RetrievalService {
             repos: r.repos,
             languages: r.languages,
             path_prefix: (!r.path_prefix.is_empty()).then_some(r.path_prefix),
+            group_by: None,
         };
         let resp = self.state.search(&Caller::new(access, "grpc.search"), req).await?;
         Ok(Response::new(PbSearchResponse {

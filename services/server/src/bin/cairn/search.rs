@@ -25,6 +25,7 @@ pub async fn run(
                 repos,
                 languages,
                 path_prefix,
+                group_by: None,
             },
         )
         .await

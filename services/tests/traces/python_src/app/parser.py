@@ -1,0 +1,3 @@
+def parse_port(raw):
+    value = raw["port"]
+    return int(value)

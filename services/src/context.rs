@@ -132,21 +132,33 @@ impl ContextService {
         budget_tokens: usize,
     ) -> Result<Context, ServiceError> {
         let started = std::time::Instant::now();
-        let hits = self
+        // A pasted bug report is about a file: rank files, then take their
+        // best chunks in file order, so the context covers the likely file
+        // before the tests and docs that quote the same words.
+        let report = crate::report::looks_like_report(query);
+        let candidates = self.settings.candidates as i64;
+        let response = self
             .search
             .search(
                 access,
                 SearchRequest {
                     query: query.to_string(),
-                    k: self.settings.candidates as i64,
+                    k: if report {
+                        (candidates / crate::search::HITS_PER_FILE as i64).max(1)
+                    } else {
+                        candidates
+                    },
                     repos,
                     languages: Vec::new(),
                     path_prefix: None,
-                    group_by: None,
+                    group_by: report.then_some(crate::search::GroupBy::File),
                 },
             )
-            .await?
-            .results;
+            .await?;
+        let hits = match response.files {
+            Some(files) => files.into_iter().flat_map(|f| f.hits).collect(),
+            None => response.results,
+        };
         let searched = std::time::Instant::now();
         let mut context = assemble(
             hits,

@@ -211,7 +211,7 @@ impl SearchService {
             },
             Some(GroupBy::File) => SearchResponse {
                 results: Vec::new(),
-                files: Some(group_files(hits, k)),
+                files: Some(group_files(hits, k, self.rank.file_decay)),
                 took_ms: took(started),
             },
         })
@@ -541,9 +541,10 @@ fn sort_hits(hits: &mut [(f32, ScoredChunk)]) {
 }
 
 /// Files in rank order, `k` of them: a file scores its best chunk plus a
-/// decayed share of its next ones (`FILE_DECAY`), so a file with several
-/// matching places beats one lucky chunk by a little, never by its size.
-fn group_files(hits: impl Iterator<Item = SearchHit>, k: usize) -> Vec<FileHit> {
+/// decayed share of its next ones (`decay`, `[search] file_decay`), so a
+/// file with several matching places beats one lucky chunk by a little,
+/// never by its size.
+fn group_files(hits: impl Iterator<Item = SearchHit>, k: usize, decay: f32) -> Vec<FileHit> {
     let mut files: Vec<FileHit> = Vec::new();
     let mut index: HashMap<(String, String), usize> = HashMap::new();
     for h in hits {
@@ -559,7 +560,7 @@ fn group_files(hits: impl Iterator<Item = SearchHit>, k: usize) -> Vec<FileHit> 
         });
         let f = &mut files[i];
         if f.hits.len() < HITS_PER_FILE {
-            f.score += h.score * FILE_DECAY.powi(f.hits.len() as i32);
+            f.score += h.score * decay.powi(f.hits.len() as i32);
             f.hits.push(h);
         }
     }
@@ -567,10 +568,6 @@ fn group_files(hits: impl Iterator<Item = SearchHit>, k: usize) -> Vec<FileHit> 
     files.truncate(k);
     files
 }
-
-/// The weight of a file's second chunk in its score (the third gets its
-/// square); 0 would rank files by their best chunk alone.
-const FILE_DECAY: f32 = 0.5;
 
 impl From<&SearchHit> for crate::audit::AuditResult {
     /// A search hit, named by its point id.
@@ -644,7 +641,7 @@ mod tests {
         ]
         .into_iter()
         .map(|(p, s)| search_hit(p, s));
-        let files = group_files(hits, 2);
+        let files = group_files(hits, 2, 0.5);
         assert_eq!(files.len(), 2, "k counts files");
         assert_eq!((files[0].path.as_str(), files[1].path.as_str()), ("b.py", "a.py"));
         assert!(

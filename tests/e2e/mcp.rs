@@ -64,6 +64,8 @@ fn mcp_tools_through_the_official_python_sdk() {
         ["search_code", {"query": "x", "repos": ["no-such-repo"]}],
         ["search_code", {"k": 3}],
         ["no_such_tool", {}],
+        ["search_code", {"query": "refill the token bucket", "k": 2, "group_by": "file"}],
+        ["search_code", {"query": "x", "group_by": "repo"}],
     ]);
     let out = mcp_client(&server.url("/mcp"), &calls);
 
@@ -79,7 +81,7 @@ fn mcp_tools_through_the_official_python_sdk() {
     let schema = |t: &str| &tools[t]["input_schema"];
     assert_eq!(schema("search_code")["type"], "object");
     assert_eq!(schema("search_code")["required"], json!(["query"]));
-    for p in ["query", "repos", "k"] {
+    for p in ["query", "repos", "k", "group_by"] {
         assert!(
             schema("search_code")["properties"].get(p).is_some(),
             "{p}: {}",
@@ -168,6 +170,21 @@ fn mcp_tools_through_the_official_python_sdk() {
     // An unknown tool is a protocol error.
     let unknown = &calls[13];
     assert!(unknown["protocol_error"]["code"].as_i64().is_some(), "{unknown}");
+
+    // Files instead of chunks: `k` counts files, each with its best chunks.
+    let by_file = ok(14);
+    let files = by_file["structured"]["files"].as_array().unwrap();
+    assert!(!files.is_empty() && files.len() <= 2, "{by_file}");
+    assert_eq!(files[0]["path"], "src/rate_limit.py", "{by_file}");
+    assert!(by_file["structured"].get("results").is_none(), "{by_file}");
+    assert!(
+        by_file["text"]
+            .as_str()
+            .unwrap()
+            .contains("1. acme-auth/src/rate_limit.py"),
+        "{by_file}"
+    );
+    tool_error(15, "group_by");
 }
 
 #[tokio::test(flavor = "multi_thread")]

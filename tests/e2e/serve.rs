@@ -198,6 +198,31 @@ async fn grpc_search_health_and_reflection() {
         resp.results[0]
     );
 
+    // Files instead of chunks, as over HTTP.
+    let files = client
+        .search(SearchRequest {
+            query: "refill the token bucket".into(),
+            k: 2,
+            group_by: "file".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(files.results.is_empty());
+    assert!(!files.files.is_empty() && files.files.len() <= 2, "{files:?}");
+    assert_eq!(files.files[0].path, "src/rate_limit.py");
+    assert!(files.files[0].hits.iter().all(|h| h.path == "src/rate_limit.py"));
+    let err = client
+        .search(SearchRequest {
+            query: "x".into(),
+            group_by: "repo".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+
     let err = client
         .search(SearchRequest {
             query: String::new(),

@@ -48,6 +48,9 @@ pub struct RankSettings {
     /// Multiplier on chunks whose symbol the query names (a stack frame's
     /// function, or an identifier).
     pub named_symbol_boost: f32,
+    /// `group_by: "file"`: a file scores its best chunk plus this share of
+    /// its second and its square of its third (0: the best chunk alone).
+    pub file_decay: f32,
 }
 
 impl Default for RankSettings {
@@ -62,6 +65,7 @@ impl Default for RankSettings {
             support_weight: 0.5,
             named_path_boost: 1.5,
             named_symbol_boost: 1.3,
+            file_decay: 0.5,
         }
     }
 }

@@ -4,7 +4,7 @@
 use cairn_proto::v1::indexer_server::{Indexer, IndexerServer};
 use cairn_proto::v1::retrieval_server::{Retrieval, RetrievalServer};
 use cairn_proto::v1::{
-    AnswerDone as PbAnswerDone, AnswerEvent as PbAnswerEvent, AnswerRequest as PbAnswerRequest, Citation,
+    AnswerDone as PbAnswerDone, AnswerEvent as PbAnswerEvent, AnswerRequest as PbAnswerRequest, Citation, FileResult,
     SearchRequest as PbSearchRequest, SearchResponse as PbSearchResponse, SearchResult, answer_event,
 };
 use cairn_proto::v1::{
@@ -19,8 +19,9 @@ use crate::gate::GrpcLimit;
 use cairn_services::answer::{AnswerEvent, AnswerRequest};
 use cairn_services::auth::Access;
 use cairn_services::daemon::RepoStatus;
+use cairn_services::error::ServiceError;
 use cairn_services::facade::Caller;
-use cairn_services::search::{DEFAULT_K, SearchRequest};
+use cairn_services::search::{DEFAULT_K, GroupBy, SearchHit, SearchRequest};
 use cairn_services::state::AppState;
 
 /// `cairn.v1.Retrieval` over the shared services.
@@ -91,34 +92,53 @@ impl Retrieval for RetrievalService {
     async fn search(&self, request: Request<PbSearchRequest>) -> Result<Response<PbSearchResponse>, Status> {
         let access = access_of(&request)?;
         let r = request.into_inner();
+        let group_by = match r.group_by.as_str() {
+            "" => None,
+            "file" => Some(GroupBy::File),
+            other => {
+                return Err(ServiceError::invalid(format!("group_by must be \"file\" or empty, got {other:?}")).into());
+            }
+        };
         let req = SearchRequest {
             query: r.query,
             k: if r.k == 0 { DEFAULT_K } else { i64::from(r.k) },
             repos: r.repos,
             languages: r.languages,
             path_prefix: (!r.path_prefix.is_empty()).then_some(r.path_prefix),
-            group_by: None,
+            group_by,
         };
         let resp = self.state.search(&Caller::new(access, "grpc.search"), req).await?;
         Ok(Response::new(PbSearchResponse {
-            results: resp
-                .results
+            results: resp.results.into_iter().map(search_result).collect(),
+            took_ms: resp.took_ms,
+            files: resp
+                .files
+                .unwrap_or_default()
                 .into_iter()
-                .map(|h| SearchResult {
-                    repo: h.repo,
-                    path: h.path,
-                    start_line: h.start_line,
-                    end_line: h.end_line,
-                    language: h.language,
-                    kind: h.kind,
-                    symbol: h.symbol.unwrap_or_default(),
-                    score: h.score,
-                    content: h.content,
-                    commit: h.commit,
+                .map(|f| FileResult {
+                    repo: f.repo,
+                    path: f.path,
+                    score: f.score,
+                    hits: f.hits.into_iter().map(search_result).collect(),
                 })
                 .collect(),
-            took_ms: resp.took_ms,
         }))
+    }
+}
+
+/// One hit on the wire.
+fn search_result(h: SearchHit) -> SearchResult {
+    SearchResult {
+        repo: h.repo,
+        path: h.path,
+        start_line: h.start_line,
+        end_line: h.end_line,
+        language: h.language,
+        kind: h.kind,
+        symbol: h.symbol.unwrap_or_default(),
+        score: h.score,
+        content: h.content,
+        commit: h.commit,
     }
 }
 

@@ -27,7 +27,7 @@ use cairn_services::auth::Access;
 use cairn_services::code::{ReadRequest, fenced, label};
 use cairn_services::error::ServiceError;
 use cairn_services::facade::Caller;
-use cairn_services::search::{DEFAULT_K, SearchRequest};
+use cairn_services::search::{DEFAULT_K, GroupBy, SearchHit, SearchRequest};
 use cairn_services::state::AppState;
 
 /// Arguments of `search_code`.
@@ -43,6 +43,10 @@ pub struct SearchCodeArgs {
     #[serde(default)]
     #[schemars(range(min = 1, max = 100))]
     pub k: Option<i64>,
+    /// "file": rank files instead of chunks (`k` counts files, each shown
+    /// with its best chunks); useful for a pasted bug report or stack trace.
+    #[serde(default)]
+    pub group_by: Option<String>,
 }
 
 /// Arguments of `read_code`.
@@ -135,7 +139,7 @@ impl CodeTools {
     }
 
     #[tool(
-        description = "Search the indexed code (hybrid semantic + keyword). Returns the best matching functions, types and blocks, each labelled repo/path#Lstart-Lend with its symbol and code.",
+        description = "Search the indexed code (hybrid semantic + keyword). Returns the best matching functions, types and blocks, each labelled repo/path#Lstart-Lend with its symbol and code. Accepts a whole bug report or stack trace as the query; with group_by \"file\" it ranks files (each with its best chunks) instead.",
         input_schema = schema::<SearchCodeArgs>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
@@ -148,10 +152,19 @@ impl CodeTools {
             Ok(begun) => begun,
             Err(e) => return Ok(self.refuse("mcp.search_code", &parts, e)),
         };
+        let group_by = match args.group_by.as_deref() {
+            None | Some("") => None,
+            Some("file") => Some(GroupBy::File),
+            Some(other) => {
+                let e = ServiceError::invalid(format!("group_by must be \"file\" when given, got {other:?}"));
+                return Ok(self.refuse("mcp.search_code", &parts, e));
+            }
+        };
         let request = SearchRequest {
             query: args.query,
             k: args.k.unwrap_or(DEFAULT_K),
             repos: args.repos.unwrap_or_default(),
+            group_by,
             ..Default::default()
         };
         let result = self
@@ -163,19 +176,27 @@ impl CodeTools {
             Err(e) => return Ok(tool_error(e)),
         };
         let mut text = String::new();
-        if response.results.is_empty() {
+        if response.hits().next().is_none() {
             text.push_str("no results");
         }
-        for (i, h) in response.results.iter().enumerate() {
+        let hit_text = |h: &SearchHit| {
             let name = label(&h.repo, &h.path, h.start_line as usize, h.end_line as usize);
             let symbol = h.symbol.as_deref().map(|s| format!(" {s}")).unwrap_or_default();
-            text.push_str(&format!(
-                "{}. {name}{symbol} ({}, score {:.3})\n{}\n\n",
-                i + 1,
+            format!(
+                "{name}{symbol} ({}, score {:.3})\n{}\n\n",
                 h.kind,
                 h.score,
                 fenced(&h.language, &h.content)
-            ));
+            )
+        };
+        for (i, h) in response.results.iter().enumerate() {
+            text.push_str(&format!("{}. {}", i + 1, hit_text(h)));
+        }
+        for (i, f) in response.files.iter().flatten().enumerate() {
+            text.push_str(&format!("{}. {}/{} (score {:.3})\n\n", i + 1, f.repo, f.path, f.score));
+            for h in &f.hits {
+                text.push_str(&format!("   - {}", hit_text(h)));
+            }
         }
         success(text.trim_end().to_string(), &response)
     }

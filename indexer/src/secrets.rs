@@ -1267,7 +1267,13 @@ impl RegexRule {
     }
 
     fn spans(&self, text: &str, code: bool, out: &mut Vec<Span>) {
-        for caps in self.regex.captures_iter(text) {
+        let mut at = 0;
+        while let Some(caps) = (at <= text.len()).then(|| self.regex.captures_at(text, at)).flatten() {
+            let whole = caps.get(0).expect("group 0 always matches");
+            // A rejected match may hide a real one that starts inside it
+            // (`key=<not a secret>password: <secret>`): search again from
+            // its next character. An accepted one is skipped whole.
+            at = next_char(text, whole.start());
             let Some((s, quoted)) = self
                 .values
                 .iter()
@@ -1297,13 +1303,13 @@ impl RegexRule {
             if s.is_empty() || !(self.check)(&candidate) {
                 continue;
             }
-            let whole = caps.get(0).expect("group 0 always matches");
             out.push(Span {
                 start: s.start(),
                 end: s.end(),
                 match_start: whole.start(),
                 match_end: whole.end(),
             });
+            at = at.max(whole.end());
         }
     }
 }
@@ -1355,12 +1361,16 @@ impl ExtraRule {
         {
             return;
         }
-        for caps in self.regex.captures_iter(text) {
+        let mut at = 0;
+        while let Some(caps) = (at <= text.len()).then(|| self.regex.captures_at(text, at)).flatten() {
+            let whole = caps.get(0).expect("group 0 always matches");
+            // as for the built-in rules: a rejected match is searched again
+            // from its next character, an accepted one skipped whole
+            at = next_char(text, whole.start());
             let Some(s) = caps.get(self.secret_group) else { continue };
             if s.is_empty() || self.entropy.is_some_and(|min| shannon_entropy(s.as_str()) < min) {
                 continue;
             }
-            let whole = caps.get(0).expect("group 0 always matches");
             let span = Span {
                 start: s.start(),
                 end: s.end(),
@@ -1371,8 +1381,15 @@ impl ExtraRule {
                 continue;
             }
             out.push(span);
+            at = at.max(whole.end());
         }
     }
+}
+
+/// The byte offset of the character after the one at `i` (`text.len() + 1`
+/// at the end, which ends a search loop).
+fn next_char(text: &str, i: usize) -> usize {
+    text[i..].chars().next().map_or(text.len() + 1, |c| i + c.len_utf8())
 }
 
 /// What an allowlist's regexes are matched against.
@@ -1822,21 +1839,28 @@ impl Scanner {
                 }) {
                     continue;
                 }
-                // Rules run in priority order: keep a match only where no
-                // earlier rule (nor an earlier match of this one) already
-                // claimed the bytes.
-                let next = found.partition_point(|f| f.end <= span.start);
-                if found.get(next).is_some_and(|f| f.start < span.end)
-                    || fresh.last().is_some_and(|f: &Finding| f.end > span.start)
-                {
-                    continue;
+                // Rules run in priority order: where an earlier rule (or an
+                // earlier match of this one) already claimed some of the
+                // bytes, this match keeps the rest, so no part of a value
+                // stays in clear because another secret sits inside it.
+                let mut cur = fresh.last().map_or(span.start, |f: &Finding| f.end.max(span.start));
+                let mut i = found.partition_point(|f| f.end <= cur);
+                while cur < span.end {
+                    let (piece_end, skip_to) = match found.get(i) {
+                        Some(f) if f.start < span.end => (f.start.max(cur), f.end),
+                        _ => (span.end, span.end),
+                    };
+                    if piece_end > cur && !text[cur..piece_end].trim().is_empty() {
+                        fresh.push(Finding {
+                            rule: rule.id,
+                            line: 0,
+                            start: cur,
+                            end: piece_end,
+                        });
+                    }
+                    cur = cur.max(skip_to);
+                    i += 1;
                 }
-                fresh.push(Finding {
-                    rule: rule.id,
-                    line: 0,
-                    start: span.start,
-                    end: span.end,
-                });
             }
             if !fresh.is_empty() {
                 found.extend(fresh);

@@ -4,6 +4,7 @@
 mod conformance;
 mod incremental;
 mod secrets;
+mod secrets_properties;
 
 use std::sync::Arc;
 

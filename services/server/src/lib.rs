@@ -36,6 +36,8 @@ pub mod tls;
 #[cfg(test)]
 mod answer_tests;
 #[cfg(test)]
+mod decode_tests;
+#[cfg(test)]
 mod gate_tests;
 #[cfg(test)]
 mod git_https_tests;

@@ -178,16 +178,26 @@ pub fn extract(text: &str) -> Signals {
 /// 3. [`extract`] finds a stack-trace frame or an exception line in it.
 #[must_use]
 pub fn looks_like_report(text: &str) -> bool {
-    let text = cap_bytes(text, MAX_INPUT_BYTES);
+    let capped = cap_bytes(text, MAX_INPUT_BYTES);
+    reads_as_report(capped) || {
+        let (frames, exception) = parse_lines(capped);
+        !frames.is_empty() || exception.is_some()
+    }
+}
+
+/// [`looks_like_report`] for a caller that already holds `text`'s [`Signals`].
+#[must_use]
+pub fn looks_like_report_with(text: &str, signals: &Signals) -> bool {
+    reads_as_report(cap_bytes(text, MAX_INPUT_BYTES)) || !signals.frames.is_empty() || signals.exception.is_some()
+}
+
+/// Rules 1 and 2 of [`looks_like_report`]: a fenced code block, or long text.
+fn reads_as_report(text: &str) -> bool {
     if text.lines().any(is_fence) {
         return true;
     }
     let long = text.trim().chars().nth(400).is_some();
-    if long && text.lines().filter(|l| !l.trim().is_empty()).nth(1).is_some() {
-        return true;
-    }
-    let (frames, exception) = parse_lines(text);
-    !frames.is_empty() || exception.is_some()
+    long && text.lines().filter(|l| !l.trim().is_empty()).nth(1).is_some()
 }
 
 /// The part of a long report an embedding model should see, at most
@@ -212,8 +222,16 @@ pub fn model_text(text: &str, max_chars: usize) -> String {
     if text.chars().nth(max_chars).is_none() {
         return text.to_string();
     }
+    model_text_with(text, &extract(text), max_chars)
+}
+
+/// [`model_text`] for a caller that already holds `text`'s [`Signals`].
+#[must_use]
+pub fn model_text_with(text: &str, signals: &Signals, max_chars: usize) -> String {
+    if text.chars().nth(max_chars).is_none() {
+        return text.to_string();
+    }
     let capped = cap_bytes(text, MAX_INPUT_BYTES);
-    let signals = extract(capped);
     let (title, paragraph) = title_and_paragraph(capped);
     let mut parts: Vec<String> = Vec::new();
     let title = truncate_chars(&title, max_chars / 4);

@@ -62,6 +62,20 @@ pub enum GroupBy {
     File,
 }
 
+impl GroupBy {
+    /// A `group_by` given as text (gRPC, MCP): empty is none, `"file"` is
+    /// [`GroupBy::File`], anything else is a 400.
+    pub fn parse(s: &str) -> Result<Option<Self>, ServiceError> {
+        match s {
+            "" => Ok(None),
+            "file" => Ok(Some(Self::File)),
+            other => Err(ServiceError::invalid(format!(
+                "group_by must be \"file\" or empty, got {other:?}"
+            ))),
+        }
+    }
+}
+
 fn default_k() -> i64 {
     DEFAULT_K
 }
@@ -430,13 +444,10 @@ struct QueryPlan {
 
 impl QueryPlan {
     fn new(query: &str) -> Self {
-        let report_like = report::looks_like_report(query);
+        // one pass over the query; the report helpers reuse its signals
         let signals = report::extract(query);
-        let model_text = if query.chars().count() > MODEL_QUERY_CHARS {
-            report::model_text(query, MODEL_QUERY_CHARS)
-        } else {
-            query.to_string()
-        };
+        let report_like = report::looks_like_report_with(query, &signals);
+        let model_text = report::model_text_with(query, &signals, MODEL_QUERY_CHARS);
         let mut paths: Vec<String> = signals.frames.iter().filter_map(|f| f.path.clone()).collect();
         paths.extend(signals.paths.iter().cloned());
         paths.sort();

@@ -19,7 +19,6 @@ use crate::gate::GrpcLimit;
 use cairn_services::answer::{AnswerEvent, AnswerRequest};
 use cairn_services::auth::Access;
 use cairn_services::daemon::RepoStatus;
-use cairn_services::error::ServiceError;
 use cairn_services::facade::Caller;
 use cairn_services::search::{DEFAULT_K, GroupBy, SearchHit, SearchRequest};
 use cairn_services::state::AppState;
@@ -92,13 +91,7 @@ impl Retrieval for RetrievalService {
     async fn search(&self, request: Request<PbSearchRequest>) -> Result<Response<PbSearchResponse>, Status> {
         let access = access_of(&request)?;
         let r = request.into_inner();
-        let group_by = match r.group_by.as_str() {
-            "" => None,
-            "file" => Some(GroupBy::File),
-            other => {
-                return Err(ServiceError::invalid(format!("group_by must be \"file\" or empty, got {other:?}")).into());
-            }
-        };
+        let group_by = GroupBy::parse(&r.group_by)?;
         let req = SearchRequest {
             query: r.query,
             k: if r.k == 0 { DEFAULT_K } else { i64::from(r.k) },

@@ -152,13 +152,9 @@ impl CodeTools {
             Ok(begun) => begun,
             Err(e) => return Ok(self.refuse("mcp.search_code", &parts, e)),
         };
-        let group_by = match args.group_by.as_deref() {
-            None | Some("") => None,
-            Some("file") => Some(GroupBy::File),
-            Some(other) => {
-                let e = ServiceError::invalid(format!("group_by must be \"file\" when given, got {other:?}"));
-                return Ok(self.refuse("mcp.search_code", &parts, e));
-            }
+        let group_by = match GroupBy::parse(args.group_by.as_deref().unwrap_or("")) {
+            Ok(g) => g,
+            Err(e) => return Ok(self.refuse("mcp.search_code", &parts, e)),
         };
         let request = SearchRequest {
             query: args.query,

@@ -224,7 +224,7 @@ impl AnswerService {
         Ok(())
     }
 
-    fn record(
+    async fn record(
         &self,
         surface: &'static str,
         access: &Access,
@@ -232,9 +232,9 @@ impl AnswerService {
         trail: Trail,
         error: Option<&ServiceError>,
         started: std::time::Instant,
-    ) {
+    ) -> Result<(), ServiceError> {
         let repos_allowed = self.context.search().repos_in_scope(access, repos);
-        self.audit.record(AuditEvent {
+        let event = AuditEvent {
             backend: trail.backend,
             model: trail.model,
             ..AuditEvent::finished(
@@ -246,7 +246,8 @@ impl AnswerService {
                 error,
                 started,
             )
-        });
+        };
+        Ok(self.audit.record_synced(event).await?)
     }
 
     /// Backend names (the gateway's model ids).
@@ -272,7 +273,8 @@ impl AnswerService {
             ..Trail::default()
         };
         let result = self.answer_inner(access, request, &mut trail).await;
-        self.record(surface, access, &repos, trail, result.as_ref().err(), started);
+        self.record(surface, access, &repos, trail, result.as_ref().err(), started)
+            .await?;
         result
     }
 
@@ -345,7 +347,8 @@ impl AnswerService {
         let started = std::time::Instant::now();
         let mut trail = Trail::default();
         let result = self.chat_inner(access, request, &mut trail).await;
-        self.record(surface, access, &[], trail, result.as_ref().err(), started);
+        self.record(surface, access, &[], trail, result.as_ref().err(), started)
+            .await?;
         result
     }
 

@@ -5,14 +5,20 @@
 //! SHA-256 of the previous line's bytes (64 zeros before the first record).
 //! Every `checkpoint_every` records, at rotation and at shutdown a
 //! `checkpoint` line is written whose `signature` signs
-//! `cairn-audit-checkpoint/v1\n{seq}\n{prev}`: the whole chain up to it.
-//! [`verify`] checks a sequence of files from their bytes alone (and the
-//! signatures, given the public key) and names the first record that was
-//! modified, deleted, inserted or reordered.
+//! `cairn-audit-checkpoint/v2\n{seq}\n{prev}\n{time}`: the whole chain up
+//! to it, and when. Each checkpoint is also appended to the anchor
+//! (`[audit] anchor_path`, another volume), and a writer refuses to continue
+//! a log that ends behind its anchor. [`verify`] checks a sequence of files
+//! from their bytes alone (the signatures given the public key, the anchor
+//! given its file) and names the first record that was modified, deleted,
+//! inserted or reordered, a cut tail, or missing files.
 //!
-//! Writing happens on a dedicated thread fed by a channel, so a request
-//! never waits for the disk; [`AuditLog::close`] drains the channel, writes
-//! a final checkpoint and syncs the file before shutdown completes.
+//! Writing happens on a dedicated thread fed by a bounded queue; when the
+//! queue is full or a write failed, [`AuditLog::record`] refuses and the
+//! request answers 503 instead of going unrecorded. With `fsync =
+//! "every_record"` a response that returns code waits for its record to be
+//! synced. [`AuditLog::close`] drains the queue, writes a final checkpoint
+//! and syncs the file before shutdown completes.
 //!
 //! Admin commands run from the command line (`cairn token create`, `cairn
 //! repo remove`, …) write `"type": "admin"` records into the same chain
@@ -25,8 +31,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, bail};
@@ -35,9 +42,13 @@ use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-const SIGNING_CONTEXT: &str = "cairn-audit-checkpoint/v1";
+/// Checkpoints of cairn before 0.2 signed `{seq}\n{prev}` under this
+/// context; [`verify`] still accepts them.
+const SIGNING_CONTEXT_V1: &str = "cairn-audit-checkpoint/v1";
+/// A checkpoint signs its seq, the chain's hash up to it and its time.
+const SIGNING_CONTEXT: &str = "cairn-audit-checkpoint/v2";
 
-pub use cairn_config::audit::AuditConfig;
+pub use cairn_config::audit::{AuditConfig, FsyncMode};
 
 /// Whether a request was allowed.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -286,8 +297,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
-fn signed_message(seq: u64, prev: &str) -> String {
-    format!("{SIGNING_CONTEXT}\n{seq}\n{prev}")
+fn signed_message(seq: u64, prev: &str, time: &str) -> String {
+    format!("{SIGNING_CONTEXT}\n{seq}\n{prev}\n{time}")
+}
+
+fn signed_message_v1(seq: u64, prev: &str) -> String {
+    format!("{SIGNING_CONTEXT_V1}\n{seq}\n{prev}")
 }
 
 /// Loads the PKCS#8 ed25519 key at `path`, generating it (mode 0600, public
@@ -491,6 +506,10 @@ struct Writer {
     key: Ed25519KeyPair,
     public_key: String,
     config: AuditConfig,
+    anchor: Option<Anchor>,
+    /// Test hook: makes every write fail, as a full disk would.
+    #[cfg(test)]
+    fail_writes: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Writer {
@@ -515,12 +534,24 @@ impl Writer {
             size: 0,
             head: Head::genesis(),
             since_checkpoint: 0,
+            anchor: (!config.anchor_path.as_os_str().is_empty()).then(|| Anchor {
+                path: config.anchor_path.clone(),
+            }),
             key,
             public_key,
             config,
+            #[cfg(test)]
+            fail_writes: Default::default(),
         };
-        // reads the head (cutting a torn line) under the lock
-        writer.locked(|_| Ok(()))?;
+        // reads the head (cutting a torn line) under the lock, and checks it
+        // against the anchor: a log cut behind its last anchored checkpoint
+        // is not continued
+        writer.locked(|w| {
+            if let Some(anchor) = &w.anchor {
+                anchor.check_head(&w.live, &w.head)?;
+            }
+            Ok(())
+        })?;
         Ok(writer)
     }
 
@@ -572,6 +603,13 @@ impl Writer {
     fn flush(&mut self) -> anyhow::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
+        }
+        #[cfg(test)]
+        if self.fail_writes.load(std::sync::atomic::Ordering::SeqCst) {
+            self.buf.clear();
+            self.left = None;
+            let _ = self.resync();
+            bail!("injected write failure");
         }
         let written = self.file.write_all(&self.buf);
         self.buf.clear();
@@ -662,13 +700,16 @@ impl Writer {
     }
 
     /// Writes a signed checkpoint and syncs the file.
+    /// Writes a signed checkpoint, syncs the file, and appends the
+    /// checkpoint to the anchor (synced too) when there is one.
     fn checkpoint(&mut self) -> anyhow::Result<()> {
         let seq = self.head.seq + 1;
         let prev = self.head.hash.clone();
-        let signature = hex::encode(self.key.sign(signed_message(seq, &prev).as_bytes()).as_ref());
+        let time = now();
+        let signature = hex::encode(self.key.sign(signed_message(seq, &prev, &time).as_bytes()).as_ref());
         let line = serde_json::to_vec(&CheckpointLine {
             seq,
-            time: now(),
+            time: time.clone(),
             kind: "checkpoint",
             public_key: &self.public_key,
             signature,
@@ -678,6 +719,14 @@ impl Writer {
         self.since_checkpoint = 0;
         self.flush()?;
         self.file.sync_data()?;
+        if let Some(anchor) = &self.anchor {
+            anchor.append(&AnchorEntry::Checkpoint {
+                seq,
+                hash: self.head.hash.clone(),
+                time,
+                log: self.live.display().to_string(),
+            })?;
+        }
         Ok(())
     }
 
@@ -711,6 +760,20 @@ impl Writer {
             let rotated = rotated_files(&self.live)?;
             let excess = rotated.len().saturating_sub(self.config.retain_files);
             for old in &rotated[..excess] {
+                if let Some(anchor) = &self.anchor {
+                    // noted before the file goes: verify then knows the
+                    // checkpoints it held were retired, not deleted
+                    let last = read_last_seq(old)?;
+                    anchor.append(&AnchorEntry::Retired {
+                        file: old
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        last_seq: last,
+                        time: now(),
+                        log: self.live.display().to_string(),
+                    })?;
+                }
                 std::fs::remove_file(old)?;
                 tracing::info!(file = %old.display(), "removed an old audit log (audit.retain_files)");
             }
@@ -718,22 +781,53 @@ impl Writer {
         Ok(())
     }
 
-    fn run(mut self, rx: Receiver<AuditEvent>) {
-        while let Ok(first) = rx.recv() {
+    fn run(mut self, rx: Receiver<Queued>, healthy: Arc<AtomicBool>) {
+        loop {
+            let first = match rx.recv_timeout(RECOVERY_INTERVAL) {
+                Ok(item) => item,
+                Err(RecvTimeoutError::Timeout) => {
+                    if !healthy.load(Ordering::SeqCst) {
+                        self.recover(&healthy);
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let mut batch = vec![first];
-            while let Ok(more) = rx.try_recv() {
+            while batch.len() < MAX_BATCH
+                && let Ok(more) = rx.try_recv()
+            {
                 batch.push(more);
             }
+            let every_record = self.config.fsync == FsyncMode::EveryRecord;
             let written = self.locked(|w| {
-                for event in &batch {
-                    if let Err(e) = w.request(event) {
-                        tracing::error!(error = %format!("{e:#}"), "failed to write an audit record");
-                    }
+                for item in &batch {
+                    w.request(&item.event)?;
                 }
                 Ok(())
             });
-            if let Err(e) = written {
-                tracing::error!(error = %format!("{e:#}"), records = batch.len(), "failed to write audit records");
+            let written = written.and_then(|()| {
+                if every_record {
+                    self.file.sync_data().context("failed to sync the audit log")?;
+                }
+                Ok(())
+            });
+            let ok = match written {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(
+                        error = %format!("{e:#}"),
+                        records = batch.len(),
+                        "failed to write audit records; requests answer 503 until the log can be written again"
+                    );
+                    healthy.store(false, Ordering::SeqCst);
+                    false
+                }
+            };
+            for item in batch {
+                if let Some(ack) = item.ack {
+                    let _ = ack.send(ok);
+                }
             }
         }
         // the channel closed: shutdown. Seal the chain (unless another
@@ -748,16 +842,247 @@ impl Writer {
             tracing::error!(error = %format!("{e:#}"), "failed to write the final audit checkpoint");
         }
     }
+
+    /// After a failed write: a checkpoint (which also seals whatever
+    /// reached the file) tells whether the log can be written again.
+    fn recover(&mut self, healthy: &AtomicBool) {
+        match self.locked(|w| w.checkpoint()) {
+            Ok(()) => {
+                tracing::warn!("the audit log can be written again; serving requests");
+                healthy.store(true, Ordering::SeqCst);
+            }
+            Err(e) => tracing::debug!(error = %format!("{e:#}"), "the audit log still cannot be written"),
+        }
+    }
+}
+
+/// One line of the anchor file (`[audit] anchor_path`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AnchorEntry {
+    /// A checkpoint written to the log: its seq, the SHA-256 of its line
+    /// (what the next record's `prev` holds) and its time.
+    Checkpoint {
+        seq: u64,
+        hash: String,
+        time: String,
+        log: String,
+    },
+    /// A rotated file removed by `retain_files`, with its last seq: the
+    /// checkpoints up to it are gone on purpose.
+    Retired {
+        file: String,
+        last_seq: u64,
+        time: String,
+        log: String,
+    },
+}
+
+/// The anchor: an append-only file, meant for another volume or a WORM
+/// mount, that outlives whatever happens to the log.
+#[derive(Debug, Clone)]
+struct Anchor {
+    path: PathBuf,
+}
+
+impl Anchor {
+    /// Appends `entry` and syncs it.
+    fn append(&self, entry: &AnchorEntry) -> anyhow::Result<()> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+        }
+        let mut line = serde_json::to_vec(entry)?;
+        line.push(b'\n');
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .with_context(|| format!("failed to open the audit anchor {}", self.path.display()))?;
+        f.write_all(&line)
+            .and_then(|()| f.sync_data())
+            .with_context(|| format!("failed to write the audit anchor {}", self.path.display()))
+    }
+
+    /// Refuses to continue a log whose head is behind the anchor's last
+    /// checkpoint, or whose line at that seq is not the anchored one.
+    fn check_head(&self, live: &Path, head: &Head) -> anyhow::Result<()> {
+        let entries = read_anchor(&self.path)?;
+        let retired_up_to = retired_up_to(&entries);
+        let Some((seq, hash, time)) = entries.iter().rev().find_map(|e| match e {
+            AnchorEntry::Checkpoint { seq, hash, time, .. } => Some((*seq, hash, time)),
+            AnchorEntry::Retired { .. } => None,
+        }) else {
+            return Ok(());
+        };
+        let advice = format!(
+            "investigate, restore the log from a backup, or (keeping {} as evidence) point [audit] anchor_path at a new file",
+            self.path.display()
+        );
+        if head.seq < seq {
+            bail!(
+                "the audit log {} ends at seq {} but its anchor {} holds checkpoint seq {seq} of {time}: the log was cut back or replaced; {advice}",
+                live.display(),
+                head.seq,
+                self.path.display()
+            );
+        }
+        if seq <= retired_up_to {
+            return Ok(());
+        }
+        match line_hash_at(live, seq)? {
+            Some(found) if &found == hash => Ok(()),
+            Some(_) => bail!(
+                "the audit log {} does not hold the checkpoint seq {seq} of {time} that its anchor {} records: the log was rewritten; {advice}",
+                live.display(),
+                self.path.display()
+            ),
+            None => bail!(
+                "the audit log {} has no record seq {seq} (checkpoint of {time} in its anchor {}): files are missing; {advice}",
+                live.display(),
+                self.path.display()
+            ),
+        }
+    }
+}
+
+/// The entries of an anchor file (none when it does not exist yet).
+pub fn read_anchor(path: &Path) -> anyhow::Result<Vec<AnchorEntry>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("failed to read the audit anchor {}", path.display())),
+    };
+    let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
+    if complete.len() < text.len() {
+        // a torn last line (a crash while appending): the checkpoint it
+        // would have anchored is not anchored
+        tracing::warn!(anchor = %path.display(), "the audit anchor ends with a torn line; ignoring it");
+    }
+    let mut out = Vec::new();
+    for (i, line) in complete.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not an audit anchor entry", path.display(), i + 1))?,
+        );
+    }
+    Ok(out)
+}
+
+/// The highest last seq of a retired file (0 when none was retired).
+fn retired_up_to(entries: &[AnchorEntry]) -> u64 {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            AnchorEntry::Retired { last_seq, .. } => Some(*last_seq),
+            AnchorEntry::Checkpoint { .. } => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The seq of the last record in one log file (0 when it has none).
+fn read_last_seq(path: &Path) -> anyhow::Result<u64> {
+    let bytes = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let Some(line) = bytes.split(|&b| b == b'\n').rev().find(|l| !l.is_empty()) else {
+        return Ok(0);
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(line).with_context(|| format!("{}: the last record is not JSON", path.display()))?;
+    Ok(v["seq"].as_u64().unwrap_or(0))
+}
+
+/// The SHA-256 of the line numbered `seq` in the log of `live` (its live
+/// file and rotated ones, newest first), if any file holds it.
+fn line_hash_at(live: &Path, seq: u64) -> anyhow::Result<Option<String>> {
+    let mut files = rotated_files(live)?;
+    files.push(live.to_path_buf());
+    for path in files.iter().rev() {
+        let Ok(f) = File::open(path) else { continue };
+        let mut first = None;
+        for line in BufReader::new(f).split(b'\n') {
+            let line = line?;
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let Some(s) = v["seq"].as_u64() else { continue };
+            first.get_or_insert(s);
+            if s == seq {
+                return Ok(Some(sha256_hex(&line)));
+            }
+            if s > seq {
+                break;
+            }
+        }
+        if first.is_some_and(|f| f <= seq) {
+            // this file starts at or before seq and does not hold it
+            return Ok(None);
+        }
+    }
+    Ok(None)
 }
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// The audit log's handle: cheap to share, never blocks a request.
+/// Records per write at most (one lock, one write, one sync in
+/// `every_record` mode).
+const MAX_BATCH: usize = 1024;
+/// How often a writer that failed tries again.
+const RECOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A record waiting for the writer, and who waits for it to be written.
+struct Queued {
+    event: AuditEvent,
+    ack: Option<tokio::sync::oneshot::Sender<bool>>,
+}
+
+/// Why a record could not be taken: the request must not be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unrecorded {
+    /// `[audit] queue_capacity` records wait already.
+    QueueFull,
+    /// The last write failed (a full disk, a lost volume); the writer
+    /// retries every second.
+    WriterFailed,
+    /// The log was closed (shutdown).
+    Stopped,
+}
+
+impl Unrecorded {
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::QueueFull => {
+                "the audit log is behind (its queue is full): refusing rather than serving unrecorded; retry shortly"
+            }
+            Self::WriterFailed => {
+                "the audit log cannot be written: refusing rather than serving unrecorded; the operator must check its volume"
+            }
+            Self::Stopped => "the audit log is closed (shutting down): refusing rather than serving unrecorded",
+        }
+    }
+}
+
+impl From<Unrecorded> for crate::error::ServiceError {
+    fn from(u: Unrecorded) -> Self {
+        crate::error::ServiceError::unavailable(u.message())
+    }
+}
+
+/// The audit log's handle: cheap to share. Records go through a bounded
+/// queue to a writer thread; when the queue is full or the writer failed,
+/// [`AuditLog::record`] says so and the request is refused (503).
 pub struct AuditLog {
-    tx: Mutex<Option<Sender<AuditEvent>>>,
+    tx: Mutex<Option<SyncSender<Queued>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    healthy: Arc<AtomicBool>,
+    enabled: bool,
+    fsync: FsyncMode,
+    #[cfg(test)]
+    fail_writes: Arc<AtomicBool>,
 }
 
 impl AuditLog {
@@ -766,44 +1091,128 @@ impl AuditLog {
         Self {
             tx: Mutex::new(None),
             thread: Mutex::new(None),
+            healthy: Arc::new(AtomicBool::new(true)),
+            enabled: false,
+            fsync: FsyncMode::Checkpoint,
+            #[cfg(test)]
+            fail_writes: Default::default(),
         }
     }
 
     /// Opens (or continues) the log at `config.path`, with paths relative
-    /// to `data_dir` when left empty.
+    /// to `data_dir` when left empty. A log cut behind its anchor is refused;
+    /// records a crashed writer left unsealed are sealed by a checkpoint.
     pub fn open(config: &AuditConfig, data_dir: &Path) -> anyhow::Result<Self> {
         if !config.enabled {
             tracing::warn!("the audit log is disabled (audit.enabled = false)");
             return Ok(Self::disabled());
         }
         let (live, key_path) = resolve(config, data_dir);
+        warn_if_beside(&key_path, &live, data_dir, "the audit signing key (audit.signing_key)");
+        if config.anchor_path.as_os_str().is_empty() {
+            tracing::warn!(
+                "the audit log has no anchor (audit.anchor_path): a log cut back to an earlier checkpoint cannot be told from a complete one"
+            );
+        } else {
+            warn_if_beside(
+                &config.anchor_path,
+                &live,
+                data_dir,
+                "the audit anchor (audit.anchor_path)",
+            );
+        }
         let key = load_or_create_key(&key_path)?;
-        let writer = Writer::open(live.clone(), key, config.clone())?;
-        tracing::info!(path = %live.display(), next_seq = writer.head.seq + 1, "audit log open");
-        let (tx, rx) = channel();
-        let thread = std::thread::Builder::new()
-            .name("cairn-audit".into())
-            .spawn(move || writer.run(rx))?;
+        let mut writer = Writer::open(live.clone(), key, config.clone())?;
+        writer.locked(|w| {
+            if w.head.seq > 0 && !w.head.checkpoint {
+                tracing::warn!(
+                    seq = w.head.seq,
+                    "the audit log was not closed cleanly (no final checkpoint); sealing it now"
+                );
+                w.checkpoint()?;
+            }
+            Ok(())
+        })?;
+        tracing::info!(path = %live.display(), next_seq = writer.head.seq + 1, fsync = ?config.fsync, "audit log open");
+        let healthy = Arc::new(AtomicBool::new(true));
+        #[cfg(test)]
+        let fail_writes = writer.fail_writes.clone();
+        let (tx, rx) = sync_channel(config.queue_capacity.max(1));
+        let thread = {
+            let healthy = healthy.clone();
+            std::thread::Builder::new()
+                .name("cairn-audit".into())
+                .spawn(move || writer.run(rx, healthy))?
+        };
         Ok(Self {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            healthy,
+            enabled: true,
+            fsync: config.fsync,
+            #[cfg(test)]
+            fail_writes,
         })
     }
 
-    /// Queues one record.
-    pub fn record(&self, event: AuditEvent) {
+    /// Whether a request may start: the log takes records.
+    pub fn available(&self) -> Result<(), Unrecorded> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if !self.healthy.load(Ordering::SeqCst) {
+            return Err(Unrecorded::WriterFailed);
+        }
+        Ok(())
+    }
+
+    /// Queues one record; an `Err` means it will not be written, and the
+    /// request it describes must not be served.
+    pub fn record(&self, event: AuditEvent) -> Result<(), Unrecorded> {
+        self.enqueue(event, None)
+    }
+
+    /// Queues one record and, with `fsync = "every_record"`, waits until
+    /// it is written and synced. For responses that return code.
+    pub async fn record_synced(&self, event: AuditEvent) -> Result<(), Unrecorded> {
+        if self.fsync != FsyncMode::EveryRecord || !self.enabled {
+            return self.record(event);
+        }
+        let (ack, done) = tokio::sync::oneshot::channel();
+        self.enqueue(event, Some(ack))?;
+        match done.await {
+            Ok(true) => Ok(()),
+            Ok(false) | Err(_) => Err(Unrecorded::WriterFailed),
+        }
+    }
+
+    fn enqueue(&self, event: AuditEvent, ack: Option<tokio::sync::oneshot::Sender<bool>>) -> Result<(), Unrecorded> {
         // the request's one record (see crate::gate), kept or not
         crate::slot::note_recorded(event.surface);
+        if !self.enabled {
+            return Ok(());
+        }
+        self.available()?;
         let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = guard.as_ref()
-            && tx.send(event).is_err()
-        {
-            tracing::error!("the audit writer has stopped; a record was lost");
+        let Some(tx) = guard.as_ref() else {
+            tracing::error!("the audit log is closed; a request is refused");
+            return Err(Unrecorded::Stopped);
+        };
+        match tx.try_send(Queued { event, ack }) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("the audit queue is full; a request is refused (audit.queue_capacity)");
+                Err(Unrecorded::QueueFull)
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::error!("the audit writer has stopped; a request is refused");
+                Err(Unrecorded::Stopped)
+            }
         }
     }
 
     /// Writes everything queued, a final signed checkpoint, and syncs.
-    /// Later records are dropped (with an error log).
+    /// Later records are refused.
     pub fn close(&self) {
         drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
         if let Some(thread) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
@@ -811,6 +1220,30 @@ impl AuditLog {
         {
             tracing::error!("the audit writer panicked");
         }
+    }
+}
+
+/// Warns when `path` (the signing key, the anchor) sits in the data dir or
+/// beside the log: whoever can edit the log could then rewrite it too.
+fn warn_if_beside(path: &Path, live: &Path, data_dir: &Path, what: &str) {
+    let inside = |dir: &Path| {
+        let (Ok(p), Ok(d)) = (
+            std::path::absolute(path),
+            std::path::absolute(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            }),
+        ) else {
+            return false;
+        };
+        p.starts_with(d)
+    };
+    if inside(data_dir) || live.parent().is_some_and(inside) {
+        tracing::warn!(
+            path = %path.display(),
+            "{what} sits beside the audit log: anyone who can edit the log can also rewrite it; put it on another volume, owned by another user"
+        );
     }
 }
 
@@ -919,7 +1352,7 @@ pub fn append_admin(config: &AuditConfig, data_dir: &Path, event: AdminEvent) ->
 }
 
 /// What [`verify`] found in a chain that holds together.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct VerifyReport {
     /// Request and admin records (checkpoints not counted).
     pub records: u64,
@@ -931,6 +1364,25 @@ pub struct VerifyReport {
     pub last_seq: u64,
     /// The first file did not start the chain (earlier files not given).
     pub starts_mid_chain: bool,
+    /// Records after the last checkpoint (`--open-tail`: a running
+    /// server's live file).
+    pub open_tail: u64,
+    /// Anchored checkpoints found in the log as anchored.
+    pub anchored: u64,
+    /// Anchored checkpoints in rotated files that `retain_files` removed.
+    pub retired: u64,
+}
+
+/// How [`verify`] reads the log.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// The ed25519 public key: every checkpoint's signature is checked.
+    pub public_key: Option<Vec<u8>>,
+    /// The anchor file: every checkpoint it holds must be in the log.
+    pub anchor: Option<PathBuf>,
+    /// The last file is a running writer's live file, which may end
+    /// with records after its last checkpoint.
+    pub open_tail: bool,
 }
 
 /// The first broken link: where, and what.
@@ -943,7 +1395,11 @@ pub struct VerifyError {
 
 impl std::fmt::Display for VerifyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        }
     }
 }
 
@@ -961,24 +1417,23 @@ pub fn parse_public_key(arg: &str) -> anyhow::Result<Vec<u8>> {
     Ok(key)
 }
 
-/// Checks the chain through `files` (oldest first) and, given
-/// `public_key`, every checkpoint's signature.
-pub fn verify(files: &[PathBuf], public_key: Option<&[u8]>) -> anyhow::Result<Result<VerifyReport, VerifyError>> {
-    let mut report = VerifyReport {
-        records: 0,
-        admin_records: 0,
-        checkpoints: 0,
-        signatures_checked: 0,
-        first_seq: 0,
-        last_seq: 0,
-        starts_mid_chain: false,
-    };
+/// Checks the chain through `files` (oldest first): every link, that
+/// each rotated file and (unless `open_tail`) the log end with a
+/// checkpoint, given the public key every checkpoint's signature, and given
+/// the anchor that every checkpoint it holds is in the log unchanged (a
+/// log cut back at any point, or missing rotated files, fail).
+pub fn verify(files: &[PathBuf], options: &VerifyOptions) -> anyhow::Result<Result<VerifyReport, VerifyError>> {
+    let mut report = VerifyReport::default();
     let mut prev: Option<(u64, String)> = None;
-    for file in files {
+    // seq -> line hash of every checkpoint
+    let mut checkpoints: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
+    let mut last_is_checkpoint = false;
+    for (index, file) in files.iter().enumerate() {
         let f = File::open(file).with_context(|| format!("failed to open {}", file.display()))?;
         let mut reader = BufReader::new(f);
         let mut buf = Vec::new();
         let mut line_no = 0usize;
+        let mut file_has_records = false;
         loop {
             buf.clear();
             if reader.read_until(b'\n', &mut buf)? == 0 {
@@ -1021,9 +1476,10 @@ pub fn verify(files: &[PathBuf], public_key: Option<&[u8]>) -> anyhow::Result<Re
                     }
                 }
             }
+            let hash = sha256_hex(line);
             if v["type"] == "checkpoint" {
                 report.checkpoints += 1;
-                if let Some(key) = public_key {
+                if let Some(key) = options.public_key.as_deref() {
                     let (Some(sig), Some(pk)) = (v["signature"].as_str(), v["public_key"].as_str()) else {
                         return fail(format!("checkpoint seq {seq} has no signature"));
                     };
@@ -1033,22 +1489,102 @@ pub fn verify(files: &[PathBuf], public_key: Option<&[u8]>) -> anyhow::Result<Re
                     let Ok(sig) = hex::decode(sig) else {
                         return fail(format!("checkpoint seq {seq}: signature is not hex"));
                     };
-                    if UnparsedPublicKey::new(&ED25519, key)
-                        .verify(signed_message(seq, claimed_prev).as_bytes(), &sig)
-                        .is_err()
-                    {
+                    let key = UnparsedPublicKey::new(&ED25519, key);
+                    let time = v["time"].as_str().unwrap_or_default();
+                    let signed = key
+                        .verify(signed_message(seq, claimed_prev, time).as_bytes(), &sig)
+                        .or_else(|_| key.verify(signed_message_v1(seq, claimed_prev).as_bytes(), &sig));
+                    if signed.is_err() {
                         return fail(format!("checkpoint seq {seq}: bad signature"));
                     }
                     report.signatures_checked += 1;
                 }
+                checkpoints.insert(seq, hash.clone());
+                last_is_checkpoint = true;
             } else {
                 report.records += 1;
                 if v["type"] == "admin" {
                     report.admin_records += 1;
                 }
+                last_is_checkpoint = false;
             }
+            file_has_records = true;
             report.last_seq = seq;
-            prev = Some((seq, sha256_hex(line)));
+            prev = Some((seq, hash));
+        }
+        let is_last = index + 1 == files.len();
+        if file_has_records && !is_last && !last_is_checkpoint {
+            return Ok(Err(VerifyError {
+                file: file.clone(),
+                line: line_no,
+                message: "a rotated file ends without a checkpoint (rotation always writes one): its tail was cut"
+                    .into(),
+            }));
+        }
+    }
+    let end = files.last().cloned().unwrap_or_default();
+    if prev.is_some() && !last_is_checkpoint {
+        let tail = report.last_seq - checkpoints.keys().max().copied().unwrap_or(report.first_seq - 1);
+        if !options.open_tail {
+            return Ok(Err(VerifyError {
+                file: end,
+                line: 0,
+                message: format!(
+                    "the log does not end with a checkpoint ({tail} records after the last one): it was cut, or its writer crashed or still runs (pass --open-tail for a running server's live file)"
+                ),
+            }));
+        }
+        report.open_tail = tail;
+    }
+    if let Some(anchor) = &options.anchor {
+        let entries = read_anchor(anchor)?;
+        let retired = retired_up_to(&entries);
+        let fail = |message: String| {
+            Ok(Err(VerifyError {
+                file: anchor.clone(),
+                line: 0,
+                message,
+            }))
+        };
+        if prev.is_none() && !entries.is_empty() {
+            return fail("the anchor records checkpoints but the log files given hold no record".into());
+        }
+        if report.starts_mid_chain && report.first_seq.saturating_sub(1) > retired {
+            return fail(format!(
+                "the log starts at seq {} but the anchor notes no removed file up to seq {}: rotated files are missing",
+                report.first_seq,
+                report.first_seq - 1
+            ));
+        }
+        for entry in &entries {
+            let AnchorEntry::Checkpoint { seq, hash, time, .. } = entry else {
+                continue;
+            };
+            let seq = *seq;
+            if seq > report.last_seq {
+                return fail(format!(
+                    "the anchor holds checkpoint seq {seq} of {time} but the log ends at seq {}: the log was cut back, or its newest files are missing",
+                    report.last_seq
+                ));
+            }
+            if seq < report.first_seq {
+                if seq <= retired {
+                    report.retired += 1;
+                    continue;
+                }
+                return fail(format!(
+                    "the anchor holds checkpoint seq {seq} of {time}, before the log's first record (seq {}), and notes no removed file holding it: rotated files are missing",
+                    report.first_seq
+                ));
+            }
+            match checkpoints.get(&seq) {
+                Some(found) if found == hash => report.anchored += 1,
+                _ => {
+                    return fail(format!(
+                        "the anchor holds checkpoint seq {seq} of {time}, which the log does not hold as anchored: the log was rewritten"
+                    ));
+                }
+            }
         }
     }
     Ok(Ok(report))
@@ -1081,10 +1617,17 @@ mod tests {
     fn write_log(dir: &Path, n: usize, config: AuditConfig) -> PathBuf {
         let log = AuditLog::open(&config, dir).unwrap();
         for i in 0..n {
-            log.record(event(i));
+            log.record(event(i)).unwrap();
         }
         log.close();
         dir.join("audit/audit.jsonl")
+    }
+
+    fn keyed(key: &[u8]) -> VerifyOptions {
+        VerifyOptions {
+            public_key: Some(key.to_vec()),
+            ..Default::default()
+        }
     }
 
     fn public_key(dir: &Path) -> Vec<u8> {
@@ -1105,7 +1648,7 @@ mod tests {
         // a restart continues the chain
         write_log(dir.path(), 2, config(3));
         let key = public_key(dir.path());
-        let report = verify(std::slice::from_ref(&path), Some(&key)).unwrap().unwrap();
+        let report = verify(std::slice::from_ref(&path), &keyed(&key)).unwrap().unwrap();
         assert_eq!(report.records, 9);
         // 2 periodic + 1 at the first close, 1 at the second close
         assert_eq!(report.checkpoints, 4);
@@ -1130,7 +1673,7 @@ mod tests {
         let check = |lines: &[String]| {
             let copy = dir.path().join("copy.jsonl");
             std::fs::write(&copy, lines.join("\n") + "\n").unwrap();
-            verify(&[copy], Some(&key)).unwrap()
+            verify(&[copy], &keyed(&key)).unwrap()
         };
         assert!(check(&lines).is_ok());
 
@@ -1164,8 +1707,12 @@ mod tests {
         let other =
             Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap().as_ref()).unwrap();
         let prev = sha256_hex(lines[5].as_bytes());
-        let sig = hex::encode(other.sign(signed_message(7, &prev).as_bytes()).as_ref());
         let v: serde_json::Value = serde_json::from_str(&lines[6]).unwrap();
+        let sig = hex::encode(
+            other
+                .sign(signed_message(7, &prev, v["time"].as_str().unwrap()).as_bytes())
+                .as_ref(),
+        );
         forged[6] = lines[6].replace(v["signature"].as_str().unwrap(), &sig);
         let e = check(&forged).unwrap_err();
         assert!(e.message.contains("bad signature"), "{e}");
@@ -1200,11 +1747,11 @@ mod tests {
         assert_eq!(files.len(), 2, "{files:?}");
         files.push(path.clone());
         let key = public_key(dir.path());
-        let report = verify(&files, Some(&key)).unwrap().unwrap();
+        let report = verify(&files, &keyed(&key)).unwrap().unwrap();
         assert!(report.starts_mid_chain, "the oldest files were removed");
         assert!(report.last_seq > 60);
         // out of order files are caught
-        let e = verify(&[files[1].clone(), files[0].clone()], Some(&key))
+        let e = verify(&[files[1].clone(), files[0].clone()], &keyed(&key))
             .unwrap()
             .unwrap_err();
         assert!(e.message.contains("deleted, inserted or reordered"), "{e}");
@@ -1219,7 +1766,7 @@ mod tests {
         drop(f);
         write_log(dir.path(), 1, config(100));
         let key = public_key(dir.path());
-        let report = verify(&[path], Some(&key)).unwrap().unwrap();
+        let report = verify(&[path], &keyed(&key)).unwrap().unwrap();
         assert_eq!(report.records, 3);
     }
 
@@ -1246,8 +1793,8 @@ mod tests {
         let a = AuditLog::open(&cfg, dir.path()).unwrap();
         let b = AuditLog::open(&cfg, dir.path()).unwrap();
         for i in 0..20 {
-            a.record(event(i));
-            b.record(event(100 + i));
+            a.record(event(i)).unwrap();
+            b.record(event(100 + i)).unwrap();
             if i % 5 == 0 {
                 std::thread::sleep(std::time::Duration::from_millis(20));
                 append_admin(&cfg, dir.path(), admin_event(i)).unwrap();
@@ -1257,7 +1804,7 @@ mod tests {
         b.close();
         let path = dir.path().join("audit/audit.jsonl");
         let key = public_key(dir.path());
-        let report = verify(std::slice::from_ref(&path), Some(&key)).unwrap().unwrap();
+        let report = verify(std::slice::from_ref(&path), &keyed(&key)).unwrap().unwrap();
         assert_eq!(report.records, 44);
         assert_eq!(report.admin_records, 4);
         assert_eq!(report.first_seq, 1);
@@ -1282,7 +1829,7 @@ mod tests {
         };
         let log = AuditLog::open(&cfg, dir.path()).unwrap();
         for i in 0..60 {
-            log.record(event(i));
+            log.record(event(i)).unwrap();
             if i % 10 == 0 {
                 std::thread::sleep(std::time::Duration::from_millis(10));
                 append_admin(&cfg, dir.path(), admin_event(i)).unwrap();
@@ -1293,7 +1840,7 @@ mod tests {
         let mut files = rotated_files(&path).unwrap();
         assert!(files.len() >= 2, "{files:?}");
         files.push(path);
-        let report = verify(&files, Some(&public_key(dir.path()))).unwrap().unwrap();
+        let report = verify(&files, &keyed(&public_key(dir.path()))).unwrap().unwrap();
         assert_eq!(report.records, 66);
         assert_eq!(report.admin_records, 6);
         assert!(!report.starts_mid_chain);
@@ -1311,7 +1858,7 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("no token"), "{e}");
         let key = public_key(dir.path());
-        let report = verify(std::slice::from_ref(&path), Some(&key)).unwrap().unwrap();
+        let report = verify(std::slice::from_ref(&path), &keyed(&key)).unwrap().unwrap();
         assert_eq!((report.records, report.admin_records, report.checkpoints), (4, 2, 3));
 
         let text = std::fs::read_to_string(&path).unwrap();
@@ -1335,7 +1882,7 @@ mod tests {
         let check = |lines: &[String]| {
             let copy = dir.path().join("copy.jsonl");
             std::fs::write(&copy, lines.join("\n") + "\n").unwrap();
-            verify(&[copy], Some(&key)).unwrap()
+            verify(&[copy], &keyed(&key)).unwrap()
         };
         let mut forged = lines.clone();
         forged[3] = forged[3].replace("\"token.create\"", "\"token.list\"");
@@ -1422,5 +1969,280 @@ mod tests {
             e.details,
             serde_json::json!({"id": "tok_1", "principal": "alice", "groups": ["payments"]})
         );
+    }
+
+    fn anchored(dir: &Path, checkpoint_every: u64) -> AuditConfig {
+        AuditConfig {
+            checkpoint_every,
+            anchor_path: dir.join("worm/anchor.jsonl"),
+            ..AuditConfig::default()
+        }
+    }
+
+    fn with_anchor(key: &[u8], anchor: &Path) -> VerifyOptions {
+        VerifyOptions {
+            public_key: Some(key.to_vec()),
+            anchor: Some(anchor.to_path_buf()),
+            open_tail: false,
+        }
+    }
+
+    #[test]
+    fn checkpoints_carry_seq_hash_and_time_into_the_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = anchored(dir.path(), 3);
+        let path = write_log(dir.path(), 7, cfg.clone());
+        let lines = lines_of(&path);
+        let entries = read_anchor(&cfg.anchor_path).unwrap();
+        // after records 3 and 6, and at shutdown
+        assert_eq!(entries.len(), 3, "{entries:?}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        for entry in &entries {
+            let AnchorEntry::Checkpoint { seq, hash, time, .. } = entry else {
+                panic!("{entry:?}")
+            };
+            let line = text.lines().nth(*seq as usize - 1).unwrap();
+            assert_eq!(&sha256_hex(line.as_bytes()), hash);
+            assert_eq!(lines[*seq as usize - 1]["time"].as_str(), Some(time.as_str()));
+        }
+        let report = verify(&[path], &with_anchor(&public_key(dir.path()), &cfg.anchor_path))
+            .unwrap()
+            .unwrap();
+        assert_eq!((report.records, report.checkpoints, report.anchored), (7, 3, 3));
+    }
+
+    #[test]
+    fn a_log_cut_at_any_point_is_detected_with_its_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = anchored(dir.path(), 3);
+        let path = write_log(dir.path(), 10, cfg.clone());
+        let key = public_key(dir.path());
+        let bytes = std::fs::read(&path).unwrap();
+        let ends: Vec<usize> = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
+        // every cut: at each line end (exactly at earlier checkpoints too)
+        // and in the middle of each line
+        let mut cuts: Vec<usize> = ends[..ends.len() - 1].to_vec();
+        cuts.extend(ends.iter().map(|e| e - 5));
+        cuts.push(0);
+        let cut = dir.path().join("cut.jsonl");
+        for at in cuts {
+            std::fs::write(&cut, &bytes[..at]).unwrap();
+            let e = verify(std::slice::from_ref(&cut), &with_anchor(&key, &cfg.anchor_path))
+                .unwrap()
+                .expect_err(&format!("a cut at byte {at} passed"));
+            assert!(
+                e.message.contains("cut") || e.message.contains("torn") || e.message.contains("no record"),
+                "{at}: {e}"
+            );
+        }
+        // a cut exactly at an earlier checkpoint passes without the anchor
+        let at_checkpoint = ends[7];
+        std::fs::write(&cut, &bytes[..at_checkpoint]).unwrap();
+        assert!(verify(std::slice::from_ref(&cut), &keyed(&key)).unwrap().is_ok());
+        let e = verify(std::slice::from_ref(&cut), &with_anchor(&key, &cfg.anchor_path))
+            .unwrap()
+            .unwrap_err();
+        assert!(e.message.contains("the log ends at seq 8"), "{e}");
+    }
+
+    #[test]
+    fn a_log_without_a_final_checkpoint_fails_unless_its_tail_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_log(dir.path(), 4, config(100));
+        let text = std::fs::read_to_string(&path).unwrap();
+        // drop the final checkpoint: a cut tail, or a running writer's file
+        let cut: String = text.lines().take(4).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, cut).unwrap();
+        let key = public_key(dir.path());
+        let e = verify(std::slice::from_ref(&path), &keyed(&key)).unwrap().unwrap_err();
+        assert!(e.message.contains("does not end with a checkpoint"), "{e}");
+        let open = VerifyOptions {
+            open_tail: true,
+            ..keyed(&key)
+        };
+        let report = verify(std::slice::from_ref(&path), &open).unwrap().unwrap();
+        assert_eq!((report.records, report.open_tail), (4, 4));
+    }
+
+    #[test]
+    fn missing_rotated_files_are_detected_and_retired_ones_are_not_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig {
+            rotate_bytes: 4096,
+            ..anchored(dir.path(), 5)
+        };
+        let path = write_log(dir.path(), 62, cfg.clone());
+        let mut files = rotated_files(&path).unwrap();
+        assert!(files.len() >= 3, "{files:?}");
+        files.push(path.clone());
+        let key = public_key(dir.path());
+        let options = with_anchor(&key, &cfg.anchor_path);
+        assert!(verify(&files, &options).unwrap().is_ok());
+        assert!(!lines_of(&path).is_empty(), "the live file holds records");
+        let without = |i: usize| {
+            let mut f = files.clone();
+            f.remove(i);
+            verify(&f, &options).unwrap().unwrap_err()
+        };
+        let oldest = without(0);
+        assert!(oldest.message.contains("rotated files are missing"), "{oldest}");
+        let newest_rotated = without(files.len() - 2);
+        assert!(
+            newest_rotated.message.contains("deleted") || newest_rotated.message.contains("newest files are missing"),
+            "{newest_rotated}"
+        );
+        let live = without(files.len() - 1);
+        assert!(live.message.contains("newest files are missing"), "{live}");
+        // a rotated file cut at its last checkpoint's line
+        let text = std::fs::read_to_string(&files[1]).unwrap();
+        let kept: String = text
+            .lines()
+            .take(text.lines().count() - 1)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&files[1], kept).unwrap();
+        let e = verify(&files, &options).unwrap().unwrap_err();
+        assert!(e.message.contains("rotated file ends without a checkpoint"), "{e}");
+
+        // retain_files removes old files and notes them in the anchor
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig {
+            rotate_bytes: 4096,
+            retain_files: 1,
+            ..anchored(dir.path(), 5)
+        };
+        let path = write_log(dir.path(), 60, cfg.clone());
+        let mut files = rotated_files(&path).unwrap();
+        assert_eq!(files.len(), 1);
+        files.push(path);
+        let report = verify(&files, &with_anchor(&public_key(dir.path()), &cfg.anchor_path))
+            .unwrap()
+            .unwrap();
+        assert!(report.retired > 0 && report.anchored > 0, "{report:?}");
+    }
+
+    #[test]
+    fn a_writer_refuses_to_continue_a_log_cut_behind_its_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = anchored(dir.path(), 3);
+        let path = write_log(dir.path(), 7, cfg.clone());
+        let text = std::fs::read_to_string(&path).unwrap();
+        // cut back exactly to the first checkpoint (seq 4)
+        let cut: String = text.lines().take(4).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, &cut).unwrap();
+        let e = AuditLog::open(&cfg, dir.path()).err().expect("a cut log was continued");
+        assert!(format!("{e:#}").contains("cut back"), "{e:#}");
+        assert!(AdminLog::open(&cfg, dir.path()).is_err());
+        // rewritten: the anchored last checkpoint replaced by another
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let last = lines.pop().unwrap().replace("\"time\":\"2", "\"time\":\"1");
+        lines.push(last);
+        std::fs::write(&path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        let e = AuditLog::open(&cfg, dir.path())
+            .err()
+            .expect("a rewritten log was continued");
+        assert!(format!("{e:#}").contains("rewritten"), "{e:#}");
+        // the intact log continues
+        std::fs::write(&path, &text).unwrap();
+        write_log(dir.path(), 2, cfg.clone());
+        let report = verify(&[path], &with_anchor(&public_key(dir.path()), &cfg.anchor_path))
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.records, 9);
+    }
+
+    #[test]
+    fn records_a_crashed_writer_left_unsealed_are_sealed_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_log(dir.path(), 2, config(100));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, cut).unwrap();
+        let log = AuditLog::open(&config(100), dir.path()).unwrap();
+        drop(log);
+        let lines = lines_of(&path);
+        assert_eq!(lines[2]["type"], "checkpoint");
+        assert!(verify(&[path], &keyed(&public_key(dir.path()))).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_failed_writer_refuses_records_until_it_can_write_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&config(100), dir.path()).unwrap();
+        log.record(event(0)).unwrap();
+        log.fail_writes.store(true, Ordering::SeqCst);
+        // the record taken before the failure shows, then every later one is refused
+        let mut refused = None;
+        for i in 1..2000 {
+            if let Err(e) = log.record(event(i)) {
+                refused = Some(e);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(refused, Some(Unrecorded::WriterFailed));
+        assert_eq!(log.available(), Err(Unrecorded::WriterFailed));
+        log.fail_writes.store(false, Ordering::SeqCst);
+        // the writer tries a checkpoint every second
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while log.available().is_err() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(log.available(), Ok(()));
+        log.record(event(5000)).unwrap();
+        log.close();
+        let path = dir.path().join("audit/audit.jsonl");
+        assert!(verify(&[path], &keyed(&public_key(dir.path()))).unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_full_queue_refuses_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig {
+            queue_capacity: 2,
+            ..config(100)
+        };
+        let log = AuditLog::open(&cfg, dir.path()).unwrap();
+        // another process holds the log's lock: the writer waits
+        let path = dir.path().join("audit/audit.jsonl");
+        let other = File::create(lock_path(&path)).unwrap();
+        other.lock().unwrap();
+        let mut taken = 0;
+        let refused = loop {
+            match log.record(event(taken)) {
+                Ok(()) => taken += 1,
+                Err(e) => break e,
+            }
+            assert!(taken < 100, "the queue never filled");
+        };
+        assert_eq!(refused, Unrecorded::QueueFull);
+        other.unlock().unwrap();
+        log.close();
+        let lines = lines_of(&path);
+        let records = lines.iter().filter(|l| l["type"] == "request").count();
+        assert_eq!(records, taken, "every record taken was written");
+    }
+
+    #[tokio::test]
+    async fn every_record_mode_returns_once_the_record_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig {
+            fsync: FsyncMode::EveryRecord,
+            ..config(100)
+        };
+        let log = AuditLog::open(&cfg, dir.path()).unwrap();
+        let path = dir.path().join("audit/audit.jsonl");
+        for i in 0..3 {
+            log.record_synced(event(i)).await.unwrap();
+            let lines = lines_of(&path);
+            assert_eq!(lines.last().unwrap()["query"], format!("query {i}"));
+        }
+        log.fail_writes.store(true, Ordering::SeqCst);
+        assert_eq!(log.record_synced(event(9)).await, Err(Unrecorded::WriterFailed));
     }
 }

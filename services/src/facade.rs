@@ -52,6 +52,9 @@ impl Caller {
 }
 
 impl AppState {
+    /// Queues the operation's record. An `Err` (503: the audit queue is
+    /// full or its writer failed) replaces the operation's result: nothing
+    /// is served unrecorded.
     fn record(
         &self,
         caller: &Caller,
@@ -60,8 +63,8 @@ impl AppState {
         results: Vec<AuditResult>,
         error: Option<&ServiceError>,
         started: Instant,
-    ) {
-        self.audit.record(AuditEvent::finished(
+    ) -> Result<(), ServiceError> {
+        Ok(self.audit.record(AuditEvent::finished(
             caller.surface,
             &caller.access,
             query,
@@ -69,7 +72,32 @@ impl AppState {
             results,
             error,
             started,
-        ));
+        ))?)
+    }
+
+    /// [`AppState::record`] for an operation that returns code: with
+    /// `[audit] fsync = "every_record"` it returns once the record is synced.
+    async fn record_synced(
+        &self,
+        caller: &Caller,
+        query: Option<String>,
+        repos: Vec<String>,
+        results: Vec<AuditResult>,
+        error: Option<&ServiceError>,
+        started: Instant,
+    ) -> Result<(), ServiceError> {
+        Ok(self
+            .audit
+            .record_synced(AuditEvent::finished(
+                caller.surface,
+                &caller.access,
+                query,
+                repos,
+                results,
+                error,
+                started,
+            ))
+            .await?)
     }
 
     /// Records an operation on one named repo and hands its result back.
@@ -87,7 +115,7 @@ impl AppState {
             Vec::new(),
             result.as_ref().err(),
             started,
-        );
+        )?;
         result
     }
 
@@ -101,14 +129,15 @@ impl AppState {
             .map(|r| r.hits().map(AuditResult::from).collect())
             .unwrap_or_default();
         let scope = self.search.repos_in_scope(&caller.access, &request.repos);
-        self.record(
+        self.record_synced(
             caller,
             Some(request.query),
             scope,
             results,
             result.as_ref().err(),
             started,
-        );
+        )
+        .await?;
         result
     }
 
@@ -122,7 +151,8 @@ impl AppState {
             .map(|c| c.pieces.iter().map(AuditResult::from).collect())
             .unwrap_or_default();
         let scope = self.search.repos_in_scope(&caller.access, &repos);
-        self.record(caller, Some(query), scope, results, result.as_ref().err(), started);
+        self.record_synced(caller, Some(query), scope, results, result.as_ref().err(), started)
+            .await?;
         result
     }
 
@@ -156,7 +186,8 @@ impl AppState {
             Err(e) if e.kind == crate::error::ServiceErrorKind::Forbidden => (Vec::new(), Vec::new()),
             Err(_) => (vec![repo], Vec::new()),
         };
-        self.record(caller, None, scope, results, result.as_ref().err(), started);
+        self.record_synced(caller, None, scope, results, result.as_ref().err(), started)
+            .await?;
         result
     }
 
@@ -168,7 +199,7 @@ impl AppState {
             Ok(_) => self.search.repos_in_scope(&caller.access, &[]),
             Err(_) => Vec::new(),
         };
-        self.record(caller, None, scope, Vec::new(), result.as_ref().err(), started);
+        self.record(caller, None, scope, Vec::new(), result.as_ref().err(), started)?;
         result
     }
 
@@ -180,7 +211,7 @@ impl AppState {
             .as_ref()
             .map(|r| r.iter().map(|s| s.name.clone()).collect())
             .unwrap_or_default();
-        self.record(caller, None, names.clone(), Vec::new(), result.as_ref().err(), started);
+        self.record(caller, None, names.clone(), Vec::new(), result.as_ref().err(), started)?;
         let repos = result?;
         Ok((repos, self.index_status(&names)))
     }
@@ -218,13 +249,16 @@ impl AppState {
             .as_ref()
             .map(|r| r.iter().map(|s| s.name.clone()).collect())
             .unwrap_or_default();
-        self.record(caller, None, readable, Vec::new(), result.as_ref().err(), started);
+        self.record(caller, None, readable, Vec::new(), result.as_ref().err(), started)?;
         result
     }
 
-    /// A call refused before it reached an operation: recorded, then returned.
+    /// A call refused before it reached an operation: recorded, then
+    /// returned (or the 503 of a record that could not be taken).
     pub fn refuse(&self, caller: &Caller, error: ServiceError) -> ServiceError {
-        self.record(caller, None, Vec::new(), Vec::new(), Some(&error), Instant::now());
-        error
+        match self.record(caller, None, Vec::new(), Vec::new(), Some(&error), Instant::now()) {
+            Ok(()) => error,
+            Err(unrecorded) => unrecorded,
+        }
     }
 }

@@ -28,6 +28,9 @@ pub enum Refusal {
     Rate(Duration),
     /// Too many requests in flight.
     Concurrency,
+    /// The audit log cannot take the request's record (its queue is full,
+    /// or its writer failed): 503, not 429.
+    Unrecorded(crate::audit::Unrecorded),
 }
 
 impl Refusal {
@@ -35,13 +38,14 @@ impl Refusal {
     pub fn retry_after_secs(self) -> u64 {
         match self {
             Self::Rate(d) => d.as_secs_f64().ceil().max(1.0) as u64,
-            Self::Concurrency => 1,
+            Self::Concurrency | Self::Unrecorded(_) => 1,
         }
     }
 
     /// The error clients see.
     pub fn error(self, limits: &LimitsConfig) -> ServiceError {
         let message = match self {
+            Self::Unrecorded(u) => return u.into(),
             Self::Rate(_) => format!(
                 "rate limit exceeded ({} requests per second, burst {}); retry after {} s",
                 limits.requests_per_second,

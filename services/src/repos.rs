@@ -137,7 +137,7 @@ impl AppState {
         repos: Vec<String>,
         error: Option<&ServiceError>,
         started: Instant,
-    ) {
+    ) -> Result<(), crate::audit::Unrecorded> {
         self.audit.record(AuditEvent::finished(
             surface,
             access,
@@ -146,7 +146,7 @@ impl AppState {
             Vec::new(),
             error,
             started,
-        ));
+        ))
     }
 }
 
@@ -323,7 +323,7 @@ impl AppState {
                 .unwrap_or_default(),
             Err(_) => Vec::new(),
         };
-        self.audit_repos(provider.surface(), &access, triggered, result.as_ref().err(), started);
+        self.audit_repos(provider.surface(), &access, triggered, result.as_ref().err(), started)?;
         result
     }
 

@@ -227,8 +227,14 @@ impl AppState {
 
     /// Writes the record of a request that no operation recorded (the gate's
     /// fallback: a 401, a body that did not parse, an unknown route).
-    pub fn record_unrecorded(&self, event: crate::audit::AuditEvent) {
-        self.audit.record(event);
+    pub fn record_unrecorded(&self, event: crate::audit::AuditEvent) -> Result<(), crate::audit::Unrecorded> {
+        self.audit.record(event)
+    }
+
+    /// Whether the audit log takes records: a request must not start when
+    /// it does not.
+    pub fn audit_available(&self) -> Result<(), crate::audit::Unrecorded> {
+        self.audit.available()
     }
 
     /// Admits a request by `access` on `surface`, or audits the refusal and
@@ -238,15 +244,19 @@ impl AppState {
         access: &Access,
         surface: &'static str,
     ) -> Result<crate::limits::Permit, crate::limits::Refusal> {
-        self.limits.admit(&access.principal.name).inspect_err(|refusal| {
+        self.audit.available().map_err(crate::limits::Refusal::Unrecorded)?;
+        self.limits.admit(&access.principal.name).map_err(|refusal| {
             tracing::info!(principal = %access.principal.name, surface, ?refusal, "request over the limits");
-            self.audit.record(crate::audit::AuditEvent::bare(
-                surface,
-                access,
-                crate::audit::Decision::Deny,
-                crate::error::ServiceErrorKind::TooManyRequests.as_str(),
-                0.0,
-            ));
+            self.audit
+                .record(crate::audit::AuditEvent::bare(
+                    surface,
+                    access,
+                    crate::audit::Decision::Deny,
+                    crate::error::ServiceErrorKind::TooManyRequests.as_str(),
+                    0.0,
+                ))
+                .err()
+                .map_or(refusal, crate::limits::Refusal::Unrecorded)
         })
     }
 }

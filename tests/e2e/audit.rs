@@ -79,7 +79,7 @@ async fn every_search_is_audited_and_tampering_is_reported() {
     ]);
     assert!(ok, "{out}{err}");
     assert!(
-        out.contains("3 records, 1 checkpoints (1 signatures verified)"),
+        out.contains("3 records, 1 checkpoints") && out.contains("1 signatures verified"),
         "{out}"
     );
 
@@ -98,4 +98,138 @@ async fn every_search_is_audited_and_tampering_is_reported() {
         out.contains("tampered.jsonl:2: record seq 2 does not chain to seq 1"),
         "{out}"
     );
+}
+
+/// A request is refused (503) rather than served unrecorded when the audit
+/// log cannot be written, and served again once it can; the anchor on
+/// another "volume" receives every checkpoint, and `cairn audit verify
+/// --anchor` then accepts the log and rejects it cut back.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_answer_503_while_the_audit_log_cannot_be_written() {
+    let (_repo, data) = indexed_data_dir();
+    let volume = tempfile::tempdir().unwrap();
+    let anchor_dir = volume.path().join("anchor");
+    let anchor = anchor_dir.join("audit-anchor.jsonl");
+    let config = data.path().join("cairn.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[audit]\ncheckpoint_every = 1\nanchor_path = {:?}\n",
+            anchor.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut server = Server::start_with_config(data.path(), Some(&config));
+    let client = reqwest::Client::new();
+    let search = || async {
+        let resp = client
+            .post(server.url("/v1/search"))
+            .json(&json!({"query": "verify a password hash", "k": 1}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    assert_eq!(search().await.0, 200);
+    // the writer anchors the record's checkpoint right after the response
+    for _ in 0..500 {
+        if anchor.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(anchor.exists(), "no checkpoint reached the anchor");
+
+    // the anchor's volume goes away: checkpoints (one per record) fail
+    std::fs::remove_dir_all(&anchor_dir).unwrap();
+    std::fs::write(&anchor_dir, "not a directory").unwrap();
+    let mut refused = None;
+    for _ in 0..200 {
+        let (status, body) = search().await;
+        if status == 503 {
+            refused = Some(body);
+            break;
+        }
+        assert_eq!(status, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let body = refused.expect("requests kept being served while the audit log could not be written");
+    assert!(body["error"].as_str().unwrap().contains("audit log"), "{body}");
+    // every route but the health check
+    let repos = client.get(server.url("/v1/repos")).send().await.unwrap();
+    assert_eq!(repos.status(), 503);
+    let health = client.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    // the volume is back: the writer's retry succeeds and requests are served
+    std::fs::remove_file(&anchor_dir).unwrap();
+    std::fs::create_dir(&anchor_dir).unwrap();
+    let mut served = false;
+    for _ in 0..300 {
+        if search().await.0 == 200 {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        served,
+        "requests stayed refused after the audit log could be written again"
+    );
+    server.terminate();
+
+    let log = data.path().join("audit/audit.jsonl");
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["audit", "verify", log.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let anchor_arg = anchor.to_str().unwrap();
+    let (ok, out, err) = verify(&["--anchor", anchor_arg]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("anchored checkpoints found"), "{out}");
+    assert!(out.contains("NO signature checked"), "{out}");
+
+    // cut back to its first checkpoint: passes alone, fails with the anchor
+    let text = std::fs::read_to_string(&log).unwrap();
+    let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&log, cut).unwrap();
+    let (ok, out, _) = verify(&[]);
+    assert!(ok, "{out}");
+    let (ok, out, _) = verify(&["--anchor", anchor_arg]);
+    assert!(!ok);
+    assert!(out.contains("TAMPERED") && out.contains("cut back"), "{out}");
+    // and the server refuses to continue it
+    let mut child = crate::cairn()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--grpc",
+            "127.0.0.1:0",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("cairn serve continued a log cut behind its anchor");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("cut back"), "{err}");
 }

@@ -24,6 +24,32 @@ pub struct AuditConfig {
     pub rotate_bytes: u64,
     /// Rotated files to keep (oldest removed first); 0 keeps all.
     pub retain_files: usize,
+    /// A file outside the data dir (another volume, a WORM mount) that every
+    /// checkpoint (seq, line hash, time) is also appended and synced to, and
+    /// every rotated file's removal noted in. With it, `cairn audit verify
+    /// --anchor` detects a log cut back at any point and missing rotated
+    /// files, and a writer refuses to continue a log cut behind its anchor.
+    /// Empty: no anchor.
+    pub anchor_path: PathBuf,
+    /// When records reach the disk: `checkpoint` (written at once, synced at
+    /// each checkpoint) or `every_record` (synced before a response that
+    /// returns code is sent).
+    pub fsync: FsyncMode,
+    /// Records waiting for the writer at most; past it, requests answer 503
+    /// rather than go unrecorded.
+    pub queue_capacity: usize,
+}
+
+/// `[audit] fsync`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncMode {
+    /// Records are written as they come and synced at each checkpoint.
+    #[default]
+    Checkpoint,
+    /// Every batch of records is synced, and a request that returns code
+    /// waits for its record to be on disk.
+    EveryRecord,
 }
 
 impl Default for AuditConfig {
@@ -36,6 +62,9 @@ impl Default for AuditConfig {
             signing_key: PathBuf::new(),
             rotate_bytes: 64 << 20,
             retain_files: 0,
+            anchor_path: PathBuf::new(),
+            fsync: FsyncMode::Checkpoint,
+            queue_capacity: 10_000,
         }
     }
 }
@@ -46,6 +75,9 @@ impl AuditConfig {
         }
         if self.rotate_bytes < 4096 {
             errors.push("audit.rotate_bytes: must be at least 4096".into());
+        }
+        if self.queue_capacity == 0 {
+            errors.push("audit.queue_capacity: must be at least 1".into());
         }
     }
 }

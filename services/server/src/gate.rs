@@ -98,7 +98,13 @@ pub fn http_surface(method: &http::Method, path: &str) -> &'static str {
 }
 
 /// Writes the record of a request whose services wrote none.
-fn fallback_record(state: &AppState, surface: &'static str, access: &Access, status: StatusCode, started: Instant) {
+fn fallback_record(
+    state: &AppState,
+    surface: &'static str,
+    access: &Access,
+    status: StatusCode,
+    started: Instant,
+) -> Result<(), cairn_services::audit::Unrecorded> {
     let (outcome, decision) = outcome_of(status);
     state.record_unrecorded(AuditEvent::bare(
         surface,
@@ -106,7 +112,7 @@ fn fallback_record(state: &AppState, surface: &'static str, access: &Access, sta
         decision,
         outcome,
         started.elapsed().as_secs_f64() * 1000.0,
-    ));
+    ))
 }
 
 /// The browser-facing checks: `Err` is the response to send.
@@ -157,13 +163,26 @@ pub async fn http_gate(State(state): State<AppState>, req: Request, next: Next) 
     if let Err(e) = check_browser(&state, &req) {
         tracing::info!(path = %path, error = %e.message, "request refused at the gate");
         let resp = e.into_response();
-        fallback_record(&state, surface, &Access::open(), resp.status(), started);
+        if let Err(unrecorded) = fallback_record(&state, surface, &Access::open(), resp.status(), started) {
+            return ServiceError::from(unrecorded).into_response();
+        }
         return resp;
+    }
+    // nothing is served unrecorded: when the audit log cannot take records,
+    // every request but the health check answers 503
+    if path != "/healthz"
+        && let Err(unrecorded) = state.audit_available()
+    {
+        tracing::warn!(path = %path, "request refused: {}", unrecorded.message());
+        return ServiceError::from(unrecorded).into_response();
     }
     let resp = scoped(slot.clone(), next.run(req)).await;
     let quiet = path == "/healthz" || (surface == "http.mcp" && resp.status().is_success());
-    if slot.records() == 0 && !quiet {
-        fallback_record(&state, surface, &slot.access(), resp.status(), started);
+    if slot.records() == 0
+        && !quiet
+        && let Err(unrecorded) = fallback_record(&state, surface, &slot.access(), resp.status(), started)
+    {
+        return ServiceError::from(unrecorded).into_response();
     }
     resp
 }
@@ -186,7 +205,10 @@ pub(crate) fn grpc_fallback(state: &AppState, surface: &'static str, slot: &Slot
         tonic::Code::Unimplemented => StatusCode::NOT_FOUND,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    fallback_record(state, surface, &slot.access(), status, started);
+    if let Err(unrecorded) = fallback_record(state, surface, &slot.access(), status, started) {
+        // the call's status is already on its way: it is logged instead
+        tracing::error!(surface, "a gRPC call's record was not taken: {}", unrecorded.message());
+    }
 }
 
 /// The audit surface of a gRPC method path (`/cairn.v1.Retrieval/Search`).

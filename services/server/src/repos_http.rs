@@ -106,7 +106,9 @@ pub async fn webhook(
         Ok(b) => b,
         Err(e) => {
             let err = ServiceError::invalid(format!("failed to read the webhook body: {}", e.body_text()));
-            state.audit_repos(p.surface(), &access, Vec::new(), Some(&err), started);
+            if let Err(unrecorded) = state.audit_repos(p.surface(), &access, Vec::new(), Some(&err), started) {
+                return ServiceError::from(unrecorded).into_response();
+            }
             return err.into_response();
         }
     };

@@ -156,8 +156,18 @@ fn main() -> std::process::ExitCode {
         }
         return std::process::ExitCode::SUCCESS;
     }
-    if let Command::Audit(AuditCommand::Verify { files, public_key }) = &cli.command {
-        return audit::verify(files, public_key.as_deref());
+    if let Command::Audit(AuditCommand::Verify {
+        files,
+        public_key,
+        anchor,
+        open_tail,
+    }) = &cli.command
+    {
+        let anchor = anchor.clone().or_else(|| {
+            let configured = &config.audit.anchor_path;
+            (!configured.as_os_str().is_empty()).then(|| configured.clone())
+        });
+        return audit::verify(files, public_key.as_deref(), anchor, *open_tail);
     }
     telemetry::init(&config.log);
     for var in &config.ignored_env {

@@ -3,7 +3,11 @@
 //! a URL (cached; re-read when a token names an unknown `kid`, at most once
 //! per `jwks_refresh_secs`), `exp`/`nbf` with a small leeway, `iss` and `aud`.
 //! One claim names the principal, another its groups (a string or an array),
-//! which the read rule then uses like a token's groups.
+//! which the read rule then uses like a token's groups. Keys fetched from a
+//! URL are fetched again once `jwks_max_age_secs` old, and a `jwks_file` is
+//! read again when it changes, so a removed key stops being trusted. A
+//! group maps to cairn's admin only through `admin_groups`: a claimed group
+//! named `admin` is dropped.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -43,7 +47,33 @@ pub struct OidcVerifier {
     algorithms: Vec<Algorithm>,
     keys: RwLock<JwkSet>,
     last_refresh: Mutex<Option<Instant>>,
+    /// When the cached keys were loaded, and the `jwks_file` they came from
+    /// as it was then.
+    loaded: Mutex<(Instant, Option<FileStamp>)>,
     http: reqwest::Client,
+}
+
+/// A file's identity, length and modification time: changed means re-read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    ino: u64,
+}
+
+impl FileStamp {
+    fn of(path: &std::path::Path) -> Option<Self> {
+        let m = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let ino = std::os::unix::fs::MetadataExt::ino(&m);
+        #[cfg(not(unix))]
+        let ino = 0;
+        Some(Self {
+            len: m.len(),
+            modified: m.modified().ok(),
+            ino,
+        })
+    }
 }
 
 impl OidcVerifier {
@@ -81,13 +111,52 @@ impl OidcVerifier {
         let verifier = Self {
             keys: RwLock::new(JwkSet { keys: Vec::new() }),
             last_refresh: Mutex::new(None),
+            loaded: Mutex::new((Instant::now(), None)),
             algorithms,
             config,
             http,
         };
+        let stamp = verifier.file_stamp();
         let keys = verifier.load().await?;
         *verifier.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        *verifier.loaded.lock().unwrap_or_else(|p| p.into_inner()) = (Instant::now(), stamp);
         Ok(verifier)
+    }
+
+    fn file_stamp(&self) -> Option<FileStamp> {
+        if self.config.jwks_url.is_empty() {
+            FileStamp::of(&self.config.jwks_file)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the cached keys must be loaded again: the `jwks_file`
+    /// changed, or keys from `jwks_url` are `jwks_max_age_secs` old.
+    fn stale(&self) -> bool {
+        let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if self.config.jwks_url.is_empty() {
+            self.file_stamp() != loaded.1
+        } else {
+            loaded.0.elapsed() >= Duration::from_secs(self.config.jwks_max_age_secs)
+        }
+    }
+
+    /// Loads the keys again now; on failure the cached keys stay.
+    async fn reload(&self) -> bool {
+        let stamp = self.file_stamp();
+        match self.load().await {
+            Ok(keys) => {
+                tracing::info!(keys = keys.keys.len(), "JWKS refreshed");
+                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+                *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = (Instant::now(), stamp);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "JWKS refresh failed; keeping the cached keys");
+                false
+            }
+        }
     }
 
     async fn load(&self) -> anyhow::Result<JwkSet> {
@@ -128,17 +197,7 @@ impl OidcVerifier {
             }
             *last = Some(now);
         }
-        match self.load().await {
-            Ok(keys) => {
-                tracing::info!(keys = keys.keys.len(), "JWKS refreshed");
-                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "JWKS refresh failed; keeping the cached keys");
-                false
-            }
-        }
+        self.reload().await
     }
 
     /// The principal a token stands for (keys as cached).
@@ -193,6 +252,12 @@ impl OidcVerifier {
                 .collect(),
             _ => BTreeSet::new(),
         };
+        // admin only through [auth.oidc] admin_groups
+        let mut groups = groups;
+        groups.remove(crate::access::ADMIN_GROUP);
+        if self.config.admin_groups.iter().any(|g| groups.contains(g)) {
+            groups.insert(crate::access::ADMIN_GROUP.to_string());
+        }
         let clearance = if self.config.max_sensitivity_claim.is_empty() {
             cairn_indexer::registry::Sensitivity::Restricted
         } else {
@@ -219,6 +284,14 @@ impl OidcVerifier {
     /// [`Self::verify`], refreshing the keys once (rate-limited) when the
     /// token names an unknown `kid`.
     pub async fn verify_refreshing(&self, token: &str) -> Result<Principal, VerifyError> {
+        if self.stale() {
+            // a changed file at once; a URL at most once per jwks_refresh_secs
+            if self.config.jwks_url.is_empty() {
+                self.reload().await;
+            } else {
+                self.refresh().await;
+            }
+        }
         match self.verify(token) {
             Err(VerifyError::UnknownKid(_)) if self.refresh().await => self.verify(token),
             other => other,

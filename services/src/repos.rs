@@ -74,6 +74,12 @@ impl AppState {
         }
     }
 
+    /// Whether `access` may read `name` now: a `Watch` stream checks each
+    /// change it sends (the watch itself was recorded when it started).
+    pub fn may_read_repo(&self, access: &Access, name: &str) -> bool {
+        self.check_read(access, name).is_ok()
+    }
+
     /// The readable repos' status.
     pub fn list_repos(&self, access: &Access) -> Result<Vec<RepoStatus>, ServiceError> {
         let Some(daemon) = &self.daemon else {

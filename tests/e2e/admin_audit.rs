@@ -194,3 +194,55 @@ async fn admin_and_request_records_share_one_chain_while_serve_runs() {
     let out = verify(data.path());
     assert!(out.contains("(5 admin)"), "{out}");
 }
+
+/// A gRPC `Watch` stream ends with UNAUTHENTICATED once its token is
+/// revoked, instead of streaming repo status to a revoked caller.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_stream_ends_when_its_token_is_revoked() {
+    use cairn_proto::v1::WatchRequest;
+    use cairn_proto::v1::indexer_client::IndexerClient;
+
+    let repo = fixture_repo();
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let (ok, _, err) = run(&[
+        "index",
+        repo.path().to_str().unwrap(),
+        "--repo",
+        "acme-auth",
+        "--groups",
+        "payments",
+        "--data-dir",
+        d,
+    ]);
+    assert!(ok, "{err}");
+    let config = data.path().join("cairn.toml");
+    std::fs::write(&config, "[auth]\nmode = \"tokens\"\n").unwrap();
+    let mut server = Server::start_with(data.path(), &["--config", config.to_str().unwrap()]);
+    let alice = token(d, "alice", "payments");
+
+    let mut client = IndexerClient::connect(format!("http://{}", server.grpc)).await.unwrap();
+    let mut request = tonic::Request::new(WatchRequest::default());
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {alice}").parse().unwrap());
+    let mut stream = client.watch(request).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().expect("the current status comes first");
+    assert_eq!(first.name, "acme-auth");
+
+    let (ok, _, err) = run(&["token", "revoke", "alice", "--data-dir", d]);
+    assert!(ok, "{err}");
+    let end = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await
+    .expect("the watch outlived its token's revocation");
+    let status = end.expect_err("the stream ended without saying why");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    server.terminate();
+}

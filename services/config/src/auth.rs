@@ -105,6 +105,15 @@ pub struct OidcConfig {
     pub leeway_secs: u64,
     /// Least time between two JWKS refreshes caused by unknown `kid`s.
     pub jwks_refresh_secs: u64,
+    /// Keys fetched from `jwks_url` are fetched again once they are this
+    /// old, so a key the provider removed stops being trusted (a failed
+    /// fetch keeps the cached keys, with a warning). A `jwks_file` is read
+    /// again whenever it changes.
+    pub jwks_max_age_secs: u64,
+    /// Groups of the identity provider whose members are cairn admins
+    /// (they read every repo, clearance permitting). A group claim named
+    /// `admin` means nothing by itself: only these map to admin.
+    pub admin_groups: Vec<String>,
 }
 
 impl Default for OidcConfig {
@@ -122,6 +131,8 @@ impl Default for OidcConfig {
             default_max_sensitivity: Sensitivity::Public,
             leeway_secs: 30,
             jwks_refresh_secs: 60,
+            jwks_max_age_secs: 300,
+            admin_groups: Vec::new(),
         }
     }
 }
@@ -156,6 +167,12 @@ impl OidcConfig {
                     "auth.oidc.allowed_algorithms: {a:?} is not supported (use RS256, ES256 or EdDSA)"
                 ));
             }
+        }
+        if self.admin_groups.iter().any(|g| g.trim().is_empty()) {
+            errors.push("auth.oidc.admin_groups: group names must not be empty".into());
+        }
+        if self.jwks_max_age_secs == 0 {
+            errors.push("auth.oidc.jwks_max_age_secs: must be at least 1".into());
         }
         if self.principal_claim.is_empty() || self.groups_claim.is_empty() {
             errors.push("auth.oidc.principal_claim and groups_claim must not be empty".into());

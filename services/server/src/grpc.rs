@@ -12,6 +12,10 @@ use cairn_proto::v1::{
     WatchRequest,
 };
 use futures::StreamExt;
+
+/// How often a `Watch` stream checks its credentials again (and at every
+/// change it sends): a revoked token's stream ends within this.
+const WATCH_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 use futures::stream::BoxStream;
 use tonic::{Request, Response, Status};
 
@@ -199,6 +203,12 @@ impl Indexer for IndexerService {
 
     async fn watch(&self, request: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let access = access_of(&request)?;
+        // the credentials, checked again while the stream lives
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let wanted = request.into_inner().repos;
         let caller = Caller::new(access, "grpc.repos.watch");
         let daemon = self.state.daemon.clone().ok_or_else(|| {
@@ -210,19 +220,52 @@ impl Indexer for IndexerService {
         // subscribe first, so no change between the snapshot and the stream is lost
         let events = daemon.subscribe();
         let current = self.state.watch(&caller, &wanted)?;
-        let readable: Vec<String> = current.iter().map(|s| s.name.clone()).collect();
-        let keep = move |s: &RepoStatus| readable.contains(&s.name) && (wanted.is_empty() || wanted.contains(&s.name));
-        let first: Vec<Result<PbRepoStatus, Status>> =
-            current.into_iter().filter(&keep).map(|s| Ok(pb_status(s))).collect();
-        let changes = tokio_stream::wrappers::BroadcastStream::new(events).filter_map(move |item| {
-            let out = match item {
-                Ok(s) if keep(&s) => Some(Ok::<_, Status>(pb_status(s))),
-                // a slow reader skips the changes it missed; the next one carries the whole status
-                _ => None,
-            };
-            futures::future::ready(out)
+        let wanted_here = move |s: &RepoStatus| wanted.is_empty() || wanted.contains(&s.name);
+        let first: Vec<PbRepoStatus> = current.into_iter().filter(&wanted_here).map(pb_status).collect();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<PbRepoStatus, Status>>(64);
+        let state = self.state.clone();
+        let mut access = caller.access;
+        let mut events = events;
+        tokio::spawn(async move {
+            for status in first {
+                if tx.send(Ok(status)).await.is_err() {
+                    return;
+                }
+            }
+            let mut recheck = tokio::time::interval(WATCH_RECHECK);
+            recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let event = tokio::select! {
+                    () = tx.closed() => return,
+                    _ = recheck.tick() => None,
+                    event = events.recv() => match event {
+                        Ok(status) => Some(status),
+                        // a slow reader skips the changes it missed; the next one carries the whole status
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                };
+                // a revoked or expired credential ends the stream
+                match state.authenticate_async(authorization.as_deref()).await {
+                    Ok(now) => access = now,
+                    Err(e) => {
+                        tracing::info!(principal = %access.principal.name, "a watch ends: its credentials no longer authenticate");
+                        let _ = tx
+                            .send(Err(Status::unauthenticated(format!("{}: the watch ends", e.message))))
+                            .await;
+                        return;
+                    }
+                }
+                if let Some(status) = event
+                    && wanted_here(&status)
+                    && state.may_read_repo(&access, &status.name)
+                    && tx.send(Ok(pb_status(status))).await.is_err()
+                {
+                    return;
+                }
+            }
         });
-        Ok(Response::new(Box::pin(futures::stream::iter(first).chain(changes))))
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }
 

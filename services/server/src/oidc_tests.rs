@@ -108,6 +108,7 @@ async fn oidc_tokens_map_groups_to_readable_repos() {
         audience: AUD.into(),
         jwks_file: jwks.clone(),
         jwks_refresh_secs: 0,
+        admin_groups: vec!["cairn-admins".into()],
         ..Default::default()
     })
     .await
@@ -152,11 +153,15 @@ async fn oidc_tokens_map_groups_to_readable_repos() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(repos, ["acme-auth"]);
     let bob = sign(&ed, "ed1", claims("bob", json!("billing")));
-    let (status, repos, _) = search(Some(bob)).await;
+    let (status, repos, _) = search(Some(bob.clone())).await;
     assert_eq!(status, 200);
     assert_eq!(repos, ["acme-billing"]);
-    let root = sign(&ec, "ec1", claims("root", json!(["admin"])));
+    // admin only through admin_groups; a claimed group named "admin" is dropped
+    let root = sign(&ec, "ec1", claims("root", json!(["cairn-admins"])));
     assert_eq!(search(Some(root)).await.1, ["acme-auth", "acme-billing"]);
+    let mallory = sign(&ec, "ec1", claims("mallory", json!(["admin"])));
+    let (status, repos, _) = search(Some(mallory)).await;
+    assert_eq!((status, repos), (200, Vec::<String>::new()));
     let nobody = sign(
         &ec,
         "ec1",
@@ -246,6 +251,13 @@ async fn oidc_tokens_map_groups_to_readable_repos() {
         ["acme-auth", "acme-billing"],
         "billing reads both since the change above"
     );
+
+    // a key removed from the JWKS file stops being trusted at the next request
+    write_jwks(&jwks, &[&ec, &new]);
+    let (status, _, body) = search(Some(bob)).await;
+    assert_eq!(status, 401, "a removed key's token was accepted: {body}");
+    let (status, _, _) = search(Some(alice)).await;
+    assert_eq!(status, 200);
 }
 
 #[test]

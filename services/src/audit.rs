@@ -82,6 +82,9 @@ pub struct AuditEvent {
     /// `ok`, or the error kind (`invalid_argument`, `not_found`, …).
     pub outcome: String,
     pub latency_ms: f64,
+    /// Like refusals of the same source that were not recorded since the
+    /// last one that was (webhooks: one record per source and window).
+    pub left_out: u64,
 }
 
 impl AuditEvent {
@@ -105,6 +108,7 @@ impl AuditEvent {
             decision,
             outcome: outcome.to_string(),
             latency_ms,
+            left_out: 0,
         }
     }
 
@@ -135,6 +139,7 @@ impl AuditEvent {
             decision: if denied { Decision::Deny } else { Decision::Allow },
             outcome: error.map_or("ok", |e| e.kind.as_str()).to_string(),
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            left_out: 0,
         }
     }
 }
@@ -259,7 +264,13 @@ struct RequestLine<'a> {
     decision: Decision,
     outcome: &'a str,
     latency_ms: f64,
+    #[serde(skip_serializing_if = "is_zero")]
+    left_out: u64,
     prev: &'a str,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize)]
@@ -657,6 +668,7 @@ impl Writer {
             decision: e.decision,
             outcome: &e.outcome,
             latency_ms: (e.latency_ms * 1000.0).round() / 1000.0,
+            left_out: e.left_out,
             prev: &prev,
         })?;
         self.append(seq, &line, false);
@@ -1611,6 +1623,7 @@ mod tests {
             decision: Decision::Allow,
             outcome: "ok".into(),
             latency_ms: 1.5,
+            left_out: 0,
         }
     }
 

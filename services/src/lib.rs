@@ -48,6 +48,7 @@ mod sanitize_tests;
 pub mod search;
 pub mod slot;
 pub mod state;
+pub mod webhook_guard;
 
 /// The configuration crate, under the paths the rest of this crate uses.
 pub use cairn_config as config;

@@ -318,10 +318,44 @@ impl AppState {
     /// A push webhook from `provider`: checks its signature against the
     /// configured secret, then triggers every configured repo the push
     /// matches. Recorded once, as the provider's surface, whatever the outcome.
-    pub fn webhook_push(&self, provider: Provider, headers: &HeaderMap, body: &[u8]) -> Result<Value, ServiceError> {
+    ///
+    /// Calls from one `source` address are rate-limited before any
+    /// signature is checked (429), and its refusals (over the rate, a bad
+    /// signature) are recorded at most once per window, the record counting
+    /// those left out.
+    pub fn webhook_push(
+        &self,
+        provider: Provider,
+        source: Option<std::net::IpAddr>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Value, ServiceError> {
         let started = Instant::now();
-        let access = Access::for_principal(Principal::new(format!("webhook:{}", provider.name()), []));
+        let name = match source {
+            Some(ip) => format!("webhook:{}@{ip}", provider.name()),
+            None => format!("webhook:{}", provider.name()),
+        };
+        let access = Access::for_principal(Principal::new(name, []));
+        if let Some(ip) = source
+            && let Err(wait) = self.webhook_guard.admit(ip)
+        {
+            let error = ServiceError {
+                kind: crate::error::ServiceErrorKind::TooManyRequests,
+                message: format!(
+                    "too many webhook calls from {ip}; retry after {} s",
+                    wait.as_secs_f64().ceil().max(1.0)
+                ),
+            };
+            self.audit_refusal(provider, &access, ip, &error, started)?;
+            return Err(error);
+        }
         let result = self.handle_webhook(provider, headers, body);
+        if let (Some(ip), Err(error)) = (source, &result)
+            && error.kind == crate::error::ServiceErrorKind::Unauthenticated
+        {
+            self.audit_refusal(provider, &access, ip, error, started)?;
+            return result;
+        }
         let triggered = match &result {
             Ok(v) => v["triggered"]
                 .as_array()
@@ -331,6 +365,40 @@ impl AppState {
         };
         self.audit_repos(provider.surface(), &access, triggered, result.as_ref().err(), started)?;
         result
+    }
+
+    /// Records a refused webhook call of `source`, unless one was recorded
+    /// within the window (then it only counts toward the next record).
+    fn audit_refusal(
+        &self,
+        provider: Provider,
+        access: &Access,
+        source: std::net::IpAddr,
+        error: &ServiceError,
+        started: Instant,
+    ) -> Result<(), ServiceError> {
+        match self.webhook_guard.refusal(source) {
+            crate::webhook_guard::RefusalRecord::Write { left_out } => {
+                let event = AuditEvent {
+                    left_out,
+                    ..AuditEvent::finished(
+                        provider.surface(),
+                        access,
+                        None,
+                        Vec::new(),
+                        Vec::new(),
+                        Some(error),
+                        started,
+                    )
+                };
+                Ok(self.audit.record(event)?)
+            }
+            crate::webhook_guard::RefusalRecord::Skip => {
+                // counted, not written: the request has its record (see crate::gate)
+                crate::slot::note_recorded(provider.surface());
+                Ok(())
+            }
+        }
     }
 
     fn handle_webhook(&self, provider: Provider, headers: &HeaderMap, body: &[u8]) -> Result<Value, ServiceError> {

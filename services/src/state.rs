@@ -42,6 +42,8 @@ pub struct AppState {
     pub none_clearance: cairn_indexer::registry::Sensitivity,
     /// The host names HTTP requests may address (see [`crate::gate`]).
     pub hosts: crate::hosts::HostPolicy,
+    /// Per-source webhook limits (`[webhooks] per_source_*`).
+    pub(crate) webhook_guard: Arc<crate::webhook_guard::WebhookGuard>,
 }
 
 impl AppState {
@@ -92,6 +94,7 @@ impl AppState {
             oidc: None,
             none_clearance: cairn_indexer::registry::Sensitivity::Restricted,
             hosts: crate::hosts::HostPolicy::any(),
+            webhook_guard: Arc::new(crate::webhook_guard::WebhookGuard::new(&Default::default())),
         }
     }
 
@@ -214,6 +217,7 @@ impl AppState {
             &config.backends,
         );
         state.code = state.code.with_rules_file(config.secrets.rules_file());
+        state.webhook_guard = Arc::new(crate::webhook_guard::WebhookGuard::new(&config.webhooks));
         state
     }
 }

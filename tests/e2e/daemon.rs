@@ -526,3 +526,57 @@ fn indexer_command_is_refused_with_the_embedded_store_and_repo_remove_works() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
 }
+
+/// A flood of forged webhooks from one address: past its bucket the calls
+/// answer 429 before any signature is checked, and the refusals leave one
+/// audit record per window, the next one counting those left out.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_webhooks_are_rate_limited_per_source_and_audited_once_per_window() {
+    let (_repo, data) = crate::indexed_data_dir();
+    let config = write_config(
+        data.path(),
+        "[webhooks]\ngithub_secret_env = \"E2E_GITHUB_SECRET\"\nper_source_per_minute = 60\nper_source_burst = 5\nrefusal_audit_window_secs = 2\n",
+    );
+    let mut server = Server::start_with_env(
+        data.path(),
+        &["--config", config.to_str().unwrap()],
+        &[("E2E_GITHUB_SECRET", "hush")],
+    );
+    let c = reqwest::Client::new();
+    let body = json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/auth"}}).to_string();
+    let forged = || {
+        c.post(server.url("/v1/webhooks/github"))
+            .header("x-github-event", "push")
+            .header("x-hub-signature-256", github_signature("wrong", body.as_bytes()))
+            .body(body.clone())
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(forged().await.unwrap().status().as_u16());
+    }
+    // the bucket refills one call a second: the first five, perhaps one more
+    let refused_early = statuses.iter().filter(|&&s| s == 401).count();
+    assert!((5..=6).contains(&refused_early), "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 429).count(),
+        12 - refused_early,
+        "{statuses:?}"
+    );
+    // past the window, the next refusal is recorded with the count
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!([401, 429].contains(&forged().await.unwrap().status().as_u16()));
+    server.terminate();
+
+    let audit = std::fs::read_to_string(data.path().join("audit/audit.jsonl")).unwrap();
+    let hooks: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["surface"] == "http.webhook.github")
+        .collect();
+    assert_eq!(hooks.len(), 2, "one record per window: {hooks:?}");
+    assert_eq!(hooks[0]["principal"], "webhook:github@127.0.0.1");
+    assert_eq!(hooks[0]["outcome"], "unauthenticated");
+    assert!(hooks[0].get("left_out").is_none(), "{}", hooks[0]);
+    assert_eq!(hooks[1]["left_out"], 11, "{}", hooks[1]);
+}

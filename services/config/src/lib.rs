@@ -302,11 +302,21 @@ impl IndexerConfig {
     }
 }
 
-/// `[webhooks]`: where each provider's secret is read from. A provider
-/// whose variable is unset (or not named) refuses every call.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+/// `[webhooks]`: where each provider's secret is read from (a provider
+/// whose variable is unset, or not named, refuses every call), and how much
+/// one source address may send.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
+    /// Webhook calls one source address may make per minute, counted before
+    /// any signature is checked; past it, 429. 0: no limit.
+    pub per_source_per_minute: u32,
+    /// Calls one source may make at once above that rate.
+    pub per_source_burst: u32,
+    /// A source's refused calls (bad signatures, over the rate) are audited
+    /// at most once per this many seconds; the record counts the ones
+    /// left out since the last.
+    pub refusal_audit_window_secs: u64,
     /// Variable holding the GitHub webhook secret (`X-Hub-Signature-256`).
     pub github_secret_env: Option<String>,
     /// Variable holding the GitLab webhook token (`X-Gitlab-Token`).
@@ -316,6 +326,20 @@ pub struct WebhookConfig {
     /// The secrets read when the configuration was loaded.
     #[serde(skip)]
     pub secrets: WebhookSecrets,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            per_source_per_minute: 60,
+            per_source_burst: 20,
+            refusal_audit_window_secs: 60,
+            github_secret_env: None,
+            gitlab_token_env: None,
+            gitea_secret_env: None,
+            secrets: WebhookSecrets::default(),
+        }
+    }
 }
 
 /// Webhook secrets, never shown in logs.

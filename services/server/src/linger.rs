@@ -149,6 +149,17 @@ pub async fn accept(listener: &TcpListener) -> (Lingering, SocketAddr) {
     }
 }
 
+/// The address a request came from (`ConnectInfo<Peer>`), for limits per
+/// source (webhooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, LingeringListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, LingeringListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
 /// A plain-TCP listener for `axum::serve` whose connections linger.
 pub struct LingeringListener(pub TcpListener);
 

@@ -94,6 +94,7 @@ pub async fn metrics(
 pub async fn webhook(
     State(state): State<AppState>,
     Path(provider): Path<String>,
+    connect: Option<axum::Extension<axum::extract::ConnectInfo<crate::linger::Peer>>>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
@@ -112,7 +113,8 @@ pub async fn webhook(
             return err.into_response();
         }
     };
-    let result = state.webhook_push(p, &headers, &body);
+    let source = connect.map(|axum::Extension(axum::extract::ConnectInfo(peer))| peer.0.ip());
+    let result = state.webhook_push(p, source, &headers, &body);
     match result {
         Ok(v) => (StatusCode::ACCEPTED, Json(v)).into_response(),
         Err(e) => e.into_response(),

@@ -70,11 +70,25 @@ pub async fn run_with_tls(
     let http_task = match &tls_configs {
         Some((http_tls, _)) => {
             let listener = crate::tls::TlsListener::new(http, http_tls.clone())?;
-            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(http_stop).await })
+            tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<crate::linger::Peer>(),
+                )
+                .with_graceful_shutdown(http_stop)
+                .await
+            })
         }
         None => {
             let listener = crate::linger::LingeringListener(http);
-            tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(http_stop).await })
+            tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<crate::linger::Peer>(),
+                )
+                .with_graceful_shutdown(http_stop)
+                .await
+            })
         }
     };
 

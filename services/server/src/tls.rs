@@ -167,6 +167,12 @@ impl Drop for AbortOnDrop {
     }
 }
 
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for crate::linger::Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        crate::linger::Peer(*stream.remote_addr())
+    }
+}
+
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<Lingering>;
     type Addr = SocketAddr;

@@ -214,6 +214,11 @@ impl RepoConfig {
                 errors.push(format!("{at}: {e}"));
             }
         }
+        if self.token_env.is_some() && url.starts_with("http://") {
+            errors.push(format!(
+                "{at}.token_env: the token would be sent over plain http to {url:?}; use an https:// URL"
+            ));
+        }
         if self
             .token_env
             .as_deref()
@@ -654,6 +659,23 @@ pub const HASH_EMBED_DIM: usize = 64;
 
 /// Repository names: 1–128 characters of `A-Z a-z 0-9 . _ - /`, not starting
 /// with `.` or `/`.
+/// Whether `url` (`scheme://[user@]host[:port]/…`) names this machine:
+/// `localhost`, `127.0.0.0/8` or `::1`. Credentials go over plain http only
+/// to such a host.
+pub fn is_loopback_url(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 pub fn validate_repo_name(name: &str) -> anyhow::Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
@@ -862,6 +884,12 @@ impl Config {
             }
             if b.connect_timeout_ms == 0 || b.first_token_timeout_ms == 0 || b.total_timeout_ms == 0 {
                 errors.push(format!("{at}: timeouts must be at least 1 ms"));
+            }
+            if b.api_key_env.is_some() && !is_loopback_url(url) {
+                errors.push(format!(
+                    "{at}.api_key_env: the API key would be sent over plain http to {:?}; reach a remote backend through a TLS-terminating proxy on loopback",
+                    b.base_url
+                ));
             }
             if b.api_key_env.as_deref().is_some_and(|v| v.starts_with("CAIRN_")) {
                 errors.push(format!(
@@ -1313,5 +1341,61 @@ ssh_key = "/no/such/key"
         )
         .unwrap_err();
         assert_eq!(e.0.len(), 3, "{e}");
+    }
+
+    #[test]
+    fn credentials_are_never_configured_over_plain_http() {
+        for (url, loopback) in [
+            ("http://127.0.0.1:8080/v1", true),
+            ("http://localhost/v1", true),
+            ("http://[::1]:6334", true),
+            ("http://user:pw@127.0.0.2:80/x", true),
+            ("http://llm.internal:8080/v1", false),
+            ("http://127.0.0.1.evil.example/v1", false),
+            ("http://10.0.0.5/v1", false),
+            ("no scheme", false),
+        ] {
+            assert_eq!(is_loopback_url(url), loopback, "{url}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            r#"
+[store]
+kind = "qdrant"
+url = "http://qdrant.internal:6334"
+api_key_env = "QKEY"
+
+[[backends]]
+name = "remote"
+base_url = "http://llm.internal:8080/v1"
+model = "m"
+api_key_env = "LKEY"
+
+[[repos]]
+name = "acme"
+url = "http://git.example/acme.git"
+token_env = "GIT_TOKEN"
+"#,
+        )
+        .unwrap();
+        let vars = env(&[("QKEY", "q"), ("LKEY", "l"), ("GIT_TOKEN", "g")]);
+        let e = Config::load_from(Some(&f), &vars).unwrap_err().to_string();
+        for needle in [
+            "store.api_key_env: the API key would be sent over plain http",
+            "backends.remote.api_key_env: the API key would be sent over plain http",
+            "repos.acme.token_env: the token would be sent over plain http",
+        ] {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        // https, or plain http to this machine, is fine
+        let text = std::fs::read_to_string(&f)
+            .unwrap()
+            .replace("http://qdrant.internal", "https://qdrant.internal")
+            .replace("http://llm.internal:8080", "http://127.0.0.1:8080")
+            .replace("http://git.example", "https://git.example");
+        std::fs::write(&f, text).unwrap();
+        Config::load_from(Some(&f), &vars).unwrap();
     }
 }

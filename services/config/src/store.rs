@@ -88,6 +88,12 @@ impl StoreConfig {
         if self.kind != StoreKind::Qdrant {
             return;
         }
+        if self.api_key_env.is_some() && self.url.starts_with("http://") && !crate::is_loopback_url(&self.url) {
+            errors.push(format!(
+                "store.api_key_env: the API key would be sent over plain http to {:?}; use https:// (Qdrant's TLS) for a remote server",
+                self.url
+            ));
+        }
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             errors.push(format!(
                 "store.url: {:?} must be the Qdrant gRPC endpoint, like http://qdrant:6334",

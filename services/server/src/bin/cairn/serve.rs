@@ -153,6 +153,17 @@ pub async fn run(mut config: Config, http: Option<String>, grpc: Option<String>,
         AuthMode::None => tracing::warn!(
             "authentication is OFF (auth.mode = \"none\"): every local process can read every indexed repo"
         ),
+        AuthMode::Tokens | AuthMode::Oidc
+            if !config.server.tls.enabled() && !auth::loopback_only(&[http_addr, grpc_addr]) =>
+        {
+            tracing::warn!(
+                "bearer tokens will cross the network in clear: listening on {http_addr} and {grpc_addr} without [server.tls]; \
+                 enable TLS, or make sure a TLS-terminating proxy or mesh is the only way in"
+            );
+            if config.auth.mode == AuthMode::Oidc {
+                tracing::info!(issuer = %config.auth.oidc.issuer, "authentication: OIDC bearer tokens")
+            }
+        }
         AuthMode::Tokens => tracing::info!("authentication: API tokens"),
         AuthMode::Oidc => {
             tracing::info!(issuer = %config.auth.oidc.issuer, "authentication: OIDC bearer tokens")

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_benches::{Served, percentile, root};
+use cairn_benches::{FIXTURE_QUERIES as QUERIES, Served, percentile, root};
 use cairn_engine::engine::Engine;
 use cairn_indexer::pipeline::NoProgress;
 use cairn_services::audit::{AuditConfig, AuditLog};
@@ -19,19 +19,6 @@ use cairn_services::config::Config;
 use cairn_services::limits::LimitsConfig;
 use cairn_services::state::AppState;
 use serde_json::json;
-
-const QUERIES: [&str; 10] = [
-    "verify a password hash",
-    "refill the token bucket",
-    "create a session after login",
-    "revoke a session",
-    "check token expiry",
-    "rate limit a request",
-    "hash a new password",
-    "look up a user by name",
-    "sign a token",
-    "errors raised by authentication",
-];
 
 fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--list") {

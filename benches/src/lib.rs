@@ -4,6 +4,20 @@
 use std::path::PathBuf;
 
 /// The workspace root.
+/// Ten questions about the `acme-auth` fixture, for the latency benches.
+pub const FIXTURE_QUERIES: [&str; 10] = [
+    "verify a password hash",
+    "refill the token bucket",
+    "create a session after login",
+    "revoke a session",
+    "check token expiry",
+    "rate limit a request",
+    "hash a new password",
+    "look up a user by name",
+    "sign a token",
+    "errors raised by authentication",
+];
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }

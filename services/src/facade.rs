@@ -64,15 +64,8 @@ impl AppState {
         error: Option<&ServiceError>,
         started: Instant,
     ) -> Result<(), ServiceError> {
-        Ok(self.audit.record(AuditEvent::finished(
-            caller.surface,
-            &caller.access,
-            query,
-            repos,
-            results,
-            error,
-            started,
-        ))?)
+        let event = AuditEvent::finished(caller.surface, &caller.access, query, repos, results, error, started);
+        Ok(self.audit.record(event)?)
     }
 
     /// [`AppState::record`] for an operation that returns code: with
@@ -86,18 +79,8 @@ impl AppState {
         error: Option<&ServiceError>,
         started: Instant,
     ) -> Result<(), ServiceError> {
-        Ok(self
-            .audit
-            .record_synced(AuditEvent::finished(
-                caller.surface,
-                &caller.access,
-                query,
-                repos,
-                results,
-                error,
-                started,
-            ))
-            .await?)
+        let event = AuditEvent::finished(caller.surface, &caller.access, query, repos, results, error, started);
+        Ok(self.audit.record_synced(event).await?)
     }
 
     /// Records an operation on one named repo and hands its result back.

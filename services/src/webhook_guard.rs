@@ -59,12 +59,7 @@ impl WebhookGuard {
         let now = Instant::now();
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         self.prune(&mut sources, now);
-        let s = sources.entry(source).or_insert(Source {
-            tokens: self.burst,
-            refilled: now,
-            audited: None,
-            unaudited: 0,
-        });
+        let s = sources.entry(source).or_insert_with(|| self.fresh(now));
         s.tokens = (s.tokens + now.duration_since(s.refilled).as_secs_f64() * self.per_second).min(self.burst);
         s.refilled = now;
         if s.tokens >= 1.0 {
@@ -81,12 +76,7 @@ impl WebhookGuard {
         let now = Instant::now();
         let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         self.prune(&mut sources, now);
-        let s = sources.entry(source).or_insert(Source {
-            tokens: self.burst,
-            refilled: now,
-            audited: None,
-            unaudited: 0,
-        });
+        let s = sources.entry(source).or_insert_with(|| self.fresh(now));
         match s.audited {
             Some(at) if now.duration_since(at) < self.window => {
                 s.unaudited += 1;
@@ -98,6 +88,15 @@ impl WebhookGuard {
                     left_out: std::mem::take(&mut s.unaudited),
                 }
             }
+        }
+    }
+
+    fn fresh(&self, now: Instant) -> Source {
+        Source {
+            tokens: self.burst,
+            refilled: now,
+            audited: None,
+            unaudited: 0,
         }
     }
 

@@ -123,27 +123,35 @@ fn a_disabled_audit_log_records_no_admin_action() {
     assert!(!data.path().join("audit").exists());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn admin_and_request_records_share_one_chain_while_serve_runs() {
+/// The fixture indexed as `acme-auth` for group `payments` (with `extra`
+/// index arguments), served with `auth.mode = "tokens"`.
+fn serve_with_tokens(extra: &[&str]) -> (tempfile::TempDir, tempfile::TempDir, Server) {
     let repo = fixture_repo();
     let data = tempfile::tempdir().unwrap();
     let d = data.path().to_str().unwrap();
-    let (ok, _, err) = run(&[
+    let mut args = vec![
         "index",
         repo.path().to_str().unwrap(),
         "--repo",
         "acme-auth",
         "--groups",
         "payments",
-        "--sensitivity",
-        "confidential",
         "--data-dir",
         d,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let (ok, _, err) = run(&args);
     assert!(ok, "{err}");
     let config = data.path().join("cairn.toml");
     std::fs::write(&config, "[auth]\nmode = \"tokens\"\n").unwrap();
-    let mut server = Server::start_with(data.path(), &["--config", config.to_str().unwrap()]);
+    let server = Server::start_with(data.path(), &["--config", config.to_str().unwrap()]);
+    (repo, data, server)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_and_request_records_share_one_chain_while_serve_runs() {
+    let (_repo, data, mut server) = serve_with_tokens(&["--sensitivity", "confidential"]);
+    let d = data.path().to_str().unwrap();
 
     // created while the server holds the log open
     let alice = token(d, "alice", "payments");
@@ -202,23 +210,8 @@ async fn a_watch_stream_ends_when_its_token_is_revoked() {
     use cairn_proto::v1::WatchRequest;
     use cairn_proto::v1::indexer_client::IndexerClient;
 
-    let repo = fixture_repo();
-    let data = tempfile::tempdir().unwrap();
+    let (_repo, data, mut server) = serve_with_tokens(&[]);
     let d = data.path().to_str().unwrap();
-    let (ok, _, err) = run(&[
-        "index",
-        repo.path().to_str().unwrap(),
-        "--repo",
-        "acme-auth",
-        "--groups",
-        "payments",
-        "--data-dir",
-        d,
-    ]);
-    assert!(ok, "{err}");
-    let config = data.path().join("cairn.toml");
-    std::fs::write(&config, "[auth]\nmode = \"tokens\"\n").unwrap();
-    let mut server = Server::start_with(data.path(), &["--config", config.to_str().unwrap()]);
     let alice = token(d, "alice", "payments");
 
     let mut client = IndexerClient::connect(format!("http://{}", server.grpc)).await.unwrap();

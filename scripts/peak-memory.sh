@@ -6,7 +6,7 @@
 #
 # Builds /tmp/cairn-peak/src: one BIG_MB file (default 900, sparse: it takes
 # no disk, but a reader that loads it still needs BIG_MB of memory) and
-# SMALL_FILES source files of SMALL_KB each (defaults 4000 x 8 KiB), indexes
+# SMALL_FILES source files of SMALL_KB each (defaults 1000 x 8 KiB), indexes
 # it into a fresh data dir with the hash embedder (no model files needed)
 # under /usr/bin/time -v and prints the "Maximum resident set size" line.
 # The directory is removed afterwards unless KEEP=1.
@@ -14,7 +14,7 @@ set -euo pipefail
 
 cairn=${1:-${CARGO_TARGET_DIR:-target}/release/cairn}
 big_mb=${BIG_MB:-900}
-small_files=${SMALL_FILES:-4000}
+small_files=${SMALL_FILES:-1000}
 small_kb=${SMALL_KB:-8}
 work=${WORK:-/tmp/cairn-peak}
 

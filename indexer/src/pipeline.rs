@@ -4,8 +4,17 @@
 //! the model (the bottleneck) never waits for parsing:
 //!
 //! ```text
-//! [chunk thread] ──(groups of chunks, cap 4)──► [embed thread] ──(points, cap 2)──► [async writer]
+//! [files, read lazily] ─► [chunk thread] ──(groups of chunks, cap 4)──► [embed thread] ──(points, cap 2)──► [async writer]
 //! ```
+//!
+//! Files come as an iterator the chunk thread pulls from ([`write_files`]),
+//! so a file is read only when the previous ones are chunked and the groups
+//! ahead of it fit in the channels: at most about eight groups of
+//! `group_size` chunks and one file (at most `max_file_bytes`) are in
+//! memory at once, whatever the size of the repository.
+//!
+//! A panic in any stage fails the run with [`IndexError::Internal`]: a run
+//! never reports success with chunks missing.
 //!
 //! Before a file is chunked its text is redacted ([`secrets::Scanner`], on
 //! unless [`IndexOptions::redact_secrets`] is off), so stored content, the
@@ -26,7 +35,7 @@ use crate::cache::{EmbeddingCache, Key, key as cache_key};
 use crate::embed::Embed;
 use crate::error::{IndexError, Result};
 use crate::secrets::{self, SecretCounts};
-use crate::source::{FileLimits, SkipCounts, Snapshot, SourceFile};
+use crate::source::{FileLimits, SkipCounts, SkipReason, Snapshot, SourceFile};
 use crate::sparse;
 use crate::store::{ChunkPayload, ChunkPoint, VectorStore};
 
@@ -161,8 +170,10 @@ pub async fn index_snapshot(
         redact_secrets: options.redact_secrets,
         ..Default::default()
     };
+    let total = snapshot.files.len();
     let written = write_files(
-        snapshot.files,
+        snapshot.files.into_iter().map(Ok),
+        total,
         &snapshot.commit,
         &run,
         options,
@@ -209,13 +220,24 @@ pub struct Written {
     pub secrets: SecretCounts,
 }
 
+/// One file for [`write_files`]: its text, or why it is not indexed (it
+/// counts as done for progress, and yields no points).
+pub type FileRead = std::result::Result<SourceFile, SkipReason>;
+
 /// Chunks, embeds and writes `files` as points of run `run` at `commit`;
 /// returns once the store acknowledged every point (it neither deletes nor
 /// flushes). With a `cache`, vectors of text embedded before are reused and
 /// new ones are added to it.
+///
+/// `files` is pulled one file at a time by the chunking thread, no faster
+/// than the model and the store take the chunks (see the module docs), so
+/// an iterator that reads files as it goes keeps memory bounded by a few
+/// groups, not by the number of files. `files_total` is what progress
+/// reports as the number of files to do.
 #[allow(clippy::too_many_arguments)]
-pub async fn write_files(
-    files: Vec<SourceFile>,
+pub async fn write_files<I>(
+    files: I,
+    files_total: usize,
     commit: &str,
     run: &str,
     options: &IndexOptions,
@@ -224,7 +246,12 @@ pub async fn write_files(
     store: Arc<dyn VectorStore>,
     cache: Option<Arc<EmbeddingCache>>,
     progress: &dyn Progress,
-) -> Result<Written> {
+) -> Result<Written>
+where
+    I: IntoIterator<Item = FileRead>,
+    I::IntoIter: Send + 'static,
+{
+    let files = files.into_iter();
     let mut written = Written::default();
     let scanner = match options.redact_secrets {
         true => Some(secrets::Scanner::with_optional_rules_file(
@@ -232,7 +259,7 @@ pub async fn write_files(
         )?),
         false => None,
     };
-    progress.start(files.len());
+    progress.start(files_total);
 
     let (group_tx, group_rx) = crossbeam_channel::bounded::<Group>(4);
     let (point_tx, mut point_rx) = tokio::sync::mpsc::channel::<Result<Embedded>>(2);
@@ -249,6 +276,13 @@ pub async fn write_files(
             let mut counts = SecretCounts::new();
             let mut group = Group::default();
             for file in files {
+                let file = match file {
+                    Ok(file) => file,
+                    Err(_) => {
+                        group.files += 1;
+                        continue;
+                    }
+                };
                 // Redact first: nothing downstream may see a secret value.
                 let text = match &scanner {
                     Some(scanner) => {
@@ -376,11 +410,37 @@ pub async fn write_files(
         }
     }
     drop(point_rx);
+    // A stage that panicked closed its channels as if it were done: only
+    // joining it tells a panic from the end of the files.
     let chunked = chunk_thread.join();
-    let _ = embed_thread.join();
+    let embedded = embed_thread.join();
+    if let Err(panic) = embedded {
+        let message = panic_message(panic.as_ref());
+        tracing::error!(error = %message, "the embedding thread panicked");
+        return Err(IndexError::Internal(format!(
+            "the embedding thread panicked: {message}"
+        )));
+    }
+    let counts = match chunked {
+        Ok(counts) => counts,
+        Err(panic) => {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(error = %message, "the chunking thread panicked");
+            return Err(IndexError::Internal(format!("the chunking thread panicked: {message}")));
+        }
+    };
     outcome?;
-    written.secrets = chunked.map_err(|_| IndexError::Internal("the chunking thread panicked".into()))?;
+    written.secrets = counts;
     Ok(written)
+}
+
+/// The message a panic was raised with (`panic!("...")`), if it is text.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => s.to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "a panic without a message".to_string(),
+    }
 }
 
 /// Points of one group, ready to write.
@@ -519,5 +579,122 @@ mod tests {
         let second = point_id_of_part("r", "a.rs", "b1", 1, 10, "m", 1);
         assert!(second != a && second != point_id_of_part("r", "a.rs", "b1", 1, 10, "m", 2));
         assert!(a.parse::<uuid::Uuid>().is_ok());
+    }
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::embed::{Embedded as Vectors, HashEmbedder};
+    use crate::store::edge::EdgeStore;
+
+    /// Files done so far, as the pipeline reports them once stored.
+    #[derive(Default)]
+    struct Done(AtomicUsize);
+    impl Progress for Done {
+        fn advance(&self, files_done: usize, _chunks_done: usize) {
+            self.0.store(files_done, Ordering::SeqCst);
+        }
+    }
+
+    fn file(i: usize) -> SourceFile {
+        SourceFile {
+            path: format!("f{i}.rs"),
+            blob: format!("b{i}"),
+            text: format!("fn item_{i}() -> usize {{ {i} }}\n"),
+        }
+    }
+
+    async fn write(
+        files: impl Iterator<Item = FileRead> + Send + 'static,
+        total: usize,
+        embedder: Arc<dyn Embed>,
+        progress: &dyn Progress,
+    ) -> Result<Written> {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn VectorStore> = Arc::new(EdgeStore::open(dir.path(), embedder.dim()).unwrap());
+        let mut options = IndexOptions::new("r");
+        options.group_size = 2;
+        let chunker = Arc::new(Chunker::new(Default::default()));
+        write_files(
+            files, total, "c", "run", &options, chunker, embedder, store, None, progress,
+        )
+        .await
+    }
+
+    /// The pipeline pulls files as it goes: however many there are, the
+    /// files taken but not yet stored stay within what the channels hold
+    /// (about eight groups of `group_size`), never the whole repository.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn files_stream_through_the_pipeline() {
+        const N: usize = 500;
+        let done = Arc::new(Done::default());
+        let (most, d) = (Arc::new(AtomicUsize::new(0)), done.clone());
+        let m = most.clone();
+        let files = (0..N).map(move |i| {
+            // files taken before this one, minus those already stored
+            m.fetch_max(i - d.0.load(Ordering::SeqCst), Ordering::SeqCst);
+            if i % 50 == 7 {
+                Err(SkipReason::Binary)
+            } else {
+                Ok(file(i))
+            }
+        });
+        let written = write(files, N, Arc::new(HashEmbedder::new(8)), done.as_ref())
+            .await
+            .unwrap();
+        assert_eq!(written.chunks, N - N / 50);
+        assert_eq!(done.0.load(Ordering::SeqCst), N, "skipped files count as done");
+        let most = most.load(Ordering::SeqCst);
+        assert!(most <= 32, "{most} files were in memory at once");
+    }
+
+    /// Embeds like [`HashEmbedder`] until the `n`-th call, which panics.
+    struct PanicsAt(HashEmbedder, usize, AtomicUsize);
+    impl Embed for PanicsAt {
+        fn dim(&self) -> usize {
+            self.0.dim()
+        }
+        fn fingerprint(&self) -> &str {
+            self.0.fingerprint()
+        }
+        fn embed_documents(&self, texts: &[&str]) -> Result<Vectors> {
+            if self.2.fetch_add(1, Ordering::SeqCst) + 1 == self.1 {
+                panic!("injected embedder panic");
+            }
+            self.0.embed_documents(texts)
+        }
+        fn embed_query(&self, text: &str) -> Result<Vec<f32>> {
+            self.0.embed_query(text)
+        }
+    }
+
+    /// A panic in the embedding or the chunking thread fails the write
+    /// (before, a panicking embedder ended the run early and "successfully").
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_panic_in_a_stage_fails_the_write() {
+        let embedder = Arc::new(PanicsAt(HashEmbedder::new(8), 3, AtomicUsize::new(0)));
+        let e = write((0..40).map(|i| Ok(file(i))), 40, embedder, &NoProgress)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Internal);
+        assert!(
+            e.to_string()
+                .contains("embedding thread panicked: injected embedder panic"),
+            "{e}"
+        );
+
+        let files = (0..40).map(|i| {
+            if i == 9 {
+                panic!("injected reader panic")
+            } else {
+                Ok(file(i))
+            }
+        });
+        let e = write(files, 40, Arc::new(HashEmbedder::new(8)), &NoProgress)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("chunking thread panicked: injected reader panic"),
+            "{e}"
+        );
     }
 }

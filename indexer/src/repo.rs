@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::{EmbeddingCache, write_atomic};
 use crate::embed::Embed;
 use crate::error::{IndexError, Result};
-use crate::pipeline::{EMBED_TEXT_VERSION, IndexOptions, IndexReport, Progress, write_files};
+use crate::pipeline::{EMBED_TEXT_VERSION, FileRead, IndexOptions, IndexReport, Progress, write_files};
 use crate::registry::{Registry, RepoRecord};
 use crate::source::{self, FileLimits, SkipCounts, SkipReason, SourceFile};
 use crate::store::{SearchFilter, VectorStore};
@@ -179,6 +179,7 @@ const MODE_SUBMODULE: u32 = 0o160000;
 const MODE_FILE: u32 = 0o100644;
 
 /// One path of the tree being indexed.
+#[derive(Clone)]
 struct Entry {
     blob: String,
     mode: u32,
@@ -296,8 +297,15 @@ fn git_entries(repo_path: &Path, commit: &str, scope: &Scope) -> Result<BTreeMap
 }
 
 /// Lists a plain directory like [`source::read_dir`] does: path → (blake3
-/// of the content, mode), in scope only. Unreadable files get an empty blob.
-fn dir_entries(root: &Path, scope: &Scope) -> BTreeMap<String, Entry> {
+/// of the content, mode), in scope only. Unreadable files get an empty
+/// blob; a file over `max_bytes` is never read: its blob is `oversized:`
+/// and its size (it is skipped whatever its content, and indexed again once
+/// its size changes).
+fn dir_entries(root: &Path, scope: &Scope, max_bytes: usize) -> Result<BTreeMap<String, Entry>> {
+    let root_real = std::fs::canonicalize(root).map_err(|e| IndexError::Source {
+        path: root.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let mut out = BTreeMap::new();
     let walker = ignore::WalkBuilder::new(root)
         .follow_links(false)
@@ -325,93 +333,142 @@ fn dir_entries(root: &Path, scope: &Scope) -> BTreeMap<String, Entry> {
         let (blob, mode) = if ft.is_symlink() {
             (String::new(), MODE_LINK)
         } else {
-            let blob = std::fs::read(entry.path())
-                .map(|b| blake3::hash(&b).to_hex().to_string())
-                .unwrap_or_default();
+            let blob = match source::read_within(&root_real, entry.path(), max_bytes) {
+                Ok(bytes) => blake3::hash(&bytes).to_hex().to_string(),
+                Err(source::Refused::Oversized(size)) => format!("oversized:{size}"),
+                Err(source::Refused::Outside) => {
+                    out.insert(
+                        rel,
+                        Entry {
+                            blob: String::new(),
+                            mode: MODE_LINK,
+                        },
+                    );
+                    continue;
+                }
+                Err(_) => String::new(),
+            };
             (blob, MODE_FILE)
         };
         out.insert(rel, Entry { blob, mode });
     }
-    out
+    Ok(out)
 }
 
-/// Reads the touched paths that still exist: the files to index, and the
-/// manifest entry of every one of them.
-fn read_touched(
-    resolved: &Resolved,
-    entries: &BTreeMap<String, Entry>,
-    touched: &BTreeSet<String>,
-    limits: &FileLimits,
-) -> Result<(Vec<SourceFile>, BTreeMap<String, FileState>)> {
-    let repo = match resolved {
-        Resolved::Git { repo, .. } => Some(git2::Repository::open(repo).map_err(|e| IndexError::Source {
-            path: repo.clone(),
-            message: e.message().to_string(),
-        })?),
-        Resolved::Dir(_) => None,
-    };
-    let odb = repo
-        .as_ref()
-        .map(|r| r.odb())
-        .transpose()
-        .map_err(|e| IndexError::Source {
-            path: PathBuf::new(),
-            message: e.message().to_string(),
-        })?;
-    let mut files = Vec::new();
-    let mut states = BTreeMap::new();
-    for path in touched {
-        let Some(entry) = entries.get(path) else { continue };
+/// The touched paths that still exist, read one at a time as the pipeline
+/// pulls them ([`write_files`]): never more than one file's bytes at once.
+/// The manifest entry of every path it yields is added to `states`.
+struct TouchedFiles {
+    repo: Option<git2::Repository>,
+    /// The canonical root of a plain directory.
+    dir: Option<PathBuf>,
+    paths: std::vec::IntoIter<(String, Entry)>,
+    limits: FileLimits,
+    states: Arc<parking_lot::Mutex<BTreeMap<String, FileState>>>,
+}
+
+impl TouchedFiles {
+    fn new(
+        resolved: &Resolved,
+        entries: &BTreeMap<String, Entry>,
+        touched: &BTreeSet<String>,
+        limits: &FileLimits,
+    ) -> Result<Self> {
+        let (repo, dir) = match resolved {
+            Resolved::Git { repo, .. } => (
+                Some(git2::Repository::open(repo).map_err(|e| IndexError::Source {
+                    path: repo.clone(),
+                    message: e.message().to_string(),
+                })?),
+                None,
+            ),
+            Resolved::Dir(root) => (
+                None,
+                Some(std::fs::canonicalize(root).map_err(|e| IndexError::Source {
+                    path: root.clone(),
+                    message: e.to_string(),
+                })?),
+            ),
+        };
+        let paths: Vec<(String, Entry)> = touched
+            .iter()
+            .filter_map(|p| entries.get(p).map(|e| (p.clone(), e.clone())))
+            .collect();
+        Ok(Self {
+            repo,
+            dir,
+            paths: paths.into_iter(),
+            limits: limits.clone(),
+            states: Arc::default(),
+        })
+    }
+
+    /// Files it will yield.
+    fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// The bytes of one entry, or why it is skipped.
+    fn bytes(&self, path: &str, entry: &Entry) -> std::result::Result<Vec<u8>, SkipReason> {
+        match entry.mode {
+            MODE_LINK => return Err(SkipReason::Symlink),
+            MODE_SUBMODULE => return Err(SkipReason::Submodule),
+            _ => {}
+        }
+        if let Some(repo) = &self.repo {
+            let oid = git2::Oid::from_str(&entry.blob).map_err(|_| SkipReason::Unreadable)?;
+            // Size first: a huge blob is never loaded.
+            let (size, _) = repo
+                .odb()
+                .and_then(|odb| odb.read_header(oid))
+                .map_err(|_| SkipReason::Unreadable)?;
+            if size > self.limits.max_file_bytes {
+                return Err(SkipReason::Oversized);
+            }
+            return repo
+                .find_blob(oid)
+                .map(|b| b.content().to_vec())
+                .map_err(|_| SkipReason::Unreadable);
+        }
+        match &self.dir {
+            Some(root) => source::read_within(root, &root.join(path), self.limits.max_file_bytes)
+                .map_err(|refused| refused.skip_reason()),
+            None => Err(SkipReason::Unreadable),
+        }
+    }
+}
+
+impl Iterator for TouchedFiles {
+    type Item = FileRead;
+
+    fn next(&mut self) -> Option<FileRead> {
+        let (path, entry) = self.paths.next()?;
         let mut state = FileState {
             blob: entry.blob.clone(),
             mode: entry.mode,
             skipped: None,
         };
-        let bytes: std::result::Result<Vec<u8>, SkipReason> = match entry.mode {
-            MODE_LINK => Err(SkipReason::Symlink),
-            MODE_SUBMODULE => Err(SkipReason::Submodule),
-            _ => match (&repo, &odb, resolved) {
-                (Some(repo), Some(odb), _) => match git2::Oid::from_str(&entry.blob) {
-                    // Size first: a huge blob is never loaded.
-                    Ok(oid) => match odb.read_header(oid) {
-                        Ok((size, _)) if size > limits.max_file_bytes => Err(SkipReason::Oversized),
-                        Ok(_) => repo
-                            .find_blob(oid)
-                            .map(|b| b.content().to_vec())
-                            .map_err(|_| SkipReason::Unreadable),
-                        Err(_) => Err(SkipReason::Unreadable),
-                    },
-                    Err(_) => Err(SkipReason::Unreadable),
-                },
-                (_, _, Resolved::Dir(root)) => {
-                    let full = root.join(path);
-                    match std::fs::metadata(&full) {
-                        Ok(m) if m.len() > limits.max_file_bytes as u64 => Err(SkipReason::Oversized),
-                        Ok(_) => std::fs::read(&full).map_err(|_| SkipReason::Unreadable),
-                        Err(_) => Err(SkipReason::Unreadable),
-                    }
-                }
-                _ => Err(SkipReason::Unreadable),
-            },
-        };
-        let text = bytes.and_then(|bytes| {
-            if matches!(resolved, Resolved::Dir(_)) {
+        let text = self.bytes(&path, &entry).and_then(|bytes| {
+            if self.dir.is_some() {
                 // What was read is what gets indexed: its hash is the blob.
                 state.blob = blake3::hash(&bytes).to_hex().to_string();
             }
-            source::classify(path, &bytes, limits)
+            source::classify(&path, &bytes, &self.limits)
         });
-        match text {
-            Ok(text) => files.push(SourceFile {
+        let item = match text {
+            Ok(text) => Ok(SourceFile {
                 path: path.clone(),
                 blob: state.blob.clone(),
                 text,
             }),
-            Err(reason) => state.skipped = Some(reason),
-        }
-        states.insert(path.clone(), state);
+            Err(reason) => {
+                state.skipped = Some(reason);
+                Err(reason)
+            }
+        };
+        self.states.lock().insert(path, state);
+        Some(item)
     }
-    Ok((files, states))
 }
 
 impl RepoIndexer {
@@ -434,10 +491,10 @@ impl RepoIndexer {
             Resolved::Dir(dir) => (String::new(), dir.clone()),
         };
 
-        let (r, sc) = (resolved.clone(), scope);
+        let (r, sc, max_bytes) = (resolved.clone(), scope, self.options.limits.max_file_bytes);
         let entries = tokio::task::spawn_blocking(move || match &r {
             Resolved::Git { repo, commit } => git_entries(repo, commit, &sc),
-            Resolved::Dir(dir) => Ok(dir_entries(dir, &sc)),
+            Resolved::Dir(dir) => dir_entries(dir, &sc, max_bytes),
         })
         .await
         .map_err(blocking_err)??;
@@ -511,12 +568,13 @@ impl RepoIndexer {
         state.settings = settings;
         save_state(&state_file, &state)?;
 
-        let limits = self.options.limits.clone();
-        let (r, t) = (resolved.clone(), touched.clone());
-        let (files, states, entries) =
-            tokio::task::spawn_blocking(move || read_touched(&r, &entries, &t, &limits).map(|(f, s)| (f, s, entries)))
+        // Files are read as the pipeline takes them, not all up front.
+        let (r, t, l) = (resolved.clone(), touched.clone(), self.options.limits.clone());
+        let (files, entries) =
+            tokio::task::spawn_blocking(move || TouchedFiles::new(&r, &entries, &t, &l).map(|f| (f, entries)))
                 .await
                 .map_err(blocking_err)??;
+        let (files_total, states) = (files.len(), files.states.clone());
 
         let mut options = self.options.clone();
         options.repo = spec.name.clone();
@@ -530,6 +588,7 @@ impl RepoIndexer {
         };
         let written = write_files(
             files,
+            files_total,
             &commit,
             &run,
             &options,
@@ -560,6 +619,15 @@ impl RepoIndexer {
             tracing::warn!(error = %e, "failed to sync the embedding cache");
         }
 
+        let states = std::mem::take(&mut *states.lock());
+        if states.len() != files_total {
+            // The pipeline stopped before the last file without saying why.
+            return Err(IndexError::Internal(format!(
+                "repo {}: {} of {files_total} files were indexed; the checkpoint stays",
+                spec.name,
+                states.len()
+            )));
+        }
         // The store holds the new tree: record it, then move the checkpoint.
         if full {
             state.files.clear();

@@ -206,6 +206,13 @@ pub fn read_git(path: &Path, limits: &FileLimits) -> Result<Snapshot> {
                 *snap.skipped.entry(SkipReason::Symlink).or_default() += 1;
             }
             (Some(git2::ObjectType::Blob), _) => {
+                // Size first: an oversized blob is never loaded.
+                if let Ok((size, _)) = repo.odb().and_then(|odb| odb.read_header(id))
+                    && size > limits.max_file_bytes
+                {
+                    *snap.skipped.entry(SkipReason::Oversized).or_default() += 1;
+                    continue;
+                }
                 let blob = match repo.find_blob(id) {
                     Ok(b) => b,
                     Err(e) => {
@@ -233,6 +240,7 @@ pub fn read_git(path: &Path, limits: &FileLimits) -> Result<Snapshot> {
 /// skipping hidden entries and never following symlinks.
 pub fn read_dir(root: &Path, limits: &FileLimits) -> Result<Snapshot> {
     let mut snap = Snapshot::default();
+    let root_real = std::fs::canonicalize(root).map_err(|e| source_err(root, e))?;
     let walker = ignore::WalkBuilder::new(root)
         .follow_links(false)
         .require_git(false)
@@ -266,11 +274,10 @@ pub fn read_dir(root: &Path, limits: &FileLimits) -> Result<Snapshot> {
     }
     paths.sort();
     for (rel, full) in paths {
-        let bytes = match std::fs::read(&full) {
+        let bytes = match read_within(&root_real, &full, limits.max_file_bytes) {
             Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(path = %full.display(), error = %e, "unreadable file");
-                *snap.skipped.entry(SkipReason::Unreadable).or_default() += 1;
+            Err(refused) => {
+                *snap.skipped.entry(refused.skip_reason()).or_default() += 1;
                 continue;
             }
         };
@@ -283,6 +290,83 @@ pub fn read_dir(root: &Path, limits: &FileLimits) -> Result<Snapshot> {
         }
     }
     Ok(snap)
+}
+
+/// Why [`read_within`] did not return a file's bytes.
+#[derive(Debug)]
+pub enum Refused {
+    /// The path is a symlink, or resolves (through a symlinked directory,
+    /// say) to somewhere outside the root.
+    Outside,
+    /// Larger than the limit (its size, as far as it was seen).
+    Oversized(u64),
+    /// Not a regular file.
+    NotAFile,
+    /// It could not be read.
+    Io(std::io::Error),
+}
+
+impl Refused {
+    /// How the indexer counts the file.
+    pub fn skip_reason(&self) -> SkipReason {
+        match self {
+            Refused::Outside => SkipReason::Symlink,
+            Refused::Oversized(_) => SkipReason::Oversized,
+            Refused::NotAFile | Refused::Io(_) => SkipReason::Unreadable,
+        }
+    }
+}
+
+/// Reads the regular file `path` of a plain directory whose canonical root
+/// is `root_real`, refusing what the indexer must not read: a symlink, a
+/// path whose canonical form is outside the root, a file over `max_bytes`
+/// (checked on its metadata before it is opened, and again while reading,
+/// so a file that grows meanwhile is never read past `max_bytes + 1`).
+pub fn read_within(root_real: &Path, path: &Path, max_bytes: usize) -> std::result::Result<Vec<u8>, Refused> {
+    use std::io::Read;
+    let refuse_outside = || {
+        tracing::warn!(path = %path.display(), root = %root_real.display(), "not reading a path that resolves outside the root");
+        Refused::Outside
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(Refused::Io)?;
+    if meta.file_type().is_symlink() {
+        return Err(Refused::Outside);
+    }
+    if !meta.is_file() {
+        return Err(Refused::NotAFile);
+    }
+    let real = std::fs::canonicalize(path).map_err(Refused::Io)?;
+    if !real.starts_with(root_real) {
+        return Err(refuse_outside());
+    }
+    if meta.len() > max_bytes as u64 {
+        return Err(Refused::Oversized(meta.len()));
+    }
+    let file = std::fs::File::open(&real).map_err(Refused::Io)?;
+    let opened = file.metadata().map_err(Refused::Io)?;
+    if !opened.is_file() {
+        return Err(Refused::NotAFile);
+    }
+    // What was opened is what was checked (not something swapped in since).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::symlink_metadata(&real) {
+            Ok(now) if now.dev() == opened.dev() && now.ino() == opened.ino() => {}
+            _ => return Err(refuse_outside()),
+        }
+    }
+    if opened.len() > max_bytes as u64 {
+        return Err(Refused::Oversized(opened.len()));
+    }
+    let mut bytes = Vec::with_capacity(opened.len() as usize);
+    file.take(max_bytes as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Refused::Io)?;
+    if bytes.len() > max_bytes {
+        return Err(Refused::Oversized(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Checks a repository-relative path from a caller: `/`-separated, no
@@ -334,15 +418,20 @@ pub fn read_indexed_file(root: &Path, commit: &str, rel: &str, max_bytes: usize)
         blob.content().to_vec()
     } else {
         let full = visible_file(root, rel)?.ok_or_else(not_found)?;
-        let len = std::fs::metadata(&full)
-            .map_err(|e| IndexError::io(format!("failed to read {}", full.display()), e))?
-            .len();
-        if len > max_bytes as u64 {
-            return Err(IndexError::InvalidArgument(format!(
-                "{rel} is larger than {max_bytes} bytes"
-            )));
+        let root_real = std::fs::canonicalize(root).map_err(|e| source_err(root, e))?;
+        match read_within(&root_real, &full, max_bytes) {
+            Ok(bytes) => bytes,
+            Err(Refused::Outside) => return Err(not_found()),
+            Err(Refused::Oversized(_)) => {
+                return Err(IndexError::InvalidArgument(format!(
+                    "{rel} is larger than {max_bytes} bytes"
+                )));
+            }
+            Err(Refused::NotAFile) => {
+                return Err(IndexError::InvalidArgument(format!("{rel} is not a regular file")));
+            }
+            Err(Refused::Io(e)) => return Err(IndexError::io(format!("failed to read {}", full.display()), e)),
         }
-        std::fs::read(&full).map_err(|e| IndexError::io(format!("failed to read {}", full.display()), e))?
     };
     if bytes[..bytes.len().min(8192)].contains(&0) {
         return Err(IndexError::InvalidArgument(format!("{rel} is a binary file")));
@@ -526,5 +615,100 @@ mod tests {
             read("../outside.rs").unwrap_err().kind(),
             crate::ErrorKind::InvalidArgument
         );
+    }
+    /// A sparse file far over the limit: reading it whole would take
+    /// gigabytes, so the walk can only get past it by not reading it.
+    #[test]
+    fn plain_directory_skips_oversized_files_without_reading_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("small.rs"), "fn small() {}\n").unwrap();
+        std::fs::write(dir.path().join("limit.rs"), vec![b'a'; 100]).unwrap();
+        std::fs::write(dir.path().join("over.rs"), vec![b'a'; 101]).unwrap();
+        let huge = std::fs::File::create(dir.path().join("huge.rs")).unwrap();
+        huge.set_len(64 << 30).unwrap();
+        drop(huge);
+        let limits = FileLimits { max_file_bytes: 100 };
+        let snap = read_dir(dir.path(), &limits).unwrap();
+        let paths: Vec<_> = snap.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["limit.rs", "small.rs"]);
+        assert_eq!(snap.skipped.get(&SkipReason::Oversized), Some(&2), "{:?}", snap.skipped);
+
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        assert!(matches!(
+            read_within(&root, &root.join("huge.rs"), 100),
+            Err(Refused::Oversized(n)) if n == 64 << 30
+        ));
+        assert_eq!(read_within(&root, &root.join("limit.rs"), 100).unwrap().len(), 100);
+        assert!(matches!(
+            read_within(&root, &root.join("over.rs"), 100),
+            Err(Refused::Oversized(101))
+        ));
+        let e = read_indexed_file(dir.path(), "", "huge.rs", 100).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{e}");
+    }
+
+    /// Symlinks to files and directories outside the root are counted as
+    /// symlinks and never followed, by the walk and by direct reads.
+    #[cfg(unix)]
+    #[test]
+    fn plain_directory_reads_nothing_outside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(root.join("src/kept.rs"), "fn kept() {}\n").unwrap();
+        std::fs::write(outside.join("secret.rs"), "fn outside_secret() {}\n").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("linked_dir")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret.rs"), root.join("src/linked.rs")).unwrap();
+        // a link that stays inside is still a link: not followed either
+        std::os::unix::fs::symlink(root.join("src/kept.rs"), root.join("inside.rs")).unwrap();
+
+        let snap = read_dir(&root, &FileLimits::default()).unwrap();
+        let paths: Vec<_> = snap.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["src/kept.rs"]);
+        assert_eq!(snap.skipped.get(&SkipReason::Symlink), Some(&3), "{:?}", snap.skipped);
+        assert!(snap.files.iter().all(|f| !f.text.contains("outside_secret")));
+
+        let real = std::fs::canonicalize(&root).unwrap();
+        // through a symlinked directory: the file itself is regular, its canonical path is not inside
+        assert!(matches!(
+            read_within(&real, &real.join("linked_dir/secret.rs"), 1 << 20),
+            Err(Refused::Outside)
+        ));
+        assert!(matches!(
+            read_within(&real, &real.join("src/linked.rs"), 1 << 20),
+            Err(Refused::Outside)
+        ));
+        assert!(matches!(
+            read_within(&real, &real.join("src/../../outside/secret.rs"), 1 << 20),
+            Err(Refused::Outside)
+        ));
+        assert_eq!(
+            read_within(&real, &real.join("src/kept.rs"), 1 << 20).unwrap(),
+            b"fn kept() {}\n"
+        );
+        for path in ["linked_dir/secret.rs", "src/linked.rs", "inside.rs"] {
+            let e = read_indexed_file(&root, "", path, 1 << 20).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::NotFound, "{path}: {e}");
+        }
+    }
+
+    /// An oversized git blob is counted without being loaded.
+    #[test]
+    fn git_tree_skips_oversized_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        std::fs::write(dir.path().join("a.rs"), "fn a() {}\n").unwrap();
+        std::fs::write(dir.path().join("big.rs"), vec![b'a'; 200]).unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new("a.rs")).unwrap();
+        index.add_path(Path::new("big.rs")).unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        repo.commit(Some("HEAD"), &sig, &sig, "init", &tree, &[]).unwrap();
+        let snap = read(dir.path(), &FileLimits { max_file_bytes: 100 }).unwrap();
+        assert_eq!(snap.files.len(), 1);
+        assert_eq!(snap.skipped.get(&SkipReason::Oversized), Some(&1));
     }
 }

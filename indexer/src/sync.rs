@@ -55,10 +55,86 @@ pub fn escape(name: &str) -> String {
     out
 }
 
+/// Query parameters whose value [`display_url`] hides: their name contains
+/// one of these (case-insensitive).
+const SECRET_PARAMS: &[&str] = &[
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "key",
+    "sig",
+    "auth",
+    "credential",
+];
+
+/// `url` as it may be shown (status, logs, errors): without its userinfo
+/// (`https://user:token@host/x` → `https://***@host/x`; a token is often
+/// the user name alone) and with the value of query parameters such as
+/// `access_token=` or `private_token=` replaced by `***`. Anything without
+/// `://` (a local path) is returned unchanged.
+pub fn display_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host = match authority.rfind('@') {
+        Some(at) => format!("***@{}", &authority[at + 1..]),
+        None => authority.to_string(),
+    };
+    let (before_fragment, fragment) = match tail.find('#') {
+        Some(i) => tail.split_at(i),
+        None => (tail, ""),
+    };
+    let tail = match before_fragment.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((name, _)) if SECRET_PARAMS.iter().any(|s| name.to_ascii_lowercase().contains(s)) => {
+                        format!("{name}=***")
+                    }
+                    _ => param.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => before_fragment.to_string(),
+    };
+    format!("{scheme}://{host}{tail}{fragment}")
+}
+
+/// `text` with every URL in it (`scheme://` up to a space, a quote or a
+/// bracket) passed through [`display_url`]: for messages that may quote a
+/// remote's URL, such as git's errors.
+pub fn scrub_urls(text: &str) -> String {
+    let is_scheme = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.');
+    let ends_url =
+        |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>' | '(' | ')' | '[' | ']' | '{' | '}');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let start = rest[..i]
+            .char_indices()
+            .rev()
+            .take_while(|&(_, c)| is_scheme(c))
+            .last()
+            .map_or(i, |(j, _)| j);
+        let end = rest[i..].find(ends_url).map_or(rest.len(), |e| i + e);
+        out.push_str(&rest[..start]);
+        out.push_str(&display_url(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn sync_err(spec: &RepoSpec, what: impl std::fmt::Display) -> IndexError {
     IndexError::Source {
-        path: PathBuf::from(&spec.url),
-        message: format!("repo {}: {what}", spec.name),
+        path: PathBuf::from(display_url(&spec.url)),
+        // git's messages may quote the URL, credentials included
+        message: scrub_urls(&format!("repo {}: {what}", spec.name)),
     }
 }
 
@@ -164,13 +240,18 @@ fn fetch(mirror: &Path, spec: &RepoSpec) -> Result<String> {
     }
     remote
         .fetch(&[refspec.as_str()], Some(&mut options), None)
-        .map_err(|e| sync_err(spec, format!("failed to fetch {}: {}", spec.url, e.message())))?;
+        .map_err(|e| {
+            sync_err(
+                spec,
+                format!("failed to fetch {}: {}", display_url(&spec.url), e.message()),
+            )
+        })?;
     let id = repo.refname_to_id(MIRROR_HEAD).map_err(|e| {
         sync_err(
             spec,
             format!(
                 "{} has no {}: {}",
-                spec.url,
+                display_url(&spec.url),
                 spec.branch
                     .as_deref()
                     .map_or("HEAD".to_string(), |b| format!("branch {b}")),
@@ -278,6 +359,79 @@ fn base64_encode(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_displayed_without_credentials() {
+        for (url, shown) in [
+            (
+                "https://user:s3cr3t-token@git.internal/acme/auth.git",
+                "https://***@git.internal/acme/auth.git",
+            ),
+            ("https://ghp_abcdef123456@github.com/a/b", "https://***@github.com/a/b"),
+            (
+                "ssh://git@git.internal:2222/acme/auth.git",
+                "ssh://***@git.internal:2222/acme/auth.git",
+            ),
+            (
+                "https://git.internal/a.git?access_token=s3cr3t&ref=main#frag",
+                "https://git.internal/a.git?access_token=***&ref=main#frag",
+            ),
+            (
+                "https://u:p@h/x?private_token=abc&Token=def&password=ghi",
+                "https://***@h/x?private_token=***&Token=***&password=***",
+            ),
+            (
+                "https://git.internal/acme/auth.git",
+                "https://git.internal/acme/auth.git",
+            ),
+            ("https://user:pw@host", "https://***@host"),
+            ("/srv/repos/acme", "/srv/repos/acme"),
+            ("file:///srv/repos/acme", "file:///srv/repos/acme"),
+        ] {
+            assert_eq!(display_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn urls_in_messages_are_scrubbed() {
+        let message = "failed to fetch https://bob:tok123@git.internal/x.git: unexpected http status code 401 \
+                       for 'https://bob:tok123@git.internal/x.git/info/refs?service=git-upload-pack' (also \
+                       \"http://h/?token=tok123\")";
+        let scrubbed = scrub_urls(message);
+        assert!(!scrubbed.contains("tok123"), "{scrubbed}");
+        assert!(!scrubbed.contains("bob"), "{scrubbed}");
+        assert!(
+            scrubbed.contains("failed to fetch https://***@git.internal/x.git: unexpected"),
+            "{scrubbed}"
+        );
+        assert!(
+            scrubbed.contains("'https://***@git.internal/x.git/info/refs?service=git-upload-pack'"),
+            "{scrubbed}"
+        );
+        assert!(scrubbed.contains("\"http://h/?token=***\")"), "{scrubbed}");
+        assert_eq!(scrub_urls("no url here: a://"), "no url here: a://");
+        assert_eq!(scrub_urls("://x@y"), "://***@y");
+    }
+
+    #[test]
+    fn fetch_errors_never_show_the_credentials_of_the_url() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let root = tempfile::tempdir().unwrap();
+        let spec = RepoSpec {
+            name: "acme/auth".into(),
+            url: format!("https://deploy:ghp_t0k3n@127.0.0.1:{port}/acme/auth.git?access_token=qs_t0k3n"),
+            ..RepoSpec::default()
+        };
+        let err = resolve(root.path(), &spec).unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("failed to fetch"), "{shown}");
+        for secret in ["ghp_t0k3n", "qs_t0k3n", "deploy"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
 
     #[test]
     fn names_escape_to_distinct_mirrors() {

@@ -783,7 +783,11 @@ impl Daemon {
             let _shared = self.0.switching.read().await;
             let indexer = self.indexer();
             tokio::select! {
-                r = indexer.run(spec, full, &progress) => Some(r),
+                r = CatchUnwind(Box::pin(indexer.run(spec, full, &progress))) => Some(r.unwrap_or_else(|panic| {
+                    // a bug, not a bad repo: the run fails like any other and its checkpoint stays
+                    let message = cairn_indexer::pipeline::panic_message(panic.as_ref());
+                    Err(cairn_indexer::IndexError::Internal(format!("the indexing run panicked: {message}")))
+                })),
                 _ = async {
                     shutdown.cancelled().await;
                     tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -837,7 +841,8 @@ impl Daemon {
             Some(Err(e)) => {
                 m.run_seconds.observe(seconds);
                 m.failed(name);
-                let message = e.to_string();
+                // errors can quote a remote's URL (git's do): never its credentials
+                let message = cairn_indexer::sync::scrub_urls(&e.to_string());
                 tracing::error!(repo = %name, error = %message, "indexing run failed");
                 progress.set(|s| {
                     s.state = RunState::Error;
@@ -900,6 +905,24 @@ impl Daemon {
 }
 
 /// Feeds a run's phase and progress into the worker's state and the event stream.
+/// Resolves to `Err` with the panic's payload when polling the future
+/// panics, so a panic in a run fails that run instead of killing the
+/// repo's worker task (which would leave it `indexing` forever).
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let future = self.get_mut().0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(std::task::Poll::Ready(out)) => std::task::Poll::Ready(Ok(out)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
+    }
+}
+
 struct StatusProgress {
     daemon: Daemon,
     worker: Arc<Worker>,
@@ -1107,6 +1130,90 @@ mod tests {
         assert!(daemon.metrics_text(&[]).contains("cairn_store_optimizations_total 1"));
         // the index is intact after it
         assert_eq!(daemon.status("local").unwrap().unwrap().chunks, 1);
+        shutdown.cancel();
+        daemon.wait().await;
+    }
+
+    /// Like `inner`, but its fingerprint panics while `panic` is set: a
+    /// panic on the run's own task (not a pipeline thread), mid-run.
+    struct PanicsOnTheRunsTask {
+        inner: HashEmbedder,
+        panic: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Embed for PanicsOnTheRunsTask {
+        fn dim(&self) -> usize {
+            self.inner.dim()
+        }
+        fn fingerprint(&self) -> &str {
+            if self.panic.load(Ordering::SeqCst) {
+                panic!("injected panic");
+            }
+            self.inner.fingerprint()
+        }
+        fn embed_documents(&self, texts: &[&str]) -> cairn_indexer::error::Result<Embedded> {
+            self.inner.embed_documents(texts)
+        }
+        fn embed_query(&self, text: &str) -> cairn_indexer::error::Result<Vec<f32>> {
+            self.inner.embed_query(text)
+        }
+    }
+
+    /// A run that panics is a failed run: the repo shows `error` with the
+    /// panic, the failure is counted, the checkpoint stays, and the worker
+    /// lives on to run again (before, the panic ended the worker's task and
+    /// the repo stayed `syncing` for good).
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_panicking_run_fails_and_the_checkpoint_stays() {
+        let data = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("a.rs"), "fn alpha() -> u32 { 1 }\n").unwrap();
+        let mut config = Config {
+            repos: vec![RepoConfig {
+                name: "local".into(),
+                url: src.path().to_str().unwrap().into(),
+                every: Some("1h".into()),
+                ..RepoConfig::default()
+            }],
+            ..Config::default()
+        };
+        config.indexer.backoff = "1h".into();
+        config.indexer.debounce_ms = 50;
+        let panic = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let embedder = PanicsOnTheRunsTask {
+            inner: HashEmbedder::new(16),
+            panic: panic.clone(),
+        };
+        let engine =
+            Engine::with_embedder(&config, DataDir::open(data.path(), "test").unwrap(), Arc::new(embedder)).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let shutdown = CancellationToken::new();
+        let daemon = Daemon::start(engine.repo_indexer(&config), &config, metrics.clone(), shutdown.clone())
+            .await
+            .unwrap();
+        let status = || daemon.status("local").unwrap().unwrap();
+        let record = || engine.data.registry().load().unwrap().remove("local");
+        let runs_ok = || metrics.runs_ok.load(Ordering::Relaxed);
+        until("the first run", || runs_ok() == 1 && status().state == RunState::Idle).await;
+        let before = record();
+        assert_eq!(before.as_ref().map(|r| r.files), Some(1));
+
+        panic.store(true, Ordering::SeqCst);
+        std::fs::write(src.path().join("b.rs"), "fn beta() -> u32 { 2 }\n").unwrap();
+        daemon.trigger("local", false).unwrap();
+        until("the run to fail", || status().state == RunState::Error).await;
+        let failed = status();
+        let error = failed.last_error.unwrap_or_default();
+        assert!(error.contains("panicked: injected panic"), "{error}");
+        assert!(failed.progress.is_none());
+        assert!(metrics.runs_failed.load(Ordering::Relaxed) >= 1);
+        assert_eq!(record(), before, "the checkpoint did not move");
+
+        panic.store(false, Ordering::SeqCst);
+        daemon.trigger("local", false).unwrap();
+        until("a good run", || runs_ok() >= 2 && status().state == RunState::Idle).await;
+        assert_eq!(status().files, 2);
+        assert!(status().last_error.is_none());
         shutdown.cancel();
         daemon.wait().await;
     }

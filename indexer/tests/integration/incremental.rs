@@ -24,9 +24,12 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
+        Env::with_embedder(Arc::new(HashEmbedder::new(16)))
+    }
+
+    fn with_embedder(embedder: Arc<dyn Embed>) -> Env {
         let options = IndexOptions::new("");
         let dir = tempfile::tempdir().unwrap();
-        let embedder: Arc<dyn Embed> = Arc::new(HashEmbedder::new(16));
         let store: Arc<dyn VectorStore> = Arc::new(EdgeStore::open(&dir.path().join("store"), 16).unwrap());
         let indexer = RepoIndexer {
             root: dir.path().to_path_buf(),
@@ -468,4 +471,108 @@ async fn the_first_checkpoint_carries_the_readers_of_the_spec() {
         (record.groups.clone(), record.sensitivity.as_str()),
         (vec!["ops".to_string()], "confidential")
     );
+}
+
+/// A plain directory: a file over the limit is skipped without being read
+/// (a 64 GiB sparse file, which no run could hold), symlinks to a file or a
+/// directory outside the root are counted and not followed.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_directory_runs_skip_oversized_and_outside_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(root.join("a.py"), "def a():\n    return 1\n").unwrap();
+    std::fs::write(outside.join("leak.py"), "def outside_secret():\n    return 2\n").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("linked")).unwrap();
+    std::os::unix::fs::symlink(outside.join("leak.py"), root.join("leak.py")).unwrap();
+    let huge = std::fs::File::create(root.join("huge.py")).unwrap();
+    huge.set_len(64 << 30).unwrap();
+    drop(huge);
+
+    let env = Env::new();
+    let s = spec("plain", &root.display().to_string());
+    let r = env.run(&s, false).await;
+    let skipped = |r: &RunReport, reason| r.index.skipped.get(&reason).copied().unwrap_or(0);
+    assert_eq!(r.index.files, 1);
+    assert_eq!(skipped(&r, SkipReason::Oversized), 1);
+    assert_eq!(skipped(&r, SkipReason::Symlink), 2);
+    let points = env.points("plain").await;
+    assert!(points.iter().all(|(_, p)| p.path == "a.py"), "{points:?}");
+
+    // unchanged: nothing to do, the huge file is not read to find that out
+    let again = env.run(&s, false).await;
+    assert_eq!((again.files_changed, again.index.files), (0, 1));
+    // once under the limit it is indexed
+    std::fs::write(root.join("huge.py"), "def now_small():\n    return 3\n").unwrap();
+    let r = env.run(&s, false).await;
+    assert_eq!((r.files_changed, r.index.files), (1, 2));
+    assert_eq!(skipped(&r, SkipReason::Oversized), 0);
+}
+
+/// Embeds like [`HashEmbedder`], or panics while `panic` is set.
+struct Panicky {
+    inner: HashEmbedder,
+    panic: std::sync::atomic::AtomicBool,
+}
+
+impl Embed for Panicky {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn fingerprint(&self) -> &str {
+        self.inner.fingerprint()
+    }
+    fn embed_documents(&self, texts: &[&str]) -> cairn_indexer::Result<cairn_indexer::embed::Embedded> {
+        if self.panic.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("injected embedder panic");
+        }
+        self.inner.embed_documents(texts)
+    }
+    fn embed_query(&self, text: &str) -> cairn_indexer::Result<Vec<f32>> {
+        self.inner.embed_query(text)
+    }
+}
+
+/// A panic in the pipeline fails the run: the checkpoint (registry record
+/// and manifest) stays at the last good commit, and the next run catches up
+/// to what a clean build holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_fails_the_run_and_the_checkpoint_stays() {
+    use std::sync::atomic::Ordering;
+    let git_dir = tempfile::tempdir().unwrap();
+    let repo = init_repo(git_dir.path());
+    let mut tree = numbered_tree(6);
+    let first = commit(&repo, &tree, false);
+    let embedder = Arc::new(Panicky {
+        inner: HashEmbedder::new(16),
+        panic: Default::default(),
+    });
+    let env = Env::with_embedder(embedder.clone());
+    let s = spec("p", &git_dir.path().display().to_string());
+    env.run(&s, false).await;
+    let record = || env.indexer.registry.load().unwrap().remove("p").unwrap();
+    let before = record();
+    assert_eq!(before.indexed_commit, first.to_string());
+
+    tree.insert(
+        "src/new.rs".into(),
+        (b"pub fn brand_new() -> u8 { 9 }\n".to_vec(), 0o100644),
+    );
+    let second = commit(&repo, &tree, false);
+    embedder.panic.store(true, Ordering::SeqCst);
+    let e = env.indexer.run(&s, false, &NoProgress).await.unwrap_err();
+    assert_eq!(e.kind(), cairn_indexer::ErrorKind::Internal, "{e}");
+    assert!(e.to_string().contains("panicked"), "{e}");
+    assert_eq!(record(), before, "the checkpoint did not move");
+    assert!(env.points("p").await.iter().all(|(_, p)| p.path != "src/new.rs"));
+
+    embedder.panic.store(false, Ordering::SeqCst);
+    let r = env.run(&s, false).await;
+    assert_eq!(r.index.commit, second.to_string());
+    assert_eq!(record().indexed_commit, second.to_string());
+    let clean = Env::new();
+    clean.run(&s, true).await;
+    assert_eq!(env.points("p").await, clean.points("p").await);
 }

@@ -180,7 +180,8 @@ impl RepoConfig {
                 .any(|s| url.starts_with(s))
         {
             errors.push(format!(
-                "{at}.url: {url:?} must be an https://, ssh://, file:// URL or a local path"
+                "{at}.url: {:?} must be an https://, ssh://, file:// URL or a local path",
+                cairn_indexer::sync::display_url(url)
             ));
         }
         if self.branch.as_deref().is_some_and(|b| {
@@ -228,11 +229,12 @@ impl RepoConfig {
                 "{at}.token_env: name a non-empty variable that is not CAIRN_* (those are configuration keys)"
             ));
         }
-        if self.proxy.as_deref().is_some_and(|p| !p.contains("://")) {
-            errors.push(format!(
-                "{at}.proxy: {:?} must be a URL like http://proxy:3128",
-                self.proxy
-            ));
+        if let Some(proxy) = self.proxy.as_deref().filter(|p| !p.contains("://")) {
+            // never echo a proxy password
+            let shown = proxy
+                .rsplit_once('@')
+                .map_or(proxy.to_string(), |(_, host)| format!("***@{host}"));
+            errors.push(format!("{at}.proxy: {shown:?} must be a URL like http://proxy:3128"));
         }
         for (key, path) in [
             ("ssh_key", &self.ssh_key),

@@ -270,7 +270,7 @@ fn callbacks(creds: &Credentials) -> git2::RemoteCallbacks<'static> {
     let token_env = creds.token_env.clone();
     let ssh_key = creds.ssh_key.clone();
     let mut attempts = 0;
-    cb.credentials(move |_url, username, allowed| {
+    cb.credentials(move |url, username, allowed| {
         // libgit2 asks again after a rejection: fail instead of looping.
         attempts += 1;
         if attempts > 3 {
@@ -285,6 +285,13 @@ fn callbacks(creds: &Credentials) -> git2::RemoteCallbacks<'static> {
         if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT)
             && let Some(var) = &token_env
         {
+            // never in clear, whatever the configuration or a redirect says
+            if !url.starts_with("https://") {
+                return Err(git2::Error::from_str(&format!(
+                    "refusing to send the token of {var} to {}: only over https",
+                    display_url(url)
+                )));
+            }
             let token = std::env::var(var)
                 .map_err(|_| git2::Error::from_str(&format!("environment variable {var} is not set")))?;
             return git2::Cred::userpass_plaintext(username.unwrap_or("x-access-token"), &token);

@@ -39,9 +39,9 @@ variants=(
     "default:"
     "gpu:--set gpu.enabled=true"
     "repos:--set reposVolume.existingClaim=checkouts --set repos[0].name=acme-auth --set repos[0].path=acme-auth --set repos[0].groups[0]=payments --set networkPolicy.allowFromNamespaces[0].team=ide"
-    "split:--set split.enabled=true --set split.qdrant.url=http://qdrant.qdrant.svc:6334 --set split.qdrant.apiKeySecret=qdrant-key --set gpu.enabled=true"
+    "split:--set split.enabled=true --set split.qdrant.url=https://qdrant.qdrant.svc:6334 --set split.qdrant.apiKeySecret=qdrant-key --set gpu.enabled=true"
     "split-fixed:--set split.enabled=true --set split.qdrant.url=http://qdrant:6334 --set split.retrieval.autoscaling.enabled=false"
-    "split-qdrant:--set split.enabled=true --set split.qdrant.deploy.enabled=true --set split.qdrant.apiKeySecret=qdrant-key"
+    "split-qdrant:--set split.enabled=true --set split.qdrant.deploy.enabled=true"
 )
 for v in "${variants[@]}"; do
     name=${v%%:*}
@@ -73,6 +73,12 @@ done
 for want in 'url = "http://cairn-qdrant:6334"' 'shard_number = 3' 'replication_factor = 2'; do
     grep -qxF "$want" "$out/split-qdrant.toml" || { echo "split-qdrant: the config lacks $want" >&2; fail=1; }
 done
+# an API key over plain http is refused at render time (cairn would refuse the config)
+if "$bin/helm" template cairn "$chart" --set split.enabled=true --set split.qdrant.deploy.enabled=true \
+    --set split.qdrant.apiKeySecret=qdrant-key >/dev/null 2>&1; then
+    echo "the chart rendered a Qdrant API key over plain http" >&2
+    fail=1
+fi
 # values the schema must refuse
 if "$bin/helm" lint "$chart" --strict --set gpu.enabled=yes >/dev/null 2>&1; then
     echo "values.schema.json accepted gpu.enabled=yes" >&2

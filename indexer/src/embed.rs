@@ -26,6 +26,11 @@ pub trait Embed: Send + Sync {
     fn embed_documents(&self, texts: &[&str]) -> Result<Embedded>;
     /// Embeds one query.
     fn embed_query(&self, text: &str) -> Result<Vec<f32>>;
+    /// Embeds several queries at once (one model call where the model
+    /// allows); each vector is the one [`Embed::embed_query`] gives.
+    fn embed_queries(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        texts.iter().map(|t| self.embed_query(t)).collect()
+    }
 }
 
 /// Vectors of one [`Embed::embed_documents`] call and how many real (not
@@ -342,6 +347,18 @@ impl Embed for OnnxEmbedder {
         let q = format!("{}{text}", self.settings.query_prefix);
         let mut e = self.run(&[q.as_str()])?;
         Ok(e.vectors.pop().unwrap_or_default())
+    }
+
+    fn embed_queries(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if let [one] = texts {
+            return Ok(vec![self.embed_query(one)?]);
+        }
+        let prefixed: Vec<String> = texts
+            .iter()
+            .map(|t| format!("{}{t}", self.settings.query_prefix))
+            .collect();
+        let refs: Vec<&str> = prefixed.iter().map(String::as_str).collect();
+        Ok(self.run(&refs)?.vectors)
     }
 }
 

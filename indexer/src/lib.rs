@@ -28,6 +28,7 @@ pub mod embed;
 pub mod error;
 pub mod generation;
 pub mod pipeline;
+pub mod query_embed;
 pub mod registry;
 pub mod repo;
 pub mod secrets;

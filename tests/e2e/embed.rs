@@ -41,6 +41,40 @@ fn batching_and_padding_do_not_change_vectors() {
 }
 
 #[test]
+fn queries_batched_across_searches_get_the_vectors_they_get_alone() {
+    let e = cairn_engine::engine::load_embedder(&config()).unwrap();
+    let texts = [
+        "where are sessions revoked",
+        "a much longer question about how the token bucket refills when a client sends too many requests",
+        "hash",
+    ];
+    let batch = e.embed_queries(&texts).unwrap();
+    assert_eq!(batch.len(), 3);
+    for (t, v) in texts.iter().zip(&batch) {
+        assert!(cosine(&e.embed_query(t).unwrap(), v) > 0.9999, "{t}");
+    }
+    // through the shared query embedder, from many threads at once
+    let shared = std::sync::Arc::new(cairn_indexer::query_embed::QueryEmbedder::new(
+        std::sync::Arc::new(e),
+        2,
+    ));
+    let threads: Vec<_> = (0..12)
+        .map(|i| {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let t = format!("{} {i}", texts[i % 3]);
+                (t.clone(), shared.embed_query(&t).unwrap())
+            })
+        })
+        .collect();
+    let alone = cairn_engine::engine::load_embedder(&config()).unwrap();
+    for t in threads {
+        let (text, v) = t.join().unwrap();
+        assert!(cosine(&alone.embed_query(&text).unwrap(), &v) > 0.9999, "{text}");
+    }
+}
+
+#[test]
 fn unavailable_gpu_provider_falls_back_to_cpu() {
     let mut c = config();
     c.embed.provider = Provider::Cuda;

@@ -192,7 +192,20 @@ pub async fn run(mut config: Config, http: Option<String>, grpc: Option<String>,
             &config.server.allowed_hosts,
             http_addr,
         ))
-        .with_limits(config.limits.clone());
+        .with_limits(match config.auth.mode {
+            // every local caller is the one principal "anonymous": a
+            // per-principal limit would throttle the machine's one user
+            // below what it serves (docs/performance.md, concurrency)
+            AuthMode::None => {
+                tracing::info!("[limits] are per principal and off in auth.mode = \"none\" (loopback only)");
+                cairn_services::limits::LimitsConfig {
+                    requests_per_second: 0.0,
+                    burst: 0,
+                    max_concurrent: 0,
+                }
+            }
+            _ => config.limits.clone(),
+        });
     let state = match &daemon {
         Some(d) => state.with_daemon(d.clone(), config.webhooks.secrets.clone()),
         None => state,

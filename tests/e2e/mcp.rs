@@ -279,3 +279,53 @@ async fn continue_http_context_provider() {
         assert!(msg.contains(needle), "{body}: {msg}");
     }
 }
+
+/// MCP is stateless: no session id is handed out, and a tool call that
+/// reaches a server which never saw this client's `initialize` (another
+/// replica behind a load balancer) is answered all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn mcp_is_stateless_so_any_replica_answers_any_request() {
+    let (_repo, data) = indexed_data_dir();
+    let mut server = Server::start(data.path());
+    let client = reqwest::Client::new();
+    let post = |body: Value| {
+        client
+            .post(server.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&body)
+            .send()
+    };
+    let init = post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "e2e", "version": "1"}}}))
+    .await
+    .unwrap();
+    assert_eq!(init.status(), 200);
+    assert!(
+        init.headers().get("mcp-session-id").is_none(),
+        "a session id was handed out"
+    );
+
+    let call = post(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "search_code", "arguments": {"query": "verify a password hash", "k": 2}}}))
+    .await
+    .unwrap();
+    assert_eq!(call.status(), 200);
+    let text = call.text().await.unwrap();
+    // JSON, or one SSE event holding it
+    let json_text = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .map_or(text.as_str(), str::trim);
+    let v: Value = serde_json::from_str(json_text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(v["id"], 1, "{v}");
+    assert!(v["result"]["isError"] != json!(true), "{v}");
+    assert!(
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("acme-auth"),
+        "{v}"
+    );
+    server.terminate();
+}

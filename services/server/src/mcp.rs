@@ -285,8 +285,11 @@ impl ServerHandler for CodeTools {
     }
 }
 
-/// The `/mcp` endpoint. Sessions live in memory; `shutdown` ends them (and
-/// their open SSE streams) so the HTTP server can stop gracefully.
+/// The `/mcp` endpoint, stateless: no server-side session, each POST is
+/// answered on its own (as JSON where the tool emits nothing before its
+/// result), so any replica behind a load balancer answers any request.
+/// `shutdown` ends open response streams so the HTTP server can stop
+/// gracefully.
 ///
 /// `Host` and `Origin` are checked before routing by [`crate::gate`] against
 /// `[server] allowed_hosts`, for `/mcp` as for every route (DNS-rebinding
@@ -300,6 +303,8 @@ pub fn service(
     let config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shutdown)
         .with_max_request_body_bytes(max_body_bytes)
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
         .disable_allowed_hosts();
     let state = state.clone();
     StreamableHttpService::new(

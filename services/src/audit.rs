@@ -251,6 +251,8 @@ struct RequestLine<'a> {
     time: String,
     #[serde(rename = "type")]
     kind: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    instance: &'a str,
     principal: &'a str,
     surface: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -279,6 +281,8 @@ struct CheckpointLine<'a> {
     time: String,
     #[serde(rename = "type")]
     kind: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    instance: &'a str,
     public_key: &'a str,
     signature: String,
     prev: &'a str,
@@ -290,6 +294,8 @@ struct AdminLine<'a> {
     time: String,
     #[serde(rename = "type")]
     kind: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    instance: &'a str,
     action: &'a str,
     os_user: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -308,8 +314,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
-fn signed_message(seq: u64, prev: &str, time: &str) -> String {
-    format!("{SIGNING_CONTEXT}\n{seq}\n{prev}\n{time}")
+fn signed_message(seq: u64, prev: &str, time: &str, instance: &str) -> String {
+    format!("{SIGNING_CONTEXT}\n{seq}\n{prev}\n{time}\n{instance}")
 }
 
 fn signed_message_v1(seq: u64, prev: &str) -> String {
@@ -559,7 +565,7 @@ impl Writer {
         // is not continued
         writer.locked(|w| {
             if let Some(anchor) = &w.anchor {
-                anchor.check_head(&w.live, &w.head)?;
+                anchor.check_head(&w.live, &w.head, &w.config.instance_id)?;
             }
             Ok(())
         })?;
@@ -657,6 +663,7 @@ impl Writer {
             seq,
             time: now(),
             kind: "request",
+            instance: &self.config.instance_id,
             principal: &e.principal,
             surface: e.surface,
             query,
@@ -692,6 +699,7 @@ impl Writer {
             seq,
             time: now(),
             kind: "admin",
+            instance: &self.config.instance_id,
             action: &e.action,
             os_user: &user.name,
             uid: user.uid,
@@ -718,11 +726,16 @@ impl Writer {
         let seq = self.head.seq + 1;
         let prev = self.head.hash.clone();
         let time = now();
-        let signature = hex::encode(self.key.sign(signed_message(seq, &prev, &time).as_bytes()).as_ref());
+        let signature = hex::encode(
+            self.key
+                .sign(signed_message(seq, &prev, &time, &self.config.instance_id).as_bytes())
+                .as_ref(),
+        );
         let line = serde_json::to_vec(&CheckpointLine {
             seq,
             time: time.clone(),
             kind: "checkpoint",
+            instance: &self.config.instance_id,
             public_key: &self.public_key,
             signature,
             prev: &prev,
@@ -737,6 +750,7 @@ impl Writer {
                 hash: self.head.hash.clone(),
                 time,
                 log: self.live.display().to_string(),
+                instance: self.config.instance_id.clone(),
             })?;
         }
         Ok(())
@@ -784,6 +798,7 @@ impl Writer {
                         last_seq: last,
                         time: now(),
                         log: self.live.display().to_string(),
+                        instance: self.config.instance_id.clone(),
                     })?;
                 }
                 std::fs::remove_file(old)?;
@@ -879,6 +894,8 @@ pub enum AnchorEntry {
         hash: String,
         time: String,
         log: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        instance: String,
     },
     /// A rotated file removed by `retain_files`, with its last seq: the
     /// checkpoints up to it are gone on purpose.
@@ -887,7 +904,18 @@ pub enum AnchorEntry {
         last_seq: u64,
         time: String,
         log: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        instance: String,
     },
+}
+
+impl AnchorEntry {
+    /// The replica whose log this entry anchors ("" for a single instance).
+    pub fn instance(&self) -> &str {
+        match self {
+            Self::Checkpoint { instance, .. } | Self::Retired { instance, .. } => instance,
+        }
+    }
 }
 
 /// The anchor: an append-only file, meant for another volume or a WORM
@@ -917,8 +945,10 @@ impl Anchor {
 
     /// Refuses to continue a log whose head is behind the anchor's last
     /// checkpoint, or whose line at that seq is not the anchored one.
-    fn check_head(&self, live: &Path, head: &Head) -> anyhow::Result<()> {
-        let entries = read_anchor(&self.path)?;
+    fn check_head(&self, live: &Path, head: &Head, instance: &str) -> anyhow::Result<()> {
+        let mut entries = read_anchor(&self.path)?;
+        // replicas share the anchor: this log's entries only
+        entries.retain(|e| e.instance() == instance);
         let retired_up_to = retired_up_to(&entries);
         let Some((seq, hash, time)) = entries.iter().rev().find_map(|e| match e {
             AnchorEntry::Checkpoint { seq, hash, time, .. } => Some((*seq, hash, time)),
@@ -1383,6 +1413,9 @@ pub struct VerifyReport {
     pub anchored: u64,
     /// Anchored checkpoints in rotated files that `retain_files` removed.
     pub retired: u64,
+    /// The replica whose log this is (`[audit] instance_id`; "" for a
+    /// single instance).
+    pub instance: String,
 }
 
 /// How [`verify`] reads the log.
@@ -1471,6 +1504,7 @@ pub fn verify(files: &[PathBuf], options: &VerifyOptions) -> anyhow::Result<Resu
             match &prev {
                 None => {
                     report.first_seq = seq;
+                    report.instance = v["instance"].as_str().unwrap_or_default().to_string();
                     if seq != 1 || claimed_prev != GENESIS {
                         report.starts_mid_chain = true;
                     }
@@ -1503,8 +1537,9 @@ pub fn verify(files: &[PathBuf], options: &VerifyOptions) -> anyhow::Result<Resu
                     };
                     let key = UnparsedPublicKey::new(&ED25519, key);
                     let time = v["time"].as_str().unwrap_or_default();
+                    let instance = v["instance"].as_str().unwrap_or_default();
                     let signed = key
-                        .verify(signed_message(seq, claimed_prev, time).as_bytes(), &sig)
+                        .verify(signed_message(seq, claimed_prev, time, instance).as_bytes(), &sig)
                         .or_else(|_| key.verify(signed_message_v1(seq, claimed_prev).as_bytes(), &sig));
                     if signed.is_err() {
                         return fail(format!("checkpoint seq {seq}: bad signature"));
@@ -1549,7 +1584,9 @@ pub fn verify(files: &[PathBuf], options: &VerifyOptions) -> anyhow::Result<Resu
         report.open_tail = tail;
     }
     if let Some(anchor) = &options.anchor {
-        let entries = read_anchor(anchor)?;
+        let mut entries = read_anchor(anchor)?;
+        // replicas share the anchor: this chain's entries only
+        entries.retain(|e| e.instance() == report.instance);
         let retired = retired_up_to(&entries);
         let fail = |message: String| {
             Ok(Err(VerifyError {
@@ -1600,6 +1637,67 @@ pub fn verify(files: &[PathBuf], options: &VerifyOptions) -> anyhow::Result<Resu
         }
     }
     Ok(Ok(report))
+}
+
+/// The instance named by the first line of an audit log file ("" for a
+/// single instance, or an empty file).
+fn file_instance(path: &Path) -> anyhow::Result<Option<String>> {
+    let f = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    let mut first = Vec::new();
+    BufReader::new(f).read_until(b'\n', &mut first)?;
+    if first.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let v: serde_json::Value = serde_json::from_slice(first.trim_ascii_end()).unwrap_or(serde_json::Value::Null);
+    Ok(Some(v["instance"].as_str().unwrap_or_default().to_string()))
+}
+
+/// Checks the logs of several replicas at once: `files` (each replica's
+/// oldest first, replicas in any order) are grouped by the instance their
+/// lines name, and each chain is verified as [`verify`] does. With the
+/// anchor, a replica the anchor records but whose log was not given fails
+/// too. An empty file goes with the group of the file given before it.
+pub fn verify_set(
+    files: &[PathBuf],
+    options: &VerifyOptions,
+) -> anyhow::Result<Vec<(String, Result<VerifyReport, VerifyError>)>> {
+    let mut groups: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for file in files {
+        let instance = match file_instance(file)? {
+            Some(i) => i,
+            None => groups.last().map(|(i, _)| i.clone()).unwrap_or_default(),
+        };
+        match groups.iter_mut().find(|(i, _)| *i == instance) {
+            Some((_, g)) => g.push(file.clone()),
+            None => groups.push((instance, vec![file.clone()])),
+        }
+    }
+    let mut out = Vec::new();
+    for (instance, group) in &groups {
+        out.push((instance.clone(), verify(group, options)?));
+    }
+    if let Some(anchor) = &options.anchor {
+        let mut missing: Vec<String> = read_anchor(anchor)?
+            .iter()
+            .map(|e| e.instance().to_string())
+            .filter(|i| !groups.iter().any(|(g, _)| g == i))
+            .collect();
+        missing.sort();
+        missing.dedup();
+        for instance in missing {
+            out.push((
+                instance.clone(),
+                Err(VerifyError {
+                    file: anchor.clone(),
+                    line: 0,
+                    message: format!(
+                        "the anchor records checkpoints of instance {instance:?}, whose log was not given: a replica's log is missing"
+                    ),
+                }),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -1723,7 +1821,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&lines[6]).unwrap();
         let sig = hex::encode(
             other
-                .sign(signed_message(7, &prev, v["time"].as_str().unwrap()).as_bytes())
+                .sign(signed_message(7, &prev, v["time"].as_str().unwrap(), "").as_bytes())
                 .as_ref(),
         );
         forged[6] = lines[6].replace(v["signature"].as_str().unwrap(), &sig);
@@ -2257,5 +2355,67 @@ mod tests {
         }
         log.fail_writes.store(true, Ordering::SeqCst);
         assert_eq!(log.record_synced(event(9)).await, Err(Unrecorded::WriterFailed));
+    }
+
+    #[test]
+    fn replicas_share_one_anchor_and_are_verified_as_a_set() {
+        let shared = tempfile::tempdir().unwrap();
+        let anchor = shared.path().join("anchor.jsonl");
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let cfg = |instance: &str| AuditConfig {
+            checkpoint_every: 2,
+            anchor_path: anchor.clone(),
+            instance_id: instance.into(),
+            ..AuditConfig::default()
+        };
+        // interleaved writers: each continues across the other's anchor entries
+        for round in 0..2 {
+            write_log(a.path(), 3 + round, cfg("cairn-0"));
+            write_log(b.path(), 2, cfg("cairn-1"));
+        }
+        let (log_a, log_b) = (a.path().join("audit/audit.jsonl"), b.path().join("audit/audit.jsonl"));
+        assert!(lines_of(&log_a).iter().all(|l| l["instance"] == "cairn-0"));
+        // the same key for both, as replicas mounting one Secret would have
+        let options = VerifyOptions {
+            anchor: Some(anchor.clone()),
+            ..Default::default()
+        };
+        let results = verify_set(&[log_b.clone(), log_a.clone()], &options).unwrap();
+        assert_eq!(results.len(), 2);
+        for (instance, r) in &results {
+            let r = r.as_ref().unwrap_or_else(|e| panic!("{instance}: {e}"));
+            assert_eq!(&r.instance, instance);
+            assert!(r.anchored > 0);
+        }
+        // a replica's log left out
+        let results = verify_set(std::slice::from_ref(&log_a), &options).unwrap();
+        let missing = results.iter().find(|(i, _)| i == "cairn-1").unwrap();
+        assert!(
+            missing
+                .1
+                .as_ref()
+                .unwrap_err()
+                .message
+                .contains("a replica's log is missing")
+        );
+        // one replica's log cut back at a checkpoint
+        let text = std::fs::read_to_string(&log_b).unwrap();
+        let cut: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&log_b, cut).unwrap();
+        let results = verify_set(&[log_a.clone(), log_b.clone()], &options).unwrap();
+        assert!(results.iter().find(|(i, _)| i == "cairn-0").unwrap().1.is_ok());
+        let e = results
+            .iter()
+            .find(|(i, _)| i == "cairn-1")
+            .unwrap()
+            .1
+            .as_ref()
+            .unwrap_err();
+        assert!(e.message.contains("cut back"), "{e}");
+        assert!(
+            AuditLog::open(&cfg("cairn-1"), b.path()).is_err(),
+            "cairn-1 continued its cut log"
+        );
+        assert!(AuditLog::open(&cfg("cairn-0"), a.path()).is_ok());
     }
 }

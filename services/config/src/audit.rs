@@ -38,6 +38,10 @@ pub struct AuditConfig {
     /// Records waiting for the writer at most; past it, requests answer 503
     /// rather than go unrecorded.
     pub queue_capacity: usize,
+    /// This replica's name, carried by every line of its log and every
+    /// anchor entry, so replicas can share one anchor and `cairn audit
+    /// verify` can check their logs together. Empty: a single instance.
+    pub instance_id: String,
 }
 
 /// `[audit] fsync`.
@@ -65,6 +69,7 @@ impl Default for AuditConfig {
             anchor_path: PathBuf::new(),
             fsync: FsyncMode::Checkpoint,
             queue_capacity: 10_000,
+            instance_id: String::new(),
         }
     }
 }
@@ -75,6 +80,14 @@ impl AuditConfig {
         }
         if self.rotate_bytes < 4096 {
             errors.push("audit.rotate_bytes: must be at least 4096".into());
+        }
+        if !self
+            .instance_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            || self.instance_id.len() > 128
+        {
+            errors.push("audit.instance_id: use at most 128 letters, digits and . _ -".into());
         }
         if self.queue_capacity == 0 {
             errors.push("audit.queue_capacity: must be at least 1".into());

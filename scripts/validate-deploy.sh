@@ -42,6 +42,8 @@ variants=(
     "split:--set split.enabled=true --set split.qdrant.url=https://qdrant.qdrant.svc:6334 --set split.qdrant.apiKeySecret=qdrant-key --set gpu.enabled=true"
     "split-fixed:--set split.enabled=true --set split.qdrant.url=http://qdrant:6334 --set split.retrieval.autoscaling.enabled=false"
     "split-qdrant:--set split.enabled=true --set split.qdrant.deploy.enabled=true"
+    "tls:--set tls.secretName=cairn-tls --set secretMounts[0].secretName=cairn-audit-key --set secretMounts[0].mountPath=/etc/cairn-secrets/audit"
+    "split-mtls:--set split.enabled=true --set split.qdrant.deploy.enabled=true --set tls.secretName=cairn-tls --set tls.clientCaSecret=cairn-client-ca"
 )
 for v in "${variants[@]}"; do
     name=${v%%:*}
@@ -73,6 +75,13 @@ done
 for want in 'url = "http://cairn-qdrant:6334"' 'shard_number = 3' 'replication_factor = 2'; do
     grep -qxF "$want" "$out/split-qdrant.toml" || { echo "split-qdrant: the config lacks $want" >&2; fail=1; }
 done
+# with TLS the probes speak HTTPS (gRPC probes cannot), with mutual TLS they check the port
+grep -q "scheme: HTTPS" "$out/tls.yaml" || { echo "tls: the probes do not use HTTPS" >&2; fail=1; }
+if grep -q "grpc:" "$out/tls.yaml"; then echo "tls: a gRPC probe cannot connect over TLS" >&2; fail=1; fi
+grep -q "tcpSocket:" "$out/split-mtls.yaml" || { echo "split-mtls: the probes need the port check" >&2; fail=1; }
+grep -q "CAIRN_SERVER__TLS__CLIENT_CA" "$out/split-mtls.yaml" || { echo "split-mtls: no client CA" >&2; fail=1; }
+grep -q "mountPath: /etc/cairn-secrets/audit" "$out/tls.yaml" || { echo "tls: secretMounts not mounted" >&2; fail=1; }
+[ "$(grep -c "kind: PodDisruptionBudget" "$out/split-qdrant.yaml")" = 2 ] || { echo "split-qdrant: a PodDisruptionBudget each for retrieval and Qdrant" >&2; fail=1; }
 # an API key over plain http is refused at render time (cairn would refuse the config)
 if "$bin/helm" template cairn "$chart" --set split.enabled=true --set split.qdrant.deploy.enabled=true \
     --set split.qdrant.apiKeySecret=qdrant-key >/dev/null 2>&1; then

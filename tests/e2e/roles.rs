@@ -113,9 +113,27 @@ async fn indexer_and_replicas_share_the_registry_and_the_lease_through_qdrant() 
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        // the replica's repo status is the mirrored registry
-        let resp = c.get(replica.url("/v1/repos/acme-auth")).send().await.unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
+        // the replica's repo status is the mirrored registry, which follows
+        // the published one within a mirror round or two (searches read the
+        // store directly and may see the repo first)
+        let mirrored = Instant::now();
+        loop {
+            let status = c
+                .get(replica.url("/v1/repos/acme-auth"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            if status == 200 {
+                break;
+            }
+            assert!(
+                mirrored.elapsed() < cairn_engine::roles::MIRROR_EVERY * 4 + Duration::from_secs(10),
+                "the replica never mirrored acme-auth's status ({status})"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         // the indexer dropped the replaced generation, and only it
         assert_eq!(
             qdrant.collections().await,

@@ -17,11 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use cairn_benches::{FIXTURE_QUERIES, Served, percentile, root};
-use cairn_engine::engine::Engine;
-use cairn_indexer::pipeline::NoProgress;
+use cairn_benches::{FIXTURE_QUERIES, Served, percentile};
 use cairn_indexer::serving::Serving;
-use cairn_services::config::Config;
 use cairn_services::state::AppState;
 use serde_json::json;
 
@@ -80,18 +77,7 @@ async fn load(
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let mut config = Config::load(None)?;
-    config.data_dir = tmp.path().join("data");
-    let engine = Engine::open(&config, "cairn bench")?;
-    engine
-        .index(
-            &root().join("fixtures/repos/acme-auth"),
-            "acme-auth",
-            &config,
-            &NoProgress,
-        )
-        .await?;
+    let (_tmp, config, engine) = cairn_benches::indexed_fixture().await?;
     let shared = Served::start(AppState::for_engine(&engine, &config)).await?;
     let direct = Served::start(AppState::with_serving(
         Serving::unshared(engine.embedder.clone(), engine.store.clone()),

@@ -19,12 +19,9 @@ use std::time::Instant;
 
 use axum::extract::State;
 use axum::routing::post;
-use cairn_benches::{FIXTURE_QUERIES as QUERIES, Served, percentile, root};
-use cairn_engine::engine::Engine;
-use cairn_indexer::pipeline::NoProgress;
+use cairn_benches::{FIXTURE_QUERIES as QUERIES, Served, percentile};
 use cairn_services::audit::{AuditConfig, AuditLog};
 use cairn_services::auth::Access;
-use cairn_services::config::Config;
 use cairn_services::search::SearchRequest;
 use cairn_services::state::AppState;
 use serde_json::json;
@@ -51,18 +48,7 @@ async fn bare_search(
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let mut config = Config::load(None)?;
-    config.data_dir = tmp.path().join("data");
-    let engine = Engine::open(&config, "cairn bench")?;
-    engine
-        .index(
-            &root().join("fixtures/repos/acme-auth"),
-            "acme-auth",
-            &config,
-            &NoProgress,
-        )
-        .await?;
+    let (_tmp, config, engine) = cairn_benches::indexed_fixture().await?;
     let audit = Arc::new(AuditLog::open(&AuditConfig::default(), &config.data_dir)?);
     let gated = Served::start(AppState::for_engine(&engine, &config).with_audit(audit.clone())).await?;
     let bare_router = axum::Router::new()

@@ -13,10 +13,7 @@
 
 use std::time::Instant;
 
-use cairn_benches::{Served, percentile, root};
-use cairn_engine::engine::Engine;
-use cairn_indexer::pipeline::NoProgress;
-use cairn_services::config::Config;
+use cairn_benches::{Served, percentile};
 use cairn_services::state::AppState;
 use serde_json::{Value, json};
 
@@ -64,18 +61,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let mut config = Config::load(None)?;
-    config.data_dir = tmp.path().join("data");
-    let engine = Engine::open(&config, "cairn bench")?;
-    engine
-        .index(
-            &root().join("fixtures/repos/acme-auth"),
-            "acme-auth",
-            &config,
-            &NoProgress,
-        )
-        .await?;
+    let (_tmp, config, engine) = cairn_benches::indexed_fixture().await?;
     let served = Served::start(AppState::for_engine(&engine, &config)).await?;
     let long = report(20 * 1024);
     let kinds: [(&str, Value); 4] = [

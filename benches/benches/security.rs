@@ -10,12 +10,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_benches::{FIXTURE_QUERIES as QUERIES, Served, percentile, root};
-use cairn_engine::engine::Engine;
-use cairn_indexer::pipeline::NoProgress;
+use cairn_benches::{FIXTURE_QUERIES as QUERIES, Served, percentile};
 use cairn_services::audit::{AuditConfig, AuditLog};
 use cairn_services::auth::{AuthMode, TokenStore};
-use cairn_services::config::Config;
 use cairn_services::limits::LimitsConfig;
 use cairn_services::state::AppState;
 use serde_json::json;
@@ -30,18 +27,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let mut config = Config::load(None)?;
-    config.data_dir = tmp.path().join("data");
-    let engine = Engine::open(&config, "cairn bench")?;
-    engine
-        .index(
-            &root().join("fixtures/repos/acme-auth"),
-            "acme-auth",
-            &config,
-            &NoProgress,
-        )
-        .await?;
+    let (_tmp, config, engine) = cairn_benches::indexed_fixture().await?;
     engine.set_groups("acme-auth", vec!["dev".into()])?;
 
     let open = AppState::for_engine(&engine, &config);

@@ -92,3 +92,26 @@ impl Served {
         self.task.await?
     }
 }
+
+/// A data dir in a temporary directory (kept while the returned handle
+/// lives) with the default config and model and the fixture repo
+/// `acme-auth` indexed: the setup of the latency benches.
+pub async fn indexed_fixture() -> anyhow::Result<(
+    tempfile::TempDir,
+    cairn_services::config::Config,
+    cairn_engine::engine::Engine,
+)> {
+    let tmp = tempfile::tempdir()?;
+    let mut config = cairn_services::config::Config::load(None)?;
+    config.data_dir = tmp.path().join("data");
+    let engine = cairn_engine::engine::Engine::open(&config, "cairn bench")?;
+    engine
+        .index(
+            &root().join("fixtures/repos/acme-auth"),
+            "acme-auth",
+            &config,
+            &cairn_indexer::pipeline::NoProgress,
+        )
+        .await?;
+    Ok((tmp, config, engine))
+}

@@ -40,7 +40,7 @@ variants=(
     "gpu:--set gpu.enabled=true"
     "repos:--set reposVolume.existingClaim=checkouts --set repos[0].name=acme-auth --set repos[0].path=acme-auth --set repos[0].groups[0]=payments --set networkPolicy.allowFromNamespaces[0].team=ide"
     "split:--set split.enabled=true --set split.qdrant.url=https://qdrant.qdrant.svc:6334 --set split.qdrant.apiKeySecret=qdrant-key --set gpu.enabled=true"
-    "split-fixed:--set split.enabled=true --set split.qdrant.url=http://qdrant:6334 --set split.retrieval.autoscaling.enabled=false"
+    "split-fixed:--set split.enabled=true --set split.qdrant.url=http://qdrant:6334 --set split.retrieval.autoscaling.enabled=false --set split.retrieval.auditClaim=cairn-audit"
     "split-qdrant:--set split.enabled=true --set split.qdrant.deploy.enabled=true"
     "tls:--set tls.secretName=cairn-tls --set secretMounts[0].secretName=cairn-audit-key --set secretMounts[0].mountPath=/etc/cairn-secrets/audit"
     "split-mtls:--set split.enabled=true --set split.qdrant.deploy.enabled=true --set tls.secretName=cairn-tls --set tls.clientCaSecret=cairn-client-ca"
@@ -80,6 +80,8 @@ grep -q "scheme: HTTPS" "$out/tls.yaml" || { echo "tls: the probes do not use HT
 if grep -q "grpc:" "$out/tls.yaml"; then echo "tls: a gRPC probe cannot connect over TLS" >&2; fail=1; fi
 grep -q "tcpSocket:" "$out/split-mtls.yaml" || { echo "split-mtls: the probes need the port check" >&2; fail=1; }
 grep -q "CAIRN_SERVER__TLS__CLIENT_CA" "$out/split-mtls.yaml" || { echo "split-mtls: no client CA" >&2; fail=1; }
+grep -q 'value: /var/lib/cairn-audit/$(CAIRN_AUDIT__INSTANCE_ID)/audit.log' "$out/split-fixed.yaml" || { echo "split-fixed: replicas' audit logs not on the shared claim" >&2; fail=1; }
+grep -q "claimName: cairn-audit" "$out/split-fixed.yaml" || { echo "split-fixed: no audit claim" >&2; fail=1; }
 grep -q "mountPath: /etc/cairn-secrets/audit" "$out/tls.yaml" || { echo "tls: secretMounts not mounted" >&2; fail=1; }
 [ "$(grep -c "kind: PodDisruptionBudget" "$out/split-qdrant.yaml")" = 2 ] || { echo "split-qdrant: a PodDisruptionBudget each for retrieval and Qdrant" >&2; fail=1; }
 # an API key over plain http is refused at render time (cairn would refuse the config)

@@ -32,7 +32,7 @@ async fn bench() -> anyhow::Result<()> {
 
     let open = AppState::for_engine(&engine, &config);
     let tokens = Arc::new(TokenStore::new(&config.data_dir));
-    let (_, token) = tokens.create("bench", vec!["dev".into()])?;
+    let (_, token) = tokens.create("bench", vec!["dev".into()]).await?;
     let audit = Arc::new(AuditLog::open(&AuditConfig::default(), &config.data_dir)?);
     let secured = AppState::for_engine(&engine, &config)
         .with_auth(AuthMode::Tokens, tokens)

@@ -938,6 +938,10 @@ impl Anchor {
             .append(true)
             .open(&self.path)
             .with_context(|| format!("failed to open the audit anchor {}", self.path.display()))?;
+        // replicas may share the anchor (a ReadWriteMany volume): one whole
+        // line at a time, under an exclusive lock (released on close)
+        f.lock()
+            .with_context(|| format!("failed to lock the audit anchor {}", self.path.display()))?;
         f.write_all(&line)
             .and_then(|()| f.sync_data())
             .with_context(|| format!("failed to write the audit anchor {}", self.path.display()))

@@ -177,7 +177,8 @@ impl AppState {
                 match store.authenticate(token) {
                     Ok(Some(principal)) => Ok(Access::for_principal(principal)),
                     Ok(None) => Err(ServiceError::unauthenticated("invalid or revoked token")),
-                    Err(e) => Err(ServiceError::internal(format!("token store: {e:#}"))),
+                    // unreadable or not re-read lately: refuse, never honour a revoked token
+                    Err(e) => Err(ServiceError::unavailable(format!("token store: {e:#}"))),
                 }
             }
         }

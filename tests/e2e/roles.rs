@@ -157,6 +157,79 @@ async fn indexer_and_replicas_share_the_registry_and_the_lease_through_qdrant() 
     result.expect("the split-role scenario finished in time").unwrap();
 }
 
+/// Replicas share API tokens through Qdrant's metadata collection: a token
+/// made with `cairn token create` against one data dir works on a replica
+/// with another, and a revocation reaches every replica within
+/// `auth::SHARED_REFRESH`.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_share_tokens_and_revocations_through_qdrant() {
+    let Some(qdrant) = crate::qdrant::TestQdrant::from_env("replicas_share_tokens_and_revocations_through_qdrant")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("cairn.toml");
+    std::fs::write(&config, format!("{}\n[auth]\nmode = \"tokens\"\n", qdrant.store_toml())).unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let test_qdrant = crate::qdrant::TestQdrant {
+        url: qdrant.url.clone(),
+        collection: qdrant.collection.clone(),
+    };
+    let dir = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let (admin, one, two) = (dir("admin"), dir("replica-1"), dir("replica-2"));
+    let outcome = tokio::spawn(async move {
+        let _qdrant = test_qdrant;
+        let cli = |args: &[&str]| {
+            let mut all = args.to_vec();
+            all.extend(["--config", config.as_str(), "--data-dir", admin.as_str()]);
+            let (ok, out, err) = crate::run(&all);
+            assert!(ok, "{all:?}: {err}");
+            out
+        };
+        let token = cli(&["token", "create", "--principal", "alice", "--groups", "dev"])
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
+        let cfg = ["--config", config.as_str()];
+        let replicas = [one.as_str(), two.as_str()].map(|d| {
+            Server::wait_ready(Server::spawn(
+                std::path::Path::new(d),
+                &cfg,
+                &[],
+                &["serve", "--no-indexer"],
+            ))
+        });
+        let c = reqwest::Client::new();
+        let status = |server: &Server, token: &str| {
+            let req = c.get(server.url("/v1/repos")).bearer_auth(token).send();
+            async move { req.await.unwrap().status().as_u16() }
+        };
+        for r in &replicas {
+            assert_eq!(status(r, &token).await, 200, "a replica honours a token made elsewhere");
+            assert_eq!(status(r, "cairn_0000").await, 401);
+        }
+        assert!(cli(&["token", "list"]).contains("alice"));
+        assert!(!std::path::Path::new(&admin).join("tokens.json").exists());
+        cli(&["token", "revoke", "alice"]);
+        let revoked = Instant::now();
+        for r in &replicas {
+            while status(r, &token).await != 401 {
+                assert!(
+                    revoked.elapsed() < cairn_services::auth::SHARED_REFRESH + Duration::from_secs(3),
+                    "a replica still honours a token revoked {:?} ago",
+                    revoked.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        eprintln!("revocation reached both replicas in {:?}", revoked.elapsed());
+    });
+    let result = tokio::time::timeout(Duration::from_secs(300), outcome).await;
+    qdrant.drop_collections().await;
+    result.expect("the shared-token scenario finished in time").unwrap();
+}
+
 /// Both roles against a Qdrant that does not answer (a closed port; runs
 /// everywhere): the replica still starts and answers searches with 503, the
 /// indexer stands by retrying the lease, and both stop cleanly on SIGTERM.

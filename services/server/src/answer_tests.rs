@@ -665,7 +665,7 @@ async fn no_surface_returns_a_chunk_from_a_repo_the_caller_cannot_read() {
         if p == 0 {
             g = vec!["admin".into()];
         }
-        let (_, token) = tokens.create(&format!("user{p}"), g.clone()).unwrap();
+        let (_, token) = tokens.create(&format!("user{p}"), g.clone()).await.unwrap();
         principals.push((format!("user{p}"), g, token));
     }
 

@@ -271,6 +271,7 @@ async fn every_surface_holds_every_promise() {
     let tokens = Arc::new(TokenStore::new(data.path()));
     let (_, token) = tokens
         .create_capped("dev-user", vec!["dev".into()], Some(Sensitivity::Internal))
+        .await
         .unwrap();
     let audit_config = AuditConfig {
         checkpoint_every: 1,

@@ -57,8 +57,8 @@ async fn serve(limits: LimitsConfig, behaviour: Behaviour) -> Served {
         .await
         .unwrap();
     let tokens = Arc::new(TokenStore::new(data.path()));
-    let (_, alice) = tokens.create("alice", vec!["admin".into()]).unwrap();
-    let (_, bob) = tokens.create("bob", vec!["admin".into()]).unwrap();
+    let (_, alice) = tokens.create("alice", vec!["admin".into()]).await.unwrap();
+    let (_, bob) = tokens.create("bob", vec!["admin".into()]).await.unwrap();
     let audit = Arc::new(cairn_services::audit::AuditLog::open(&config.audit, data.path()).unwrap());
     let state = AppState::for_engine(&engine, &config)
         .with_auth(AuthMode::Tokens, tokens)

@@ -212,7 +212,7 @@ async fn run(command: Command, config: Config, data_dir_given: bool) -> anyhow::
         Command::Indexer { http, grpc } => serve::run(config, http, grpc, Role::Indexer).await,
         Command::Store(cmd) => store::run(cmd, &config).await,
         Command::Repo(cmd) => repo::run(cmd, config).await,
-        Command::Token(cmd) => token::run(cmd, config),
+        Command::Token(cmd) => token::run(cmd, config).await,
         // answered in main, before logging starts
         Command::Config(ConfigCommand::Check) | Command::Audit(_) => Ok(()),
         Command::Eval { dir, reuse, json } => eval::run(&dir, reuse, json, config, data_dir_given).await,

@@ -175,7 +175,14 @@ pub async fn run(mut config: Config, http: Option<String>, grpc: Option<String>,
         )),
         _ => None,
     };
-    let tokens = Arc::new(TokenStore::new(&config.data_dir));
+    let tokens = Arc::new(match &meta {
+        Some(meta) => TokenStore::shared(meta.clone(), &config.data_dir).await?,
+        None => TokenStore::for_config(&config).await?,
+    });
+    if config.auth.mode == AuthMode::Tokens {
+        tracing::info!(store = %tokens.describe(), "API tokens");
+    }
+    TokenStore::keep_fresh(&tokens);
     let audit = Arc::new(AuditLog::open(&config.audit, &config.data_dir)?);
     let daemon = match role {
         Role::Replica => {

@@ -1,4 +1,5 @@
-//! `cairn token create | revoke | list`: API tokens, hashed in the data dir.
+//! `cairn token create | revoke | list`: API tokens, hashed in the data dir
+//! (or, with a Qdrant server, in its metadata collection: see `auth`).
 
 use anyhow::Context;
 use cairn_services::audit;
@@ -32,8 +33,8 @@ pub enum TokenCommand {
     List,
 }
 
-pub fn run(cmd: TokenCommand, config: Config) -> anyhow::Result<()> {
-    let store = TokenStore::new(&config.data_dir);
+pub async fn run(cmd: TokenCommand, config: Config) -> anyhow::Result<()> {
+    let store = TokenStore::for_config(&config).await?;
     match cmd {
         TokenCommand::Create {
             principal,
@@ -43,7 +44,7 @@ pub fn run(cmd: TokenCommand, config: Config) -> anyhow::Result<()> {
             let groups = auth::parse_groups(&groups)?;
             let max_sensitivity = max_sensitivity.as_deref().map(parse_sensitivity).transpose()?;
             let mut admin = admin_log(&config)?;
-            let created = store.create_capped(&principal, groups.clone(), max_sensitivity);
+            let created = store.create_capped(&principal, groups.clone(), max_sensitivity).await;
             let event = audit::AdminEvent::new("token.create", &principal);
             let event = match &created {
                 Ok((record, _)) => event.token(record),
@@ -70,7 +71,7 @@ pub fn run(cmd: TokenCommand, config: Config) -> anyhow::Result<()> {
         }
         TokenCommand::Revoke { id_or_principal } => {
             let mut admin = admin_log(&config)?;
-            let revoked = store.revoke(&id_or_principal).and_then(|n| match n {
+            let revoked = store.revoke(&id_or_principal).await.and_then(|n| match n {
                 0 => Err(anyhow::anyhow!("no token with id or principal {id_or_principal:?}")),
                 n => Ok(n),
             });
@@ -83,7 +84,7 @@ pub fn run(cmd: TokenCommand, config: Config) -> anyhow::Result<()> {
             println!("revoked {n} token(s)");
         }
         TokenCommand::List => {
-            for t in store.list()? {
+            for t in store.list().await? {
                 // the clearance is the last column: `-` is no cap
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
